@@ -1,0 +1,85 @@
+/// GELU (tanh form, as GPT-2) and SiLU, forward and backward, elementwise over `count` floats.
+///
+/// Forward writes `y` (which may alias `x`); backward writes `dx = dy * f'(x)` (which may alias
+/// `dy`).
+
+private let geluC: Float = 0.797_884_56 // sqrt(2 / pi)
+private let geluA: Float = 0.044_715
+
+/// `y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³)))`.
+public func geluForward(
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int,
+    pool: ThreadPool = .shared
+) {
+    elementwise(n, cost: 24, pool: pool) { i in
+        let v = load16(x + i)
+        let t = tanh16(geluC * v.addingProduct(geluA * v * v, v))
+        store16(0.5 * v * (1 + t), y + i)
+    } scalar: { i in
+        let v = x[i]
+        let t = tanh16(SIMD16(repeating: geluC * (v + geluA * v * v * v)))[0]
+        y[i] = 0.5 * v * (1 + t)
+    }
+}
+
+/// `dx = dy * gelu'(x)`.
+public func geluBackward(
+    _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
+    count n: Int, pool: ThreadPool = .shared
+) {
+    @inline(__always) func derivative(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        let v2 = v * v
+        let t = tanh16(geluC * v.addingProduct(geluA * v2, v))
+        let du = geluC * (1 + 3 * geluA * v2)
+        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du
+    }
+    elementwise(n, cost: 30, pool: pool) { i in
+        store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+    } scalar: { i in
+        dx[i] = dy[i] * derivative(SIMD16(repeating: x[i]))[0]
+    }
+}
+
+/// `y = x * sigmoid(x)`.
+public func siluForward(
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int,
+    pool: ThreadPool = .shared
+) {
+    elementwise(n, cost: 20, pool: pool) { i in
+        let v = load16(x + i)
+        store16(v / (1 + exp16(-v)), y + i)
+    } scalar: { i in
+        let v = x[i]
+        y[i] = v / (1 + exp16(SIMD16(repeating: -v))[0])
+    }
+}
+
+/// `dx = dy * silu'(x)` with `silu'(x) = s (1 + x (1 - s))`, `s = sigmoid(x)`.
+public func siluBackward(
+    _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
+    count n: Int, pool: ThreadPool = .shared
+) {
+    @inline(__always) func derivative(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        let s = 1 / (1 + exp16(-v))
+        return s * (1 + v * (1 - s))
+    }
+    elementwise(n, cost: 24, pool: pool) { i in
+        store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+    } scalar: { i in
+        dx[i] = dy[i] * derivative(SIMD16(repeating: x[i]))[0]
+    }
+}
+
+/// Runs `vector(i)` for each 16-aligned block start and `scalar(i)` for the tail, split over the
+/// pool when `count * cost` is worth it.
+@inline(__always)
+func elementwise(
+    _ n: Int, cost: Int, pool: ThreadPool,
+    vector: (Int) -> Void, scalar: (Int) -> Void
+) {
+    let blocks = n / 16
+    pool.parallelRanges(blocks, costPerItem: 16 * cost) { range, _ in
+        for block in range { vector(block * 16) }
+    }
+    for i in (blocks * 16)..<n { scalar(i) }
+}

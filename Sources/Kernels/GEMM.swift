@@ -1,0 +1,282 @@
+/// Whether a GEMM operand is used as stored or transposed.
+public enum Transpose: Sendable {
+    case none
+    case transposed
+}
+
+/// Single-precision general matrix multiply on row-major matrices:
+/// `C = alpha * op(A) * op(B) + beta * C`, with `op(A)` of shape `m x k` and `op(B)` of shape
+/// `k x n`.
+///
+/// - `transA == .none`: `A` is `m x k` with row stride `lda`; `.transposed`: `A` is `k x m`.
+/// - `transB == .none`: `B` is `k x n` with row stride `ldb`; `.transposed`: `B` is `n x k`
+///   (the layout of a PyTorch `[out, in]` weight, so `X·Wᵀ` needs no copy).
+/// - `beta == 0` never reads `C`, so `C` may hold garbage; `beta == 1` accumulates.
+///
+/// The algorithm is the classic packed one: operands are packed into panels the register
+/// micro-kernel (`GEMM.mr x GEMM.nr`) streams through, blocked so a panel of `A` stays in L1
+/// and a chunk of `B` in L2, and the tile grid is spread over the pool. `m == 1` takes a
+/// memory-bound GEMV path.
+public func sgemm(
+    _ transA: Transpose, _ transB: Transpose,
+    m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0,
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    pool: ThreadPool = .shared
+) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 || alpha == 0 {
+        scaleRows(c, rows: m, cols: n, ld: ldc, by: beta)
+        return
+    }
+    if m == 1 {
+        gemv(transA, transB, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+             beta: beta, c: c, pool: pool)
+        return
+    }
+    GEMM.packed(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc, pool: pool)
+}
+
+/// Blocking parameters and the packed driver.
+public enum GEMM {
+    /// Rows of the register tile: 14 rows x 2 vectors = 28 accumulators of the 32 zmm registers.
+    public static let mr = 14
+    /// Columns of the register tile: two 16-float vectors.
+    public static let nr = 32
+    /// Largest depth of a packed block: a 14 x 512 panel of A is 28 KiB and stays in the 48 KiB
+    /// L1.
+    static let kc = 512
+    /// Columns of B one task streams: 512 x 512 floats is 1 MiB, resident in the 2 MiB L2.
+    static let panelsPerChunk = 16
+
+    static func packed(
+        _ transA: Transpose, _ transB: Transpose,
+        m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool
+    ) {
+        let mPanels = (m + mr - 1) / mr
+        let nPanels = (n + nr - 1) / nr
+        // Equal passes over k of at most `kc`: each pass re-reads and re-writes C.
+        let passes = (k + kc - 1) / kc
+        let depth = (k + passes - 1) / passes
+        let threads = 2 * m * n * k >= 4 * ThreadPool.parallelWorkThreshold ? pool.threadCount : 1
+        // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
+        // evenly, with a task count that is a multiple of the thread count where the rows allow,
+        // so that no thread waits for a last odd task.
+        let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
+        var groups = min(mPanels, max(1, (2 * threads + nChunks - 1) / nChunks))
+        while (groups * nChunks) % threads != 0 && groups < mPanels { groups += 1 }
+
+        Scratch.withFloats(mPanels * mr * depth) { packedA in
+            Scratch.withFloats(nPanels * nr * depth) { packedB in
+                var p0 = 0
+                while p0 < k {
+                    let kcNow = min(depth, k - p0)
+                    let betaNow = p0 == 0 ? beta : 1
+                    let pack = { (task: Int, _: Int) in
+                        if task < mPanels {
+                            packA(transA, a, lda, m: m, row: task * mr, p0: p0, kc: kcNow,
+                                  into: packedA + task * mr * kcNow)
+                        } else {
+                            let panel = task - mPanels
+                            packB(transB, b, ldb, n: n, col: panel * nr, p0: p0, kc: kcNow,
+                                  into: packedB + panel * nr * kcNow)
+                        }
+                    }
+                    let compute = { (task: Int, _: Int) in
+                        let group = task % groups, chunk = task / groups
+                        let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
+                        let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
+                        for ip in ip0..<ip1 {
+                            for jp in jp0..<jp1 {
+                                tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
+                                     a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
+                                     c: c, ldc: ldc, alpha: alpha, beta: betaNow)
+                            }
+                        }
+                    }
+                    if threads > 1 {
+                        pool.parallelFor(mPanels + nPanels, pack)
+                        pool.parallelFor(groups * nChunks, compute)
+                    } else {
+                        for t in 0..<(mPanels + nPanels) { pack(t, 0) }
+                        for t in 0..<(groups * nChunks) { compute(t, 0) }
+                    }
+                    p0 += kcNow
+                }
+            }
+        }
+    }
+
+    /// One register tile of C; edge tiles go through a small buffer.
+    @inline(__always)
+    static func tile(
+        row: Int, col: Int, m: Int, n: Int, kc: Int,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+    ) {
+        let rows = min(mr, m - row), cols = min(nr, n - col)
+        let target = c + row * ldc + col
+        if rows == mr && cols == nr {
+            microKernel14x32(kc, a, b, target, ldc, alpha: alpha, beta: beta)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { buffer in
+            let t = buffer.baseAddress!
+            microKernel14x32(kc, a, b, t, nr, alpha: alpha, beta: 0)
+            for r in 0..<rows {
+                let dst = target + r * ldc, src = t + r * nr
+                if beta == 0 {
+                    for j in 0..<cols { dst[j] = src[j] }
+                } else {
+                    for j in 0..<cols { dst[j] = beta * dst[j] + src[j] }
+                }
+            }
+        }
+    }
+
+    /// Packs rows `row..<row+mr` of op(A), depth `p0..<p0+kc`, as `kc` groups of `mr` values.
+    /// Rows past `m` are zero.
+    static func packA(
+        _ trans: Transpose, _ a: UnsafePointer<Float>, _ lda: Int,
+        m: Int, row: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>
+    ) {
+        let rows = min(mr, m - row)
+        switch trans {
+        case .none:
+            // 16 x 16 blocks through registers: rows 14 and 15 of a block are zero and each
+            // 16-wide store spills two floats into the next k's slot, which the next store
+            // overwrites; the panel's last k is stored element by element.
+            var p = 0
+            if rows == mr {
+                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
+                    let block = buffer.baseAddress!
+                    while p + 16 <= kc {
+                        for r in 0..<mr { block[r] = load16(a + (row + r) * lda + p0 + p) }
+                        block[14] = SIMD16(); block[15] = SIMD16()
+                        transpose16x16(block, scratch: block + 16)
+                        let last = p + 16 == kc ? 15 : 16
+                        for q in 0..<last { store16(block[q], dst + (p + q) * mr) }
+                        if last == 15 {
+                            for r in 0..<mr { dst[(p + 15) * mr + r] = block[15][r] }
+                        }
+                        p += 16
+                    }
+                }
+            }
+            if p < kc {
+                for r in 0..<rows {
+                    let src = a + (row + r) * lda + p0
+                    for q in p..<kc { dst[q * mr + r] = src[q] }
+                }
+            }
+        case .transposed:
+            // Rows are contiguous here. A 16-wide load stays inside A when two more columns
+            // exist; its store spills into the next k's slot, overwritten next, except at the
+            // panel's last k.
+            if rows == mr && row + 16 <= m {
+                for p in 0..<(kc - 1) { store16(load16(a + (p0 + p) * lda + row), dst + p * mr) }
+                let src = a + (p0 + kc - 1) * lda + row
+                for r in 0..<mr { dst[(kc - 1) * mr + r] = src[r] }
+                return
+            }
+            for p in 0..<kc {
+                let src = a + (p0 + p) * lda + row
+                for r in 0..<rows { dst[p * mr + r] = src[r] }
+            }
+        }
+        if rows < mr {
+            for p in 0..<kc {
+                for r in rows..<mr { dst[p * mr + r] = 0 }
+            }
+        }
+    }
+
+    /// Packs columns `col..<col+nr` of op(B), depth `p0..<p0+kc`, as `kc` groups of `nr`
+    /// values. Columns past `n` are zero.
+    static func packB(
+        _ trans: Transpose, _ b: UnsafePointer<Float>, _ ldb: Int,
+        n: Int, col: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>
+    ) {
+        let cols = min(nr, n - col)
+        switch trans {
+        case .none:
+            if cols == nr {
+                for p in 0..<kc {
+                    let src = b + (p0 + p) * ldb + col
+                    store16(load16(src), dst + p * nr)
+                    store16(load16(src + 16), dst + p * nr + 16)
+                }
+                return
+            }
+            for p in 0..<kc {
+                let src = b + (p0 + p) * ldb + col
+                for j in 0..<cols { dst[p * nr + j] = src[j] }
+            }
+        case .transposed:
+            var p = 0
+            if cols == nr {
+                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
+                    let block = buffer.baseAddress!
+                    while p + 16 <= kc {
+                        for half in 0..<2 {
+                            for j in 0..<16 { block[j] = load16(b + (col + 16 * half + j) * ldb + p0 + p) }
+                            transpose16x16(block, scratch: block + 16)
+                            for q in 0..<16 { store16(block[q], dst + (p + q) * nr + 16 * half) }
+                        }
+                        p += 16
+                    }
+                }
+            }
+            if p < kc {
+                for j in 0..<cols {
+                    let src = b + (col + j) * ldb + p0
+                    for q in p..<kc { dst[q * nr + j] = src[q] }
+                }
+            }
+        }
+        if cols < nr {
+            for p in 0..<kc {
+                for j in cols..<nr { dst[p * nr + j] = 0 }
+            }
+        }
+    }
+}
+
+/// Transposes a 16 x 16 block held as 16 row vectors, in place (`scratch` holds 16 more).
+///
+/// Four perfect unshuffles: each moves even-indexed elements of the 256-element block to the
+/// front and odd ones to the back, which rotates an element's 8-bit index right by one bit;
+/// four rotations turn row-major `(r, c)` into `(c, r)`. Each output vector is one two-source
+/// permute (`vpermt2ps`) on AVX-512.
+@inline(__always)
+func transpose16x16(
+    _ block: UnsafeMutablePointer<SIMD16<Float>>, scratch: UnsafeMutablePointer<SIMD16<Float>>
+) {
+    var source = block, target = scratch
+    for _ in 0..<4 {
+        for k in 0..<8 {
+            let x = source[2 * k], y = source[2 * k + 1]
+            target[k] = SIMD16(lowHalf: x.evenHalf, highHalf: y.evenHalf)
+            target[k + 8] = SIMD16(lowHalf: x.oddHalf, highHalf: y.oddHalf)
+        }
+        swap(&source, &target)
+    }
+}
+
+/// `C = beta * C` over a strided block; `beta == 0` writes zeros without reading.
+func scaleRows(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, by beta: Float) {
+    if beta == 1 { return }
+    for r in 0..<rows {
+        let row = c + r * ld
+        if beta == 0 {
+            row.update(repeating: 0, count: cols)
+        } else {
+            for j in 0..<cols { row[j] *= beta }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// A persistent pool of worker threads that runs `parallelFor` jobs.
+///
+/// The pool is the one place where work crosses threads. Workers spin for a short while after a
+/// job (back-to-back kernels of a training step then start in about a microsecond) and sleep on a
+/// condition variable after that, so an idle process costs no CPU.
+///
+/// A job's body is not `@Sendable`: kernels capture raw pointers, and the pool guarantees that the
+/// body has finished on every thread before `parallelFor` returns, which is what makes that safe.
+/// Calls from several threads are serialized; a call from inside a job runs serially on the
+/// calling worker.
+public final class ThreadPool: Sendable {
+    /// The process-wide pool: one thread per core, or `TINYLM_THREADS` when set.
+    public static let shared = ThreadPool(threadCount: ThreadPool.defaultThreadCount)
+
+    /// Below this many floating-point operations a kernel runs on the calling thread: on two cores
+    /// splitting less than ~20 µs of work loses to the hand-off.
+    public static let parallelWorkThreshold = 200_000
+
+    /// The number of threads that run a job, the calling thread included.
+    public let threadCount: Int
+    private let core: PoolCore
+
+    /// Creates a pool in which `threadCount` threads (the caller and `threadCount - 1` workers)
+    /// share each job.
+    public init(threadCount: Int) {
+        self.threadCount = max(1, threadCount)
+        core = PoolCore(threadCount: self.threadCount)
+        core.startWorkers()
+    }
+
+    deinit { core.shutdown() }
+
+    /// One thread per available core, or the value of `TINYLM_THREADS` when it is a positive
+    /// integer.
+    public static var defaultThreadCount: Int {
+        if let text = ProcessInfo.processInfo.environment["TINYLM_THREADS"],
+           let value = Int(text), value > 0 {
+            return min(value, 256)
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Runs `body(task, worker)` for every `task` in `0..<count`, spread over the pool's threads.
+    /// `worker` is in `0..<threadCount` and identifies the thread, so a body can use per-thread
+    /// scratch memory. Returns when every task has finished.
+    public func parallelFor(_ count: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
+        core.parallelFor(count, body)
+    }
+
+    /// Splits `0..<count` into contiguous ranges and runs `body` on them in parallel when
+    /// `count * costPerItem` floating-point operations are worth the hand-off.
+    public func parallelRanges(
+        _ count: Int, costPerItem: Int, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
+    ) {
+        guard count > 0 else { return }
+        let work = count &* max(1, costPerItem)
+        if threadCount == 1 || work < ThreadPool.parallelWorkThreshold || count == 1 {
+            body(0..<count, 0)
+            return
+        }
+        // A few chunks per thread balance uneven rows without much overhead.
+        let chunks = min(count, threadCount * 4)
+        parallelFor(chunks) { chunk, worker in
+            let start = count * chunk / chunks
+            let end = count * (chunk + 1) / chunks
+            if start < end { body(start..<end, worker) }
+        }
+    }
+
+}
+
+private final class PoolCore: @unchecked Sendable {
+    let threadCount: Int
+
+    private typealias Body = (_ task: Int, _ worker: Int) -> Void
+
+    private nonisolated(unsafe) var body: Body?
+    private nonisolated(unsafe) var taskCount = 0
+    private let nextTask = Atomic<Int>(0)
+    private let running = Atomic<Int>(0)
+    private let generation = Atomic<Int>(0)
+    private let sleepers = Atomic<Int>(0)
+    private let submitLock = Mutex<Void>(())
+    private nonisolated(unsafe) var mutex = pthread_mutex_t()
+    private nonisolated(unsafe) var condition = pthread_cond_t()
+    private nonisolated(unsafe) var shuttingDown = false
+
+    /// How long an idle worker polls for the next job before it sleeps.
+    private static let spinNanoseconds: UInt64 = 200_000
+
+    init(threadCount: Int) {
+        self.threadCount = max(1, threadCount)
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
+    }
+
+    func startWorkers() {
+        for worker in 1..<threadCount {
+            // The thread keeps the core alive until `shutdown()`.
+            let thread = Thread { self.workerLoop(worker) }
+            thread.name = "tinylm-worker-\(worker)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    func shutdown() {
+        pthread_mutex_lock(&mutex)
+        shuttingDown = true
+        generation.add(1, ordering: .sequentiallyConsistent)
+        pthread_cond_broadcast(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Runs `body(task, worker)` for every `task` in `0..<count`, spread over the pool's threads.
+    /// `worker` is in `0..<threadCount` and identifies the thread, so a body can use per-thread
+    /// scratch memory. Returns when every task has finished.
+    func parallelFor(_ count: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
+        guard count > 0 else { return }
+        if count == 1 || threadCount == 1 || PoolCore.isWorkerThread {
+            for task in 0..<count { body(task, 0) }
+            return
+        }
+        submitLock.withLock { _ in
+            withoutActuallyEscaping(body) { escaping in
+                self.body = escaping
+                self.taskCount = count
+                nextTask.store(0, ordering: .relaxed)
+                running.store(threadCount - 1, ordering: .relaxed)
+                // Publishing the new generation releases the body and count to the workers.
+                generation.add(1, ordering: .sequentiallyConsistent)
+                if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                    pthread_mutex_lock(&mutex)
+                    pthread_cond_broadcast(&condition)
+                    pthread_mutex_unlock(&mutex)
+                }
+                PoolCore.isWorkerThread = true
+                runTasks(worker: 0)
+                PoolCore.isWorkerThread = false
+                while running.load(ordering: .acquiring) != 0 {}
+                self.body = nil
+            }
+        }
+    }
+
+    private func runTasks(worker: Int) {
+        guard let body else { return }
+        let count = taskCount
+        while true {
+            let task = nextTask.wrappingAdd(1, ordering: .relaxed).oldValue
+            if task >= count { break }
+            body(task, worker)
+        }
+    }
+
+    private func workerLoop(_ worker: Int) {
+        PoolCore.isWorkerThread = true
+        // Generation 0 is the pool's state before its first job. A thread that starts late must
+        // still take part in every job since then: each job waits for all workers.
+        var seen = 0
+        while true {
+            let start = DispatchTime.now().uptimeNanoseconds
+            var polls = 0
+            while generation.load(ordering: .acquiring) == seen {
+                polls &+= 1
+                if polls & 1023 == 0,
+                   DispatchTime.now().uptimeNanoseconds - start > PoolCore.spinNanoseconds {
+                    sleep(until: seen)
+                }
+            }
+            seen = generation.load(ordering: .acquiring)
+            if shuttingDown { return }
+            runTasks(worker: worker)
+            running.subtract(1, ordering: .releasing)
+        }
+    }
+
+    private func sleep(until seen: Int) {
+        pthread_mutex_lock(&mutex)
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        while generation.load(ordering: .sequentiallyConsistent) == seen {
+            pthread_cond_wait(&condition, &mutex)
+        }
+        sleepers.subtract(1, ordering: .sequentiallyConsistent)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// True on a pool's worker threads and on a thread while it runs a job's tasks.
+    static var isWorkerThread: Bool {
+        get { pthread_getspecific(workerKey) != nil }
+        set { pthread_setspecific(workerKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+}

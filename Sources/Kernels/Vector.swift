@@ -1,0 +1,114 @@
+/// Elementwise and reduction kernels over contiguous float vectors.
+///
+/// Each processes 16 lanes at a time with a scalar tail. Reductions keep four independent
+/// accumulators so the FMA latency is hidden.
+
+/// `sum(x[i] * y[i])`.
+@inline(__always)
+public func dotProduct(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Float {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+    var i = 0
+    while i + 64 <= n {
+        s0 = s0.addingProduct(load16(x + i), load16(y + i))
+        s1 = s1.addingProduct(load16(x + i + 16), load16(y + i + 16))
+        s2 = s2.addingProduct(load16(x + i + 32), load16(y + i + 32))
+        s3 = s3.addingProduct(load16(x + i + 48), load16(y + i + 48))
+        i += 64
+    }
+    while i + 16 <= n {
+        s0 = s0.addingProduct(load16(x + i), load16(y + i))
+        i += 16
+    }
+    var total = ((s0 + s1) + (s2 + s3)).sum()
+    while i < n {
+        total += x[i] * y[i]
+        i += 1
+    }
+    return total
+}
+
+/// `sum(x[i])`.
+public func sum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
+    var i = 0
+    while i + 32 <= n {
+        s0 += load16(x + i)
+        s1 += load16(x + i + 16)
+        i += 32
+    }
+    while i + 16 <= n {
+        s0 += load16(x + i)
+        i += 16
+    }
+    var total = (s0 + s1).sum()
+    while i < n {
+        total += x[i]
+        i += 1
+    }
+    return total
+}
+
+/// `sum(x[i] * x[i])`.
+public func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    dotProduct(x, x, count: n)
+}
+
+/// The largest element; `-infinity` for an empty vector. NaN elements are ignored.
+public func maximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var m = SIMD16<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 16 <= n {
+        m = pointwiseMax(m, load16(x + i))
+        i += 16
+    }
+    var best = m.max()
+    while i < n {
+        best = Swift.max(best, x[i])
+        i += 1
+    }
+    return best
+}
+
+/// `out[i] = x[i] + y[i]`; `out` may alias `x` or `y`.
+public func add(
+    _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+    count n: Int
+) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(x + i) + load16(y + i), out + i)
+        i += 16
+    }
+    while i < n {
+        out[i] = x[i] + y[i]
+        i += 1
+    }
+}
+
+/// `x[i] *= alpha`.
+public func scale(_ x: UnsafeMutablePointer<Float>, by alpha: Float, count n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(x + i) * alpha, x + i)
+        i += 16
+    }
+    while i < n {
+        x[i] *= alpha
+        i += 1
+    }
+}
+
+/// `y[i] += alpha * x[i]`.
+public func axpy(
+    _ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
+) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(y + i).addingProduct(alpha, load16(x + i)), y + i)
+        i += 16
+    }
+    while i < n {
+        y[i] += alpha * x[i]
+        i += 1
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct TinyLM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tinylm",
+        abstract: "Train, fine-tune, quantize and chat with small transformer language models.",
+        subcommands: [Bench.self]
+    )
+}

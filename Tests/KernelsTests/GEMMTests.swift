@@ -1,0 +1,122 @@
+import Kernels
+import Testing
+
+@Suite("sgemm against a double-precision reference")
+struct GEMMTests {
+    /// C = alpha op(A) op(B) + beta C in doubles, on the same strided storage.
+    static func reference(
+        _ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int, alpha: Double,
+        a: [Float], lda: Int, b: [Float], ldb: Int, beta: Double, c: [Float], ldc: Int
+    ) -> [Double] {
+        var out = c.doubles
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let av = ta == .none ? a[i * lda + p] : a[p * lda + i]
+                    let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
+                    s += Double(av) * Double(bv)
+                }
+                out[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * Double(c[i * ldc + j]))
+            }
+        }
+        return out
+    }
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        var ta: Transpose, tb: Transpose, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float
+        var testDescription: String { "\(ta)/\(tb) \(m)x\(n)x\(k) pad \(pad) α \(alpha) β \(beta)" }
+    }
+
+    static let edge = [1, 3, 17, 64, 257]
+    static var cases: [Case] {
+        var list: [Case] = []
+        var seed: UInt64 = 7
+        for ta in [Transpose.none, .transposed] {
+            for tb in [Transpose.none, .transposed] {
+                for m in edge {
+                    for n in edge {
+                        // Every (m, n) pair, cycling k, padding and alpha/beta so that each
+                        // combination is covered without a 500-case cube.
+                        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                        let k = edge[Int(seed >> 33) % edge.count]
+                        let pad = Int(seed >> 40) % 3 == 0 ? 0 : 5
+                        let betas: [Float] = [0, 1, 0.5]
+                        let beta = betas[Int(seed >> 45) % 3]
+                        list.append(Case(ta: ta, tb: tb, m: m, n: n, k: k, pad: pad,
+                                         alpha: Int(seed >> 50) % 2 == 0 ? 1 : -0.75, beta: beta))
+                    }
+                }
+            }
+        }
+        return list
+    }
+
+    @Test("every layout and edge shape, strided, accumulating", arguments: cases)
+    func matchesReference(_ t: Case) {
+        let lda = (t.ta == .none ? t.k : t.m) + t.pad
+        let ldb = (t.tb == .none ? t.n : t.k) + t.pad
+        let ldc = t.n + t.pad
+        let a = randomFloats((t.ta == .none ? t.m : t.k) * lda, seed: 1)
+        let b = randomFloats((t.tb == .none ? t.k : t.n) * ldb, seed: 2)
+        let c0 = randomFloats(t.m * ldc, seed: 3)
+        let expected = Self.reference(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: Double(t.alpha),
+                                      a: a, lda: lda, b: b, ldb: ldb, beta: Double(t.beta),
+                                      c: c0, ldc: ldc)
+        var results: [[Float]] = []
+        for pool in [singleThread, threeThreads] {
+            var c = c0
+            c.withUnsafeMutableBufferPointer { cp in
+                sgemm(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
+                      b: b, ldb: ldb, beta: t.beta, c: cp.baseAddress!, ldc: ldc, pool: pool)
+            }
+            // Tolerance scales with the depth of the sum (each term is below 1 in magnitude).
+            expectClose(c, expected, tolerance: 2e-6 * Double(max(8, t.k)), "C")
+            results.append(c)
+        }
+        #expect(results[0] == results[1], "1 and 3 threads give bit-identical results")
+    }
+
+    @Test("beta = 0 ignores NaN already in C; k = 0 only scales C")
+    func betaZeroAndEmptyDepth() {
+        let a = randomFloats(40 * 30, seed: 4), b = randomFloats(30 * 50, seed: 5)
+        var c = [Float](repeating: .nan, count: 40 * 50)
+        c.withUnsafeMutableBufferPointer { cp in
+            sgemm(.none, .none, m: 40, n: 50, k: 30, a: a, lda: 30, b: b, ldb: 50,
+                  beta: 0, c: cp.baseAddress!, ldc: 50)
+        }
+        #expect(c.allSatisfy { $0.isFinite })
+        var d: [Float] = [1, 2, 3, 4]
+        d.withUnsafeMutableBufferPointer { dp in
+            sgemm(.none, .none, m: 2, n: 2, k: 0, a: a, lda: 1, b: b, ldb: 2,
+                  beta: 0.5, c: dp.baseAddress!, ldc: 2)
+        }
+        #expect(d == [0.5, 1, 1.5, 2])
+    }
+
+    @Test("large training shapes agree with the reference on sampled entries",
+          arguments: [(Transpose.none, Transpose.transposed), (.none, .none), (.transposed, .none)])
+    func largeShape(_ layout: (Transpose, Transpose)) {
+        // Deep enough for several k-passes and wide enough for several column chunks.
+        let m = 300, n = 1100, k = 1300
+        let (ta, tb) = layout
+        let lda = ta == .none ? k : m, ldb = tb == .none ? n : k
+        let a = randomFloats(m * k, seed: 8), b = randomFloats(k * n, seed: 9)
+        var c = [Float](repeating: 0, count: m * n)
+        c.withUnsafeMutableBufferPointer { cp in
+            sgemm(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                  c: cp.baseAddress!, ldc: n, pool: threeThreads)
+        }
+        var rng = SplitMix64(seed: 10)
+        for _ in 0..<400 {
+            let i = Int(rng.next() % UInt64(m)), j = Int(rng.next() % UInt64(n))
+            var s = 0.0
+            for p in 0..<k {
+                let av = ta == .none ? a[i * lda + p] : a[p * lda + i]
+                let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
+                s += Double(av) * Double(bv)
+            }
+            #expect(abs(Double(c[i * n + j]) - s) <= 2e-6 * Double(k), "C[\(i), \(j)]")
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Kernels
+import Testing
+
+/// Forward kernels against double-precision references, backward kernels against central finite
+/// differences of those references.
+@Suite("normalization, activations, softmax, loss and embedding kernels")
+struct LayerTests {
+    static let shapes: [(rows: Int, dim: Int)] = [(1, 1), (3, 17), (4, 64), (2, 257)]
+
+    // MARK: LayerNorm / RMSNorm
+
+    static func layerNormRef(_ x: [Double], _ w: [Double], _ b: [Double]?, rows: Int, dim: Int, rms: Bool) -> [Double] {
+        var y = [Double](repeating: 0, count: rows * dim)
+        for r in 0..<rows {
+            let row = Array(x[(r * dim)..<((r + 1) * dim)])
+            let mean = rms ? 0 : row.reduce(0, +) / Double(dim)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(dim)
+            let s = 1 / (variance + 1e-5).squareRoot()
+            for i in 0..<dim { y[r * dim + i] = (row[i] - mean) * s * w[i] + (b?[i] ?? 0) }
+        }
+        return y
+    }
+
+    @Test("LayerNorm and RMSNorm forward and backward", arguments: [false, true], [0, 1, 2, 3])
+    func norms(_ rms: Bool, _ shapeIndex: Int) {
+        let (rows, dim) = Self.shapes[shapeIndex]
+        let x = randomFloats(rows * dim, seed: 21, scale: 2)
+        let w = randomFloats(dim, seed: 22).map { $0 + 1 }
+        let b = randomFloats(dim, seed: 23)
+        let dy = randomFloats(rows * dim, seed: 24)
+        var y = [Float](repeating: 0, count: rows * dim)
+        var mean = [Float](repeating: 0, count: rows), rstd = mean
+        y.withUnsafeMutableBufferPointer { yp in
+            mean.withUnsafeMutableBufferPointer { mp in
+                rstd.withUnsafeMutableBufferPointer { rp in
+                    if rms {
+                        rmsNormForward(x, weight: w, into: yp.baseAddress!, rstd: rp.baseAddress!,
+                                       rows: rows, dim: dim, eps: 1e-5)
+                    } else {
+                        layerNormForward(x, weight: w, bias: b, into: yp.baseAddress!, mean: mp.baseAddress!,
+                                         rstd: rp.baseAddress!, rows: rows, dim: dim, eps: 1e-5)
+                    }
+                }
+            }
+        }
+        let bias: [Double]? = rms ? nil : b.doubles
+        expectClose(y, Self.layerNormRef(x.doubles, w.doubles, bias, rows: rows, dim: dim, rms: rms),
+                    tolerance: 2e-5, "forward")
+
+        // Backward accumulates: start from nonzero gradients and compare the increments.
+        let dx0 = randomFloats(rows * dim, seed: 25), dw0 = randomFloats(dim, seed: 26), db0 = randomFloats(dim, seed: 27)
+        var dx = dx0, dw = dw0, db = db0
+        for pool in [singleThread, threeThreads] {
+            dx = dx0; dw = dw0; db = db0
+            dx.withUnsafeMutableBufferPointer { dxp in
+                dw.withUnsafeMutableBufferPointer { dwp in
+                    db.withUnsafeMutableBufferPointer { dbp in
+                        if rms {
+                            rmsNormBackward(dy, x: x, weight: w, rstd: rstd, dx: dxp.baseAddress!,
+                                            dweight: dwp.baseAddress!, rows: rows, dim: dim, pool: pool)
+                        } else {
+                            layerNormBackward(dy, x: x, weight: w, mean: mean, rstd: rstd,
+                                              dx: dxp.baseAddress!, dweight: dwp.baseAddress!,
+                                              dbias: dbp.baseAddress!, rows: rows, dim: dim, pool: pool)
+                        }
+                    }
+                }
+            }
+        }
+        let dyD = dy.doubles
+        let loss = { (y: [Double]) in zip(y, dyD).reduce(0) { $0 + $1.0 * $1.1 } }
+        let gx = numericalGradient(x.doubles) { loss(Self.layerNormRef($0, w.doubles, bias, rows: rows, dim: dim, rms: rms)) }
+        let gw = numericalGradient(w.doubles) { loss(Self.layerNormRef(x.doubles, $0, bias, rows: rows, dim: dim, rms: rms)) }
+        expectClose(dx, zip(dx0, gx).map { Double($0) + $1 }, tolerance: 1e-4, "dx")
+        expectClose(dw, zip(dw0, gw).map { Double($0) + $1 }, tolerance: 1e-4, "dweight")
+        if !rms {
+            let gb = numericalGradient(b.doubles) { loss(Self.layerNormRef(x.doubles, w.doubles, $0, rows: rows, dim: dim, rms: false)) }
+            expectClose(db, zip(db0, gb).map { Double($0) + $1 }, tolerance: 1e-4, "dbias")
+        }
+    }
+
+    // MARK: Activations
+
+    static func geluRef(_ x: Double) -> Double {
+        0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
+    }
+    static func siluRef(_ x: Double) -> Double { x / (1 + Foundation.exp(-x)) }
+
+    @Test("GELU and SiLU forward and backward", arguments: [false, true], [1, 15, 33, 1000])
+    func activations(_ silu: Bool, _ n: Int) {
+        let x = randomFloats(n, seed: 31, scale: 6)
+        let dy = randomFloats(n, seed: 32)
+        let f = silu ? Self.siluRef : Self.geluRef
+        var y = [Float](repeating: 0, count: n), dx = y
+        withPointers(&y) { silu ? siluForward(x, into: $0, count: n) : geluForward(x, into: $0, count: n) }
+        withPointers(&dx) {
+            silu ? siluBackward(dy, x: x, into: $0, count: n) : geluBackward(dy, x: x, into: $0, count: n)
+        }
+        expectClose(y, x.map { f(Double($0)) }, tolerance: 1e-6, "forward")
+        let expected = zip(x, dy).map { xi, di in
+            let h = 1e-6, v = Double(xi)
+            return Double(di) * (f(v + h) - f(v - h)) / (2 * h)
+        }
+        expectClose(dx, expected, tolerance: 1e-5, "backward")
+    }
+
+    // MARK: Softmax
+
+    static func softmaxRef(_ x: ArraySlice<Double>, scale: Double = 1) -> [Double] {
+        let m = x.max() ?? 0
+        let e = x.map { Foundation.exp(scale * ($0 - m)) }
+        let s = e.reduce(0, +)
+        return e.map { $0 / s }
+    }
+
+    @Test("softmax forward and backward", arguments: [0, 1, 2, 3])
+    func softmax(_ shapeIndex: Int) {
+        let (rows, cols) = Self.shapes[shapeIndex]
+        let x = randomFloats(rows * cols, seed: 41, scale: 30)
+        let dy = randomFloats(rows * cols, seed: 42)
+        var y = [Float](repeating: 0, count: rows * cols), dx = y
+        withPointers(&y) { softmaxForward(x, into: $0, rows: rows, cols: cols) }
+        let xd = x.doubles
+        let reference = (0..<rows).flatMap { r in Self.softmaxRef(xd[(r * cols)..<((r + 1) * cols)]) }
+        expectClose(y, reference, tolerance: 1e-6, "forward")
+        withPointers(&dx) { softmaxBackward(dy, y: y, into: $0, rows: rows, cols: cols) }
+        let dyd = dy.doubles
+        let g = numericalGradient(xd) { (v: [Double]) -> Double in
+            var total = 0.0
+            for r in 0..<rows {
+                let p = Self.softmaxRef(v[(r * cols)..<((r + 1) * cols)])
+                for c in 0..<cols { total += p[c] * dyd[r * cols + c] }
+            }
+            return total
+        }
+        expectClose(dx, g, tolerance: 1e-5, "backward")
+    }
+
+    @Test("causal softmax masks the future, with and without a cache offset", arguments: [0, 3])
+    func causalSoftmax(_ offset: Int) {
+        let rows = 5, cols = rows + offset, ld = cols + 2, scale: Float = 0.35
+        let scores = randomFloats(rows * ld, seed: 51, scale: 4)
+        var p = scores
+        withPointers(&p) { causalSoftmaxForward($0, rows: rows, cols: cols, ld: ld, offset: offset, scale: scale) }
+        let dp = randomFloats(rows * ld, seed: 52)
+        var ds = dp
+        withPointers(&ds) { causalSoftmaxBackward($0, probs: p, rows: rows, cols: cols, ld: ld, offset: offset, scale: scale) }
+        for i in 0..<rows {
+            let valid = i + offset + 1
+            let ref = Self.softmaxRef(scores[(i * ld)..<(i * ld + valid)].map(Double.init)[...], scale: Double(scale))
+            expectClose(Array(p[(i * ld)..<(i * ld + valid)]), ref, tolerance: 1e-6, "row \(i)")
+            #expect(p[(i * ld + valid)..<(i * ld + cols)].allSatisfy { $0 == 0 }, "masked row \(i)")
+            #expect(ds[(i * ld + valid)..<(i * ld + cols)].allSatisfy { $0 == 0 }, "masked gradient row \(i)")
+            let row = scores[(i * ld)..<(i * ld + valid)].map(Double.init)
+            let dpr = dp[(i * ld)..<(i * ld + valid)].map(Double.init)
+            let g = numericalGradient(row) { v in
+                zip(Self.softmaxRef(v[...], scale: Double(scale)), dpr).reduce(0) { $0 + $1.0 * $1.1 }
+            }
+            expectClose(Array(ds[(i * ld)..<(i * ld + valid)]), g, tolerance: 1e-5, "gradient row \(i)")
+            #expect(p[(i * ld + cols)..<(i * ld + ld)] == scores[(i * ld + cols)..<(i * ld + ld)], "padding untouched")
+        }
+    }
+
+    // MARK: Cross-entropy
+
+    @Test("cross-entropy forward and backward, with a masked row", arguments: [1, 7, 300])
+    func crossEntropy(_ vocab: Int) {
+        let rows = 4
+        let logits = randomFloats(rows * vocab, seed: 61, scale: 8)
+        let targets: [Int32] = [0, Int32(vocab - 1), -1, Int32(vocab / 2)]
+        let dloss: [Float] = [0.25, 0.5, 0.25, 1]
+        var losses = [Float](repeating: 0, count: rows)
+        var dlogits = [Float](repeating: .nan, count: rows * vocab)
+        withPointers(&losses) { crossEntropyForward(logits: logits, targets: targets, losses: $0, rows: rows, vocab: vocab) }
+        withPointers(&dlogits) {
+            crossEntropyBackward(logits: logits, targets: targets, dloss: dloss, into: $0, rows: rows, vocab: vocab)
+        }
+        let ld = logits.doubles
+        func rowLoss(_ v: ArraySlice<Double>, _ t: Int) -> Double {
+            let m = v.max()!
+            return m + Foundation.log(v.reduce(0) { $0 + Foundation.exp($1 - m) }) - v[v.startIndex + t]
+        }
+        let expected = (0..<rows).map { r in targets[r] < 0 ? 0 : rowLoss(ld[(r * vocab)..<((r + 1) * vocab)], Int(targets[r])) }
+        expectClose(losses, expected, tolerance: 2e-6, "losses")
+        let g = numericalGradient(ld) { v in
+            (0..<rows).reduce(0.0) { total, r in
+                targets[r] < 0 ? total : total + Double(dloss[r]) * rowLoss(v[(r * vocab)..<((r + 1) * vocab)], Int(targets[r]))
+            }
+        }
+        expectClose(dlogits, g, tolerance: 1e-5, "dlogits")
+        // In place: the logits buffer becomes its gradient.
+        var inPlace = logits
+        inPlace.withUnsafeMutableBufferPointer { p in
+            crossEntropyBackward(logits: p.baseAddress!, targets: targets, dloss: dloss, into: p.baseAddress!, rows: rows, vocab: vocab)
+        }
+        #expect(inPlace == dlogits)
+    }
+
+    // MARK: Embedding and bias
+
+    @Test("embedding gather and scatter-add with repeated ids; bias add and column sums")
+    func embeddingAndBias() {
+        let vocab = 11, dim = 37
+        let table = randomFloats(vocab * dim, seed: 71)
+        let ids: [Int32] = [3, 0, 10, 3, 3, 7]
+        var out = [Float](repeating: 0, count: ids.count * dim)
+        withPointers(&out) { embeddingForward(table: table, ids: ids, into: $0, count: ids.count, dim: dim) }
+        for (t, id) in ids.enumerated() {
+            #expect(Array(out[(t * dim)..<((t + 1) * dim)]) == Array(table[(Int(id) * dim)..<((Int(id) + 1) * dim)]))
+        }
+        let dout = randomFloats(ids.count * dim, seed: 72)
+        let base = randomFloats(vocab * dim, seed: 73)
+        var expected = base.doubles
+        for (t, id) in ids.enumerated() {
+            for i in 0..<dim { expected[Int(id) * dim + i] += Double(dout[t * dim + i]) }
+        }
+        for pool in [singleThread, threeThreads] {
+            var dtable = base
+            withPointers(&dtable) { embeddingBackward(dout, ids: ids, into: $0, count: ids.count, dim: dim, pool: pool) }
+            expectClose(dtable, expected, tolerance: 1e-6, "scatter-add")
+        }
+        let bias = randomFloats(dim, seed: 74)
+        var x = out
+        withPointers(&x) { addBias(bias, to: $0, rows: ids.count, cols: dim) }
+        #expect(x == (0..<(ids.count * dim)).map { out[$0] + bias[$0 % dim] })
+        var sums = bias
+        withPointers(&sums) { accumulateColumnSums(dout, rows: ids.count, cols: dim, into: $0) }
+        let columnSums = (0..<dim).map { i in Double(bias[i]) + (0..<ids.count).reduce(0.0) { $0 + Double(dout[$1 * dim + i]) } }
+        expectClose(sums, columnSums, tolerance: 1e-6, "column sums")
+    }
+}
