@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "tinylm", targets: ["TinyLMCLI"]),
         .library(name: "Kernels", targets: ["Kernels"]),
+        .library(name: "Tokenizer", targets: ["Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,10 +28,24 @@ let package = Package(
             name: "Kernels",
             swiftSettings: nativeCPU + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
+        .target(name: "Support"),
+        // The C interface over Debian's libsentencepiece (`libsentencepiece-dev`).
+        .target(
+            name: "CSentencePiece",
+            cxxSettings: [.unsafeFlags(["-std=c++17"])],
+            linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]
+        ),
+        .target(
+            name: "Tokenizer",
+            dependencies: ["CSentencePiece", "Kernels", "Support"],
+            swiftSettings: nativeCPU
+        ),
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
                 "Kernels",
+                "Tokenizer",
+                "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeCPU
@@ -38,6 +53,11 @@ let package = Package(
         .testTarget(
             name: "KernelsTests",
             dependencies: ["Kernels"],
+            swiftSettings: nativeCPU
+        ),
+        .testTarget(
+            name: "TokenizerTests",
+            dependencies: ["Tokenizer", "Support", "Kernels"],
             swiftSettings: nativeCPU
         ),
     ],

@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Support
+import Tokenizer
+
+struct TokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer",
+        abstract: "Train, inspect and run SentencePiece tokenizers.",
+        subcommands: [TokenizerTrain.self, TokenizerEncode.self, TokenizerDecode.self, TokenizerInfo.self]
+    )
+}
+
+extension ModelProto.ModelType: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument.lowercased() {
+        case "bpe": self = .bpe
+        case "unigram": self = .unigram
+        case "char": self = .char
+        case "word": self = .word
+        default: return nil
+        }
+    }
+    public static var allValueStrings: [String] { ["bpe", "unigram", "char", "word"] }
+}
+
+struct TokenizerTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train a SentencePiece model on text files.")
+
+    @Option(name: .customLong("input"), parsing: .upToNextOption, help: "Training text files.")
+    var inputs: [String]
+    @Option(help: "The model to write (a .vocab is written beside it).")
+    var output: String
+    @Option(help: "Vocabulary size.") var vocabSize = 4096
+    @Option(help: "bpe, unigram, char or word.") var modelType: ModelProto.ModelType = .bpe
+    @Option(help: "Fraction of characters the vocabulary covers.") var characterCoverage = 0.9995
+    @Flag(inversion: .prefixedNo, help: "Encode unknown characters as UTF-8 bytes.") var byteFallback = true
+    @Option(help: "Comma-separated symbols that are always one token.") var userDefinedSymbols: String?
+    @Flag(help: "Add the chat markers (<|im_start|>, <|im_end|>, <tool_call>, …) as user-defined symbols.")
+    var chatMarkers = false
+    @Option(help: "Longest sentence in bytes.") var maxSentenceLength = 4192
+    @Option(help: "Sentences sampled for training (0: all).") var inputSentenceSize = 0
+    @Option(help: "Normalization rule: nmt_nfkc, nfkc, identity, …") var normalization = "nmt_nfkc"
+    @Flag(help: "Split digits into single-digit pieces.") var splitDigits = false
+    @Flag(inversion: .prefixedNo, help: "Collapse whitespace runs and trim lines (off: decoding returns the input exactly).")
+    var removeExtraWhitespaces = true
+    @Flag(inversion: .prefixedNo, help: "Prefix each input with a space.") var addDummyPrefix = true
+    @Option(help: "Training threads.") var threads = ThreadPool.defaultThreadCount
+    @Option(help: "Random seed (training is deterministic for a seed).") var seed: UInt32 = 0
+
+    func run() throws {
+        var options = TokenizerTrainingOptions()
+        options.vocabularySize = vocabSize
+        options.modelType = modelType
+        options.characterCoverage = characterCoverage
+        options.byteFallback = byteFallback
+        options.userDefinedSymbols = (chatMarkers ? TokenizerTrainingOptions.chatMarkers : [])
+            + (userDefinedSymbols?.split(separator: ",").map(String.init) ?? [])
+        options.maxSentenceLength = maxSentenceLength
+        options.inputSentenceSize = inputSentenceSize
+        options.normalization = normalization
+        options.splitDigits = splitDigits
+        options.removeExtraWhitespaces = removeExtraWhitespaces
+        options.addDummyPrefix = addDummyPrefix
+        options.threads = threads
+        options.seed = seed
+        let start = Date()
+        let tokenizer = try SentencePieceTrainer.train(inputs: inputs, options: options, output: output)
+        print("wrote \(output) (\(tokenizer.vocabularySize) pieces, \(tokenizer.proto.modelType), sha256 \(tokenizer.sha256)) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+    }
+}
+
+enum TokenFormat: String, ExpressibleByArgument, CaseIterable {
+    case ids, pieces, json
+}
+
+/// Reads the named files, or standard input when there are none, as UTF-8 lines.
+func readLines(_ files: [String]) throws -> [(source: String, lines: [String])] {
+    if files.isEmpty {
+        return [("<stdin>", try TextLines.split(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "<stdin>"))]
+    }
+    return try files.map { ($0, try TextLines.read($0)) }
+}
+
+struct TokenizerEncode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encode", abstract: "Encode text, one output line per input line.")
+
+    @Option(help: "The SentencePiece model.") var model: String
+    @Option(help: "ids, pieces or json.") var format: TokenFormat = .ids
+    @Flag(help: "Add BOS.") var bos = false
+    @Flag(help: "Add EOS.") var eos = false
+    @Argument(help: "Text files (standard input when none).") var files: [String] = []
+
+    func run() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: model)
+        var out = StandardOutput()
+        for (_, lines) in try readLines(files) {
+            var start = 0
+            while start < lines.count {
+                let batch = Array(lines[start..<min(lines.count, start + 16_384)])
+                switch format {
+                case .ids:
+                    for ids in try tokenizer.encode(lines: batch, addBOS: bos, addEOS: eos) {
+                        for (i, id) in ids.enumerated() {
+                            if i > 0 { out.write(UInt8(ascii: " ")) }
+                            out.write(integer: id)
+                        }
+                        out.write(UInt8(ascii: "\n"))
+                    }
+                case .pieces:
+                    for line in batch {
+                        out.write(try tokenizer.encodePieces(line).joined(separator: " "))
+                        out.write(UInt8(ascii: "\n"))
+                    }
+                case .json:
+                    let all = try tokenizer.encode(lines: batch, addBOS: bos, addEOS: eos)
+                    for (line, ids) in zip(batch, all) {
+                        let pieces = try ids.map { try tokenizer.piece(for: $0) }
+                        out.write("{\"text\": \(jsonString(line)), \"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces.map(jsonString).joined(separator: ", "))]}\n")
+                    }
+                }
+                start += batch.count
+            }
+        }
+        out.flush()
+    }
+}
+
+struct TokenizerDecode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode ids (space- or comma-separated, or JSON objects with \"ids\"), or pieces, one line each.")
+
+    @Option(help: "The SentencePiece model.") var model: String
+    @Option(help: "ids (also accepts JSON lines), pieces or json.") var format: TokenFormat = .ids
+    @Argument(help: "Files (standard input when none).") var files: [String] = []
+
+    struct IDsLine: Decodable { var ids: [Int32] }
+
+    func run() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: model)
+        var out = StandardOutput()
+        for (source, lines) in try readLines(files) {
+            for (index, line) in lines.enumerated() {
+                let ids: [Int32]
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if format == .json || trimmed.hasPrefix("{") {
+                    guard let parsed = try? JSONDecoder().decode(IDsLine.self, from: Data(trimmed.utf8)) else {
+                        throw ValidationError("\(source): line \(index + 1) is not a JSON object with an \"ids\" array of integers")
+                    }
+                    ids = parsed.ids
+                } else if format == .pieces {
+                    ids = try trimmed.split(separator: " ").map { piece in
+                        guard let id = tokenizer.id(for: String(piece)) else {
+                            throw ValidationError("\(source): line \(index + 1): '\(piece)' is not a piece of \(model)")
+                        }
+                        return id
+                    }
+                } else {
+                    ids = try trimmed.split(whereSeparator: { $0 == " " || $0 == "," }).map { field in
+                        guard let id = Int32(field) else {
+                            throw ValidationError("\(source): line \(index + 1): '\(field)' is not a token id")
+                        }
+                        return id
+                    }
+                }
+                out.write(try tokenizer.decode(ids))
+                out.write(UInt8(ascii: "\n"))
+            }
+        }
+        out.flush()
+    }
+}
+
+struct TokenizerInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info", abstract: "Print a model's type, size, special ids and normalizer.")
+
+    @Option(help: "The SentencePiece model.") var model: String
+
+    func run() throws {
+        let t = try SentencePieceTokenizer(contentsOf: model)
+        let p = t.proto
+        func describe(_ ids: [Int32]) throws -> String {
+            ids.isEmpty ? "none" : try ids.map { "\($0) \(try t.piece(for: $0))" }.joined(separator: ", ")
+        }
+        print("""
+        model:        \(model)
+        sha256:       \(t.sha256)
+        type:         \(p.modelType)
+        vocabulary:   \(t.vocabularySize)
+        byte pieces:  \(t.byteIDs.count) (byte fallback \(p.byteFallback ? "on" : "off"))
+        normalizer:   \(p.normalizerName) (dummy prefix \(p.addDummyPrefix), remove extra whitespace \(p.removeExtraWhitespaces))
+        unk/bos/eos/pad: \(t.unkID) / \(t.bosID) / \(t.eosID) / \(t.padID)
+        control:      \(try describe(t.controlIDs))
+        user-defined: \(try describe(t.userDefinedIDs))
+        """)
+    }
+}
