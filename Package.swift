@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "tinylm", targets: ["TinyLMCLI"]),
         .library(name: "Kernels", targets: ["Kernels"]),
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
+        .library(name: "Transformer", targets: ["Transformer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,11 +41,17 @@ let package = Package(
             dependencies: ["CSentencePiece", "Kernels", "Support"],
             swiftSettings: nativeCPU
         ),
+        .target(
+            name: "Transformer",
+            dependencies: ["Kernels", "Support", "Tokenizer"],
+            swiftSettings: nativeCPU
+        ),
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
                 "Kernels",
                 "Tokenizer",
+                "Transformer",
                 "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -53,6 +60,11 @@ let package = Package(
         .testTarget(
             name: "KernelsTests",
             dependencies: ["Kernels"],
+            swiftSettings: nativeCPU
+        ),
+        .testTarget(
+            name: "TransformerTests",
+            dependencies: ["Transformer", "Kernels", "Support"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

@@ -83,3 +83,66 @@ func elementwise(
     }
     for i in (blocks * 16)..<n { scalar(i) }
 }
+
+/// SwiGLU over rows of `[gate | up]` (each `dim` wide): `y = silu(gate) * up`, `rows x dim`.
+public func swigluForward(
+    _ gateUp: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, dim: Int,
+    pool: ThreadPool = .shared
+) {
+    pool.parallelRanges(rows, costPerItem: 24 * dim) { range, _ in
+        for r in range {
+            let gate = gateUp + r * 2 * dim, up = gate + dim, out = y + r * dim
+            var i = 0
+            while i + 16 <= dim {
+                let g = load16(gate + i)
+                store16(g / (1 + exp16(-g)) * load16(up + i), out + i)
+                i += 16
+            }
+            while i < dim {
+                let g = gate[i]
+                out[i] = g / (1 + exp16(SIMD16(repeating: -g))[0]) * up[i]
+                i += 1
+            }
+        }
+    }
+}
+
+/// Backward of `swigluForward`: writes `[dgate | dup]` rows from `dy`:
+/// `dgate = dy * up * silu'(gate)`, `dup = dy * silu(gate)`.
+public func swigluBackward(
+    _ dy: UnsafePointer<Float>, gateUp: UnsafePointer<Float>, into dGateUp: UnsafeMutablePointer<Float>,
+    rows: Int, dim: Int, pool: ThreadPool = .shared
+) {
+    pool.parallelRanges(rows, costPerItem: 30 * dim) { range, _ in
+        for r in range {
+            let gate = gateUp + r * 2 * dim, up = gate + dim, d = dy + r * dim
+            let dGate = dGateUp + r * 2 * dim, dUp = dGate + dim
+            var i = 0
+            while i + 16 <= dim {
+                let g = load16(gate + i), s = 1 / (1 + exp16(-g)), dv = load16(d + i)
+                store16(dv * load16(up + i) * s * (1 + g * (1 - s)), dGate + i)
+                store16(dv * g * s, dUp + i)
+                i += 16
+            }
+            while i < dim {
+                let g = gate[i], s = 1 / (1 + exp16(SIMD16(repeating: -g))[0])
+                dGate[i] = d[i] * up[i] * s * (1 + g * (1 - s))
+                dUp[i] = d[i] * g * s
+                i += 1
+            }
+        }
+    }
+}
+
+/// `x[i] *= mask[i]` (dropout with a mask of 0 and 1/(1-p)).
+public func multiply(_ x: UnsafeMutablePointer<Float>, by mask: UnsafePointer<Float>, count n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(x + i) * load16(mask + i), x + i)
+        i += 16
+    }
+    while i < n {
+        x[i] *= mask[i]
+        i += 1
+    }
+}

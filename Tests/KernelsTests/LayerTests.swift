@@ -230,3 +230,49 @@ struct LayerTests {
         expectClose(sums, columnSums, tolerance: 1e-6, "column sums")
     }
 }
+
+@Suite("SwiGLU and RoPE kernels")
+struct GatedAndRotaryTests {
+    @Test("SwiGLU forward and backward against the reference", arguments: [1, 17, 40])
+    func swiglu(_ dim: Int) {
+        let rows = 3
+        let gateUp = randomFloats(rows * 2 * dim, seed: 81, scale: 4)
+        let dy = randomFloats(rows * dim, seed: 82)
+        var y = [Float](repeating: 0, count: rows * dim)
+        var d = [Float](repeating: 0, count: rows * 2 * dim)
+        withPointers(&y) { swigluForward(gateUp, into: $0, rows: rows, dim: dim) }
+        withPointers(&d) { swigluBackward(dy, gateUp: gateUp, into: $0, rows: rows, dim: dim) }
+        func f(_ v: [Double]) -> [Double] {
+            (0..<rows).flatMap { r in (0..<dim).map { i in
+                let g = v[r * 2 * dim + i], u = v[r * 2 * dim + dim + i]
+                return g / (1 + Foundation.exp(-g)) * u
+            } }
+        }
+        expectClose(y, f(gateUp.doubles), tolerance: 1e-6, "forward")
+        let dyd = dy.doubles
+        let g = numericalGradient(gateUp.doubles) { v in zip(f(v), dyd).reduce(0) { $0 + $1.0 * $1.1 } }
+        expectClose(d, g, tolerance: 1e-5, "backward")
+    }
+
+    @Test("RoPE rotates pairs by position; the inverse undoes it")
+    func rope() {
+        let headDim = 8, heads = 2, rows = 5
+        let table = RotaryTable(headDim: headDim, positions: 16, theta: 10_000)
+        let x = randomFloats(rows * heads * headDim, seed: 91)
+        var y = x
+        withPointers(&y) { table.apply($0, rows: rows, rowStride: heads * headDim, heads: heads, firstPosition: 3, period: rows) }
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for i in 0..<(headDim / 2) {
+                    let angle = Double(3 + r) * pow(10_000, -2 * Double(i) / Double(headDim))
+                    let base = r * heads * headDim + h * headDim
+                    let a = Double(x[base + i]), b = Double(x[base + i + headDim / 2])
+                    #expect(abs(Double(y[base + i]) - (a * cos(angle) - b * sin(angle))) < 1e-5)
+                    #expect(abs(Double(y[base + i + headDim / 2]) - (b * cos(angle) + a * sin(angle))) < 1e-5)
+                }
+            }
+        }
+        withPointers(&y) { table.apply($0, rows: rows, rowStride: heads * headDim, heads: heads, firstPosition: 3, period: rows, inverse: true) }
+        expectClose(y, x.doubles, tolerance: 1e-6, "inverse")
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Kernels
+import Testing
+@testable import Transformer
+
+@Suite("cached inference")
+struct InferenceTests {
+    @Test("prefill then one-token decoding gives the logits of the full forward", arguments: Variant.all)
+    func cacheMatchesFullForward(_ variant: Variant) throws {
+        var config = variant.config
+        config.dropout = 0
+        let model = try TransformerModel(config: config, seed: 11)
+        let length = 8
+        var rng = SplitMix64(seed: 4)
+        let ids = (0..<length).map { _ in Int32(rng.next() % 13) }
+        let w = try TrainingWorkspace(model: model, batch: 1, length: length)
+        _ = try model.forward(ids: ids, targets: ids, workspace: w)
+        let v = config.vocabularySize
+        let full = Array(UnsafeBufferPointer(start: w.logits.pointer, count: length * v))
+        let maxLogit = full.map(abs).max() ?? 1
+
+        // Prefill 3 tokens (all rows), then 2, then decode one at a time.
+        let session = InferenceSession(model: model)
+        var cached = try session.feed(Array(ids[0..<3]), allRows: true)
+        cached += try session.feed(Array(ids[3..<5]), allRows: true)
+        for i in 5..<length { cached += try session.feed([ids[i]]) }
+        #expect(session.position == length)
+        let worst = zip(full, cached).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-5 * max(1, maxLogit), "worst difference \(worst)")
+    }
+
+    @Test("a sequence past the context and an unknown id are refused without changing the cache")
+    func errors() throws {
+        let model = try TransformerModel(config: Variant.all[0].config, seed: 1)
+        let session = InferenceSession(model: model)
+        try session.feed([1, 2, 3])
+        #expect(throws: TransformerError.sequenceTooLong(tokens: 9, contextLength: 8)) { try session.feed([1, 2, 3, 4, 5, 6]) }
+        #expect(throws: TransformerError.tokenOutOfRange(id: 13, vocabularySize: 13)) { try session.feed([13]) }
+        #expect(throws: TransformerError.tokenOutOfRange(id: -1, vocabularySize: 13)) { try session.feed([-1]) }
+        #expect(throws: TransformerError.emptyInput(what: "the token sequence")) { try session.feed([]) }
+        #expect(session.position == 3)
+        let w = try TrainingWorkspace(model: model, batch: 1, length: 4)
+        #expect(throws: TransformerError.tokenOutOfRange(id: 99, vocabularySize: 13)) {
+            try model.forward(ids: [1, 2, 99, 3], targets: [1, 2, 3, 4], workspace: w)
+        }
+        #expect(throws: TransformerError.sequenceTooLong(tokens: 9, contextLength: 8)) {
+            try TrainingWorkspace(model: model, batch: 1, length: 9)
+        }
+    }
+}
+
+@Suite("sampling")
+struct SamplerTests {
+    let logits: [Float] = [1.0, 3.0, 2.0, -1.0, 2.5, 0.0]
+
+    @Test("temperature 0 is greedy; top-k 1 is greedy at any temperature")
+    func greedy() {
+        var s = Sampler(seed: 1)
+        s.temperature = 0
+        #expect(s.sample(logits) == 1)
+        s.temperature = 5
+        s.topK = 1
+        for _ in 0..<20 { #expect(s.sample(logits) == 1) }
+    }
+
+    @Test("draws follow softmax(logits / T): empirical frequencies within 4 sigma")
+    func frequencies() {
+        var s = Sampler(seed: 42)
+        s.temperature = 0.7
+        let expected = s.distribution(logits)
+        let reference = logits.map { Foundation.exp(Double($0) / 0.7) }
+        let total = reference.reduce(0, +)
+        for (p, r) in zip(expected, reference) { #expect(abs(Double(p) - r / total) < 1e-6) }
+        var counts = [Int](repeating: 0, count: logits.count)
+        let draws = 20_000
+        for _ in 0..<draws { counts[Int(s.sample(logits))] += 1 }
+        for (count, p) in zip(counts, expected) {
+            let sigma = (Double(draws) * Double(p) * (1 - Double(p))).squareRoot()
+            #expect(abs(Double(count) - Double(draws) * Double(p)) <= 4 * sigma + 1)
+        }
+    }
+
+    @Test("top-k, top-p and min-p keep exactly the intended tokens; the repetition penalty lowers seen tokens")
+    func filters() {
+        var s = Sampler(seed: 0)
+        s.temperature = 1
+        s.topK = 3
+        #expect(s.distribution(logits).enumerated().filter { $0.element > 0 }.map(\.offset) == [1, 2, 4])
+        s.topK = 0
+        s.topP = 0.5 // p(1) ≈ 0.43, p(4) ≈ 0.26: the two together pass 0.5
+        #expect(s.distribution(logits).enumerated().filter { $0.element > 0 }.map(\.offset) == [1, 4])
+        s.topP = 1
+        s.minP = 0.5 // keeps tokens with p ≥ 0.5 p(1): ids 1 and 4 (e^-0.5 ≈ 0.61), not 2 (e^-1)
+        #expect(s.distribution(logits).enumerated().filter { $0.element > 0 }.map(\.offset) == [1, 4])
+        s.minP = 0
+        s.repetitionPenalty = 2
+        let before = Sampler(seed: 0).distribution(logits)
+        let after = s.distribution(logits, history: [1])
+        #expect(after[1] < before[1] * 0.9)
+        #expect(abs(after.reduce(0, +) - 1) < 1e-5)
+    }
+
+    @Test("invalid settings are refused")
+    func invalid() {
+        var s = Sampler()
+        s.topP = 0
+        #expect(throws: TransformerError.self) { try s.validate() }
+        s = Sampler()
+        s.temperature = -1
+        #expect(throws: TransformerError.self) { try s.validate() }
+    }
+}
