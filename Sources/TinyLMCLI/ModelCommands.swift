@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Support
+import Tokenizer
+import Transformer
+
+/// The tokenizer for a checkpoint: `--tokenizer`, else the one inside the checkpoint.
+func checkpointTokenizer(_ directory: String, override: String?) throws -> SentencePieceTokenizer {
+    if let override { return try SentencePieceTokenizer(contentsOf: override) }
+    guard let path = Checkpoint.tokenizerPath(in: directory) else {
+        throw ValidationError("\(directory) has no tokenizer.model; pass --tokenizer")
+    }
+    return try SentencePieceTokenizer(contentsOf: path)
+}
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Write a freshly initialised checkpoint.")
+
+    @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config: String
+    @Option(help: "The checkpoint directory to write.") var out: String
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "A tokenizer to ship in the checkpoint (default: Tokenizers/tinylm-4k.model when the vocabulary fits).")
+    var tokenizer: String?
+    @Option(help: "Override the config's vocabulary size (e.g. to the tokenizer's).") var vocabSize: Int?
+
+    func run() throws {
+        var modelConfig = try ModelConfig.load(config)
+        if let vocabSize { modelConfig.vocabularySize = vocabSize }
+        try modelConfig.validate(source: config)
+        let defaultTokenizer = "Tokenizers/tinylm-4k.model"
+        var tokenizerData: Data?
+        let path = tokenizer ?? (FileManager.default.fileExists(atPath: defaultTokenizer) ? defaultTokenizer : nil)
+        if let path {
+            let t = try SentencePieceTokenizer(contentsOf: path)
+            if t.vocabularySize > modelConfig.vocabularySize {
+                if tokenizer != nil {
+                    throw ValidationError("\(path) has \(t.vocabularySize) pieces, more than the model's vocab_size \(modelConfig.vocabularySize)")
+                }
+            } else {
+                tokenizerData = t.modelData
+                if t.vocabularySize < modelConfig.vocabularySize {
+                    printError("note: the tokenizer has \(t.vocabularySize) pieces and the model \(modelConfig.vocabularySize) rows; --vocab-size \(t.vocabularySize) would match them")
+                }
+            }
+        }
+        let model = try TransformerModel(config: modelConfig, seed: seed)
+        try Checkpoint.save(model, to: out, tokenizer: tokenizerData)
+        print("wrote \(out): \(model.parameterCount) parameters\(tokenizerData == nil ? ", no tokenizer" : "")")
+    }
+}
+
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sampling temperature (0: greedy).") var temperature: Float = 0.8
+    @Option(help: "Keep the k most likely tokens (0: all).") var topK = 0
+    @Option(help: "Nucleus sampling threshold (1: off).") var topP: Float = 0.95
+    @Option(help: "Drop tokens below min-p times the best (0: off).") var minP: Float = 0.05
+    @Option(help: "Repetition penalty (1: off).") var repeatPenalty: Float = 1.1
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    func sampler() throws -> Sampler {
+        var s = Sampler(seed: seed)
+        s.temperature = temperature
+        s.topK = topK
+        s.topP = topP
+        s.minP = minP
+        s.repetitionPenalty = repeatPenalty
+        try s.validate()
+        return s
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate", abstract: "Continue a prompt, streaming text as tokens come.")
+
+    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "The text to continue.") var prompt: String = ""
+    @Option(help: "Most tokens to generate.") var maxTokens = 200
+    @Option(help: "Tokenizer (default: the checkpoint's).") var tokenizer: String?
+    @Flag(help: "Do not start the prompt with EOS (documents in TinyLM's shards start after one).") var noStartToken = false
+    @Flag(help: "Print timing to standard error.") var stats = false
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() throws {
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        let loaded = try Checkpoint.load(from: model)
+        var generator = try TextGenerator(model: loaded, tokenizer: try Self.tokenizerFor(model, tokenizer))
+        generator.sampler = try sampling.sampler()
+        generator.maxTokens = maxTokens
+        generator.startWithEOS = !noStartToken
+        generator.echoPrompt = true
+        let result = try generator.generate(prompt) { piece in
+            FileHandle.standardOutput.write(Data(piece.utf8))
+        }
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        if stats || result.stopReason == .contextFull {
+            printError(String(format: "[%d prompt tokens, %d generated, stopped: %@; prefill %.1f ms, decode %.1f tokens/s]",
+                              result.promptTokens, result.tokens.count, result.stopReason.rawValue,
+                              result.prefillSeconds * 1000, result.decodeTokensPerSecond))
+        }
+    }
+
+    static func tokenizerFor(_ model: String, _ override: String?) throws -> SentencePieceTokenizer {
+        try checkpointTokenizer(model, override: override)
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Print a model's loss and perplexity on a text file or a token shard.")
+
+    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "A text file (tokenized with the model's tokenizer) or a .bin token shard.") var data: String
+    @Option(help: "Tokenizer (default: the checkpoint's).") var tokenizer: String?
+    @Option(help: "Sequences per forward pass.") var batch = 8
+
+    func run() throws {
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        let loaded = try Checkpoint.load(from: model)
+        let t = try GenerateCommand.tokenizerFor(model, tokenizer)
+        var tokens: [Int32]
+        if let shard = try? TokenShard(path: data) {
+            guard shard.tokenizerSHA256 == t.sha256 else {
+                throw TokenShard.Error.tokenizerMismatch(path: data, shard: shard.tokenizerSHA256, tokenizer: t.sha256)
+            }
+            tokens = [Int32](repeating: 0, count: shard.count)
+            tokens.withUnsafeMutableBufferPointer { shard.copy(from: 0, count: shard.count, into: $0.baseAddress!) }
+        } else {
+            // Text: documents (TinyStories layout) each followed by EOS, as `data prepare` does.
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-eval-\(getpid())").path
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var preparer = CorpusPreparer(tokenizer: t)
+            preparer.validationFraction = 0
+            _ = try preparer.prepare(inputs: [data], directory: directory)
+            let shard = try TokenShard(path: directory + "/train.bin")
+            tokens = [Int32](repeating: 0, count: shard.count)
+            tokens.withUnsafeMutableBufferPointer { shard.copy(from: 0, count: shard.count, into: $0.baseAddress!) }
+        }
+        let (loss, count) = try loaded.evaluate(tokens: tokens, batch: batch)
+        print(String(format: "loss %.4f  perplexity %.2f  (%d tokens of %@)", loss, Foundation.exp(loss), count, data))
+    }
+}
+
+struct LogitsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logits", abstract: "Print the logits for token ids as JSON, for checking against other implementations.")
+
+    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "Comma-separated token ids.") var ids: String
+    @Flag(help: "Every position's logits, not only the last.") var all = false
+
+    func run() throws {
+        let parsed = try ids.split(separator: ",").map { field -> Int32 in
+            guard let id = Int32(field.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--ids: '\(field)' is not a token id")
+            }
+            return id
+        }
+        let loaded = try Checkpoint.load(from: model)
+        let session = InferenceSession(model: loaded)
+        let logits = try session.feed(parsed, allRows: all)
+        let v = loaded.config.vocabularySize
+        let rows = stride(from: 0, to: logits.count, by: v).map { start in
+            "[" + logits[start..<(start + v)].map { String($0) }.joined(separator: ",") + "]"
+        }
+        print(all ? "{\"ids\":[\(parsed.map(String.init).joined(separator: ","))],\"logits\":[\(rows.joined(separator: ","))]}"
+                  : "{\"ids\":[\(parsed.map(String.init).joined(separator: ","))],\"logits\":\(rows[0])}")
+    }
+}
+
+struct GradientsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradients",
+        abstract: "Write the loss gradient of one batch as safetensors (same tensor names as the model), for checking against other implementations.")
+
+    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "Comma-separated token ids, batch x length of them.") var ids: String
+    @Option(help: "Comma-separated targets (-1: not counted); default: ids shifted left by one.") var targets: String?
+    @Option(help: "Sequences in the batch.") var batch = 1
+    @Option(help: "Where to write the gradients.") var out: String
+
+    func run() throws {
+        func parse(_ text: String, _ name: String) throws -> [Int32] {
+            try text.split(separator: ",").map { field in
+                guard let id = Int32(field.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--\(name): '\(field)' is not a token id")
+                }
+                return id
+            }
+        }
+        let input = try parse(ids, "ids")
+        guard batch > 0, !input.isEmpty, input.count % batch == 0 else {
+            throw ValidationError("--ids: \(input.count) ids do not split into \(batch) sequences")
+        }
+        let length = input.count / batch
+        var goal: [Int32] = []
+        if let targets {
+            goal = try parse(targets, "targets")
+        } else {
+            for i in 0..<input.count { goal.append((i + 1) % length == 0 ? -1 : input[i + 1]) }
+        }
+        guard goal.count == input.count else { throw ValidationError("--targets: need \(input.count), got \(goal.count)") }
+        let loaded = try Checkpoint.load(from: model)
+        let workspace = try TrainingWorkspace(model: loaded, batch: batch, length: length)
+        let loss = try loaded.forward(ids: input, targets: goal, workspace: workspace)
+        loaded.backward(workspace: workspace)
+        let base = workspace.gradients.pointer
+        let entries = loaded.layout.tensors.map {
+            Safetensors.Entry(name: $0.name, shape: $0.shape, data: UnsafeBufferPointer(start: base + $0.offset, count: $0.count))
+        }
+        try withExtendedLifetime(workspace) {
+            try Safetensors.write(entries, metadata: ["loss": String(loss)], to: out)
+        }
+        print("loss \(loss); gradients written to \(out)")
+    }
+}
