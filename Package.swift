@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Kernels", targets: ["Kernels"]),
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "Transformer", targets: ["Transformer"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,12 +47,18 @@ let package = Package(
             dependencies: ["Kernels", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
+        .target(
+            name: "Training",
+            dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
+            swiftSettings: nativeCPU
+        ),
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
                 "Kernels",
                 "Tokenizer",
                 "Transformer",
+                "Training",
                 "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -65,6 +72,11 @@ let package = Package(
         .testTarget(
             name: "TransformerTests",
             dependencies: ["Transformer", "Kernels", "Support"],
+            swiftSettings: nativeCPU
+        ),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

@@ -5,19 +5,25 @@ import Foundation
 /// gradient are 0.
 
 /// `losses[r] = logsumexp(logits[r]) - logits[r, targets[r]]`.
+/// With `logSumExps`, also stores each row's `logsumexp`, which lets the backward pass make the
+/// gradient in one pass over the logits instead of three.
 public func crossEntropyForward(
     logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-    losses: UnsafeMutablePointer<Float>, rows: Int, vocab: Int, pool: ThreadPool = .shared
+    losses: UnsafeMutablePointer<Float>, logSumExps: UnsafeMutablePointer<Float>? = nil,
+    rows: Int, vocab: Int, pool: ThreadPool = .shared
 ) {
     pool.parallelRanges(rows, costPerItem: 20 * vocab) { range, _ in
         for r in range {
             let target = Int(targets[r])
             guard target >= 0 else {
                 losses[r] = 0
+                logSumExps?[r] = 0
                 continue
             }
             let row = logits + r * vocab
-            losses[r] = logSumExp(row, count: vocab) - row[target]
+            let lse = logSumExp(row, count: vocab)
+            logSumExps?[r] = lse
+            losses[r] = lse - row[target]
         }
     }
 }
@@ -26,8 +32,10 @@ public func crossEntropyForward(
 /// `logits` (training overwrites the logits with their gradient to save a `[rows, vocab]`
 /// buffer). `dloss` is the gradient of the total loss with respect to each row's loss, e.g.
 /// `1 / count` for a mean.
+/// `logSumExps`, from `crossEntropyForward` on the same logits, saves recomputing them.
 public func crossEntropyBackward(
     logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, dloss: UnsafePointer<Float>,
+    logSumExps: UnsafePointer<Float>? = nil,
     into dlogits: UnsafeMutablePointer<Float>, rows: Int, vocab: Int, pool: ThreadPool = .shared
 ) {
     pool.parallelRanges(rows, costPerItem: 24 * vocab) { range, _ in
@@ -38,9 +46,19 @@ public func crossEntropyBackward(
                 out.update(repeating: 0, count: vocab)
                 continue
             }
-            softmaxRow(logits + r * vocab, into: out, count: vocab, scale: 1)
-            scale(out, by: dloss[r], count: vocab)
-            out[target] -= dloss[r]
+            let row = logits + r * vocab
+            let lse = logSumExps?[r] ?? logSumExp(row, count: vocab)
+            let g = dloss[r]
+            var i = 0
+            while i + 16 <= vocab {
+                store16(exp16(load16(row + i) - lse) * g, out + i)
+                i += 16
+            }
+            while i < vocab {
+                out[i] = exp16(SIMD16(repeating: row[i] - lse))[0] * g
+                i += 1
+            }
+            out[target] -= g
         }
     }
 }

@@ -58,7 +58,8 @@ public func maximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
     var m = SIMD16<Float>(repeating: -.infinity)
     var i = 0
     while i + 16 <= n {
-        m = pointwiseMax(m, load16(x + i))
+        let v = load16(x + i)
+        m.replace(with: v, where: v .> m)
         i += 16
     }
     var best = m.max()

@@ -19,7 +19,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let mlpAct: FloatBuffer     // [L][N dFF]
     let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer
     let logits: FloatBuffer     // [N V]; becomes dlogits in backward
-    let losses: FloatBuffer, dloss: FloatBuffer
+    let losses: FloatBuffer, dloss: FloatBuffer, logSumExps: FloatBuffer
     let masks: FloatBuffer?     // dropout: [2L+1][N d]
     // Backward scratch.
     let dResidual: FloatBuffer, dBranch: FloatBuffer, dWide: FloatBuffer, dWide2: FloatBuffer
@@ -49,7 +49,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         mlpAct = FloatBuffer(count: l * n * c.dFF)
         finalNorm = FloatBuffer(count: n * d); finalMean = FloatBuffer(count: n); finalRstd = FloatBuffer(count: n)
         logits = FloatBuffer(count: n * c.vocabularySize)
-        losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n)
+        losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
         masks = c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
         dResidual = FloatBuffer(count: n * d)
         dBranch = FloatBuffer(count: n * max(d, c.heads * c.headDim))
@@ -133,7 +133,7 @@ extension TransformerModel {
                       into: w.logits.pointer, outDim: c.vocabularySize, pool: pool)
         w.targets.withUnsafeBufferPointer {
             crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
-                                rows: n, vocab: c.vocabularySize, pool: pool)
+                                logSumExps: w.logSumExps.pointer, rows: n, vocab: c.vocabularySize, pool: pool)
         }
         let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
@@ -152,7 +152,8 @@ extension TransformerModel {
         // Loss and output layer; the logits buffer becomes dlogits.
         w.targets.withUnsafeBufferPointer {
             crossEntropyBackward(logits: w.logits.pointer, targets: $0.baseAddress!, dloss: w.dloss.pointer,
-                                 into: w.logits.pointer, rows: n, vocab: c.vocabularySize, pool: pool)
+                                 logSumExps: w.logSumExps.pointer, into: w.logits.pointer, rows: n,
+                                 vocab: c.vocabularySize, pool: pool)
         }
         let dFinal = w.dBranch.pointer
         linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,

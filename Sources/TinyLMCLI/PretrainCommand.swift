@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Synchronization
+import Tokenizer
+import Training
+import Transformer
+
+/// Set by SIGINT; the training loop saves and stops at the next step boundary.
+let interruptRequested = Atomic<Bool>(false)
+
+func installInterruptHandler() {
+    signal(SIGINT) { _ in
+        // A second Ctrl-C while saving ends the process the usual way.
+        if interruptRequested.exchange(true, ordering: .relaxed) { _exit(130) }
+    }
+}
+
+/// Loads token ids from a shard, checking its tokenizer.
+func loadShard(_ path: String, tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+    let shard = try TokenShard(path: path, tokenizerSHA256: tokenizer.sha256)
+    var tokens = [Int32](repeating: 0, count: shard.count)
+    tokens.withUnsafeMutableBufferPointer { shard.copy(from: 0, count: shard.count, into: $0.baseAddress!) }
+    return tokens
+}
+
+/// A shard, or a text file tokenized like `data prepare` does (all of it).
+func loadTokens(_ path: String, tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+    if (try? TokenShard(path: path)) != nil { return try loadShard(path, tokenizer: tokenizer) }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-tokens-\(getpid())-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var preparer = CorpusPreparer(tokenizer: tokenizer)
+    preparer.validationFraction = 0
+    _ = try preparer.prepare(inputs: [path], directory: directory)
+    return try loadShard(directory + "/train.bin", tokenizer: tokenizer)
+}
+
+struct PretrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pretrain", abstract: "Pretrain a model on text files or token shards.")
+
+    @Option(name: .customLong("corpus"), parsing: .upToNextOption, help: "Training text files (tokenized on the fly; 1% of documents go to validation).")
+    var corpus: [String] = []
+    @Option(help: "A directory from `tinylm data prepare` (train.bin, val.bin).") var data: String?
+    @Option(help: "Validation data instead of the split: a text file or a .bin shard (never train on it).") var valData: String?
+    @Option(help: "Tokenizer.") var tokenizer = "Tokenizers/tinylm-4k.model"
+    @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config = "tiny"
+    @Option(help: "Vocabulary size (default: the tokenizer's).") var vocabSize: Int?
+    @Option(help: "Tokens per sequence (default: the model's context).") var context: Int?
+    @Option(help: "Optimizer steps.") var steps = 1000
+    @Option(help: "Sequences per micro-batch.") var batch = 8
+    @Option(help: "Micro-batches per step.") var accum = 1
+    @Option(help: "Peak learning rate.") var lr = 1e-3
+    @Option(help: "Final learning rate.") var minLr = 1e-4
+    @Option(help: "Warmup steps.") var warmup = 100
+    @Option(help: "AdamW weight decay.") var weightDecay = 0.1
+    @Option(help: "AdamW beta1.") var beta1 = 0.9
+    @Option(help: "AdamW beta2.") var beta2 = 0.95
+    @Option(help: "Gradient clipping by global norm (0: off).") var clip = 1.0
+    @Option(help: "Dropout probability (overrides the config).") var dropout: Double?
+    @Option(help: "Validate every N steps.") var evalEvery = 200
+    @Option(help: "Validation tokens per evaluation.") var evalTokens = 65_536
+    @Option(help: "Checkpoint every N steps.") var saveEvery = 500
+    @Option(help: "Skip a step whose loss exceeds this multiple of the running mean (0: off).") var spikeFactor = 3.0
+    @Option(help: "Stop after N validations without improvement (0: never).") var patience = 0
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Output checkpoint directory.") var out: String
+    @Flag(help: "Continue the run saved in --out.") var resume = false
+
+    func run() throws {
+        let tok = try SentencePieceTokenizer(contentsOf: tokenizer)
+        var train: [Int32] = [], validation: [Int32]?
+        if let data {
+            train = try loadShard(data + "/train.bin", tokenizer: tok)
+            if FileManager.default.fileExists(atPath: data + "/val.bin") {
+                validation = try loadShard(data + "/val.bin", tokenizer: tok)
+            }
+        } else if !corpus.isEmpty {
+            var preparer = CorpusPreparer(tokenizer: tok)
+            preparer.validationFraction = valData == nil ? 0.01 : 0
+            let directory = out + "/data"
+            let summary = try preparer.prepare(inputs: corpus, directory: directory)
+            printError("tokenized \(corpus.joined(separator: ", ")): \(summary.trainTokens) training tokens, \(summary.validationTokens) validation tokens")
+            train = try loadShard(directory + "/train.bin", tokenizer: tok)
+            if summary.validationTokens > 1 { validation = try loadShard(directory + "/val.bin", tokenizer: tok) }
+        } else {
+            throw ValidationError("give --corpus FILE… or --data DIR")
+        }
+        if let valData { validation = try loadTokens(valData, tokenizer: tok) }
+
+        let trainer: Trainer
+        if resume {
+            trainer = try Trainer.resume(from: out, train: train, validation: validation, steps: steps)
+            printError("resuming \(out) at step \(trainer.state.step) of \(trainer.options.steps)")
+        } else {
+            var modelConfig = try ModelConfig.load(config)
+            modelConfig.vocabularySize = vocabSize ?? tok.vocabularySize
+            if let dropout { modelConfig.dropout = dropout }
+            try modelConfig.validate(source: config)
+            guard tok.vocabularySize <= modelConfig.vocabularySize else {
+                throw ValidationError("--vocab-size \(modelConfig.vocabularySize) is smaller than the tokenizer's \(tok.vocabularySize)")
+            }
+            var options = TrainingOptions()
+            options.steps = steps
+            options.batch = batch
+            options.accumulation = accum
+            options.sequenceLength = context ?? modelConfig.contextLength
+            options.schedule = LearningRateSchedule(maxLR: lr, minLR: minLr, warmup: warmup, total: steps)
+            options.weightDecay = weightDecay
+            options.beta1 = beta1
+            options.beta2 = beta2
+            options.clip = clip
+            options.evalEvery = evalEvery
+            options.evalTokens = evalTokens
+            options.saveEvery = saveEvery
+            options.spikeFactor = spikeFactor
+            options.patience = patience
+            options.seed = seed
+            let model = try TransformerModel(config: modelConfig, seed: seed)
+            trainer = try Trainer(model: model, options: options, train: train, validation: validation)
+            printError("training \(model.parameterCount) parameters on \(train.count) tokens for \(steps) steps of \(options.tokensPerStep) tokens (\(ThreadPool.shared.threadCount) threads)")
+        }
+        installInterruptHandler()
+        let interactive = standardErrorIsTerminal
+        let start = Date()
+        var lastLine = Date.distantPast
+        let outcome = try PretrainLoop.run(trainer, directory: out, tokenizer: tok.modelData, progress: { p in
+            let now = Date()
+            let finalStep = p.report.step == p.totalSteps
+            guard interactive || now.timeIntervalSince(lastLine) >= 10 || p.validationLoss != nil && p.report.step % max(1, trainer.options.evalEvery) == 0 || finalStep else { return }
+            lastLine = now
+            let val = p.validationLoss.map { String(format: "%.4f", $0) } ?? "–"
+            let text = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s  ETA %@",
+                              p.report.step, p.totalSteps, p.report.loss, val, p.report.learningRate,
+                              p.tokensPerSecond, formatDuration(p.secondsLeft))
+            printError(interactive ? "\r\u{1B}[K" + text : text, terminator: interactive ? "" : "\n")
+        }, note: { message in
+            printError((interactive ? "\n" : "") + message)
+        }, shouldStop: { interruptRequested.load(ordering: .relaxed) })
+        if interactive { printError("") }
+        let elapsed = Date().timeIntervalSince(start)
+        switch outcome {
+        case .interrupted:
+            throw ExitCode(130)
+        case .finished, .stoppedEarly:
+            let val = trainer.state.lastValidationLoss.map { String(format: "%.4f (perplexity %.2f)", $0, Foundation.exp($0)) } ?? "not measured"
+            print("done: \(trainer.state.step) steps in \(formatDuration(elapsed)); validation loss \(val); checkpoint \(out)")
+        }
+    }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+}

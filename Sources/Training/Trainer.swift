@@ -1,0 +1,202 @@
+import Foundation
+import Kernels
+import Support
+import Transformer
+
+/// Pretraining: sample windows, forward, backward, clip, AdamW, with validation, checkpoints and
+/// a loss guard. Deterministic for a seed and thread count, across interruptions.
+public final class Trainer {
+    public let model: TransformerModel
+    public let options: TrainingOptions
+    public let optimizer: AdamW
+    public private(set) var state: TrainerState
+    let workspace: TrainingWorkspace
+    let train: [Int32]
+    let validation: [Int32]?
+    let pool: ThreadPool
+    private var rng: SplitMix64
+    private var ids: [Int32], targets: [Int32]
+
+    public static let stateFile = "trainer_state.safetensors"
+
+    /// What one step did.
+    public struct StepReport: Sendable {
+        public var step: Int
+        public var loss: Float
+        public var gradientNorm: Double
+        public var learningRate: Double
+        public var skipped: String?
+        public var seconds: Double
+        public var tokens: Int
+    }
+
+    public init(model: TransformerModel, options: TrainingOptions, train: [Int32], validation: [Int32]?,
+                pool: ThreadPool = .shared) throws {
+        try options.validate(contextLength: model.config.contextLength)
+        guard train.count > options.sequenceLength else {
+            throw TrainingError.notEnoughData(tokens: train.count, needed: options.sequenceLength + 1)
+        }
+        for id in train where id < 0 || Int(id) >= model.config.vocabularySize {
+            throw TransformerError.tokenOutOfRange(id: id, vocabularySize: model.config.vocabularySize)
+        }
+        self.model = model
+        self.options = options
+        self.train = train
+        self.validation = validation
+        self.pool = pool
+        optimizer = AdamW(layout: model.layout)
+        optimizer.beta1 = Float(options.beta1)
+        optimizer.beta2 = Float(options.beta2)
+        optimizer.epsilon = Float(options.epsilon)
+        optimizer.weightDecay = Float(options.weightDecay)
+        workspace = try TrainingWorkspace(model: model, batch: options.batch, length: options.sequenceLength,
+                                          threads: pool.threadCount)
+        state = TrainerState()
+        state.rngState = options.seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
+        state.dataSHA256 = Trainer.fingerprint(train)
+        rng = SplitMix64(seed: state.rngState)
+        ids = [Int32](repeating: 0, count: options.batch * options.sequenceLength)
+        targets = ids
+    }
+
+    static func fingerprint(_ tokens: [Int32]) -> String {
+        var hasher = SHA256()
+        tokens.withUnsafeBytes { hasher.update($0) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Fills `ids`/`targets` with `batch` random windows of the training tokens.
+    private func sampleBatch() {
+        let t = options.sequenceLength, limit = UInt64(train.count - t)
+        for b in 0..<options.batch {
+            let start = Int(rng.next() % limit)
+            for j in 0..<t {
+                ids[b * t + j] = train[start + j]
+                targets[b * t + j] = train[start + j + 1]
+            }
+        }
+    }
+
+    /// One optimizer step (over `accumulation` micro-batches).
+    public func step() throws -> StepReport {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let step = state.step
+        workspace.gradients.zero()
+        var lossSum: Float = 0
+        for micro in 0..<options.accumulation {
+            sampleBatch()
+            let dropoutSeed: UInt64? = model.config.dropout > 0 ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
+            lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed, pool: pool)
+            model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)
+        }
+        let loss = lossSum / Float(options.accumulation)
+        let norm = globalNorm(workspace.gradients, pool: pool)
+        let lr = options.schedule.rate(at: step)
+        var skipped: String?
+        if !loss.isFinite || !norm.isFinite {
+            skipped = "non-finite loss or gradient"
+        } else if options.spikeFactor > 0, step >= options.schedule.warmup, let average = state.lossAverage,
+                  Double(loss) > options.spikeFactor * average {
+            skipped = String(format: "loss spike (%.3f > %.1f × running mean %.3f)", loss, options.spikeFactor, average)
+        }
+        if skipped == nil {
+            if options.clip > 0 && norm > options.clip {
+                scale(workspace.gradients.pointer, by: Float(options.clip / (norm + 1e-6)), count: workspace.gradients.count)
+            }
+            optimizer.update(parameters: model.parameters, gradients: workspace.gradients, lr: Float(lr), pool: pool)
+            state.lossAverage = state.lossAverage.map { 0.95 * $0 + 0.05 * Double(loss) } ?? Double(loss)
+            state.consecutiveSkips = 0
+        } else {
+            state.skippedSteps += 1
+            state.consecutiveSkips += 1
+        }
+        state.step += 1
+        state.tokensSeen += options.tokensPerStep
+        state.rngState = rng.state
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if state.consecutiveSkips >= options.maxSkips {
+            throw TrainingError.tooManySkippedSteps(step: step, count: state.consecutiveSkips, lastLoss: loss)
+        }
+        return StepReport(step: state.step, loss: loss, gradientNorm: norm, learningRate: lr, skipped: skipped,
+                          seconds: seconds, tokens: options.tokensPerStep)
+    }
+
+    /// Validation loss on the first `evalTokens` validation tokens; records the best.
+    public func evaluate() throws -> Double? {
+        guard let validation, validation.count > 1 else { return nil }
+        let tokens = Array(validation.prefix(options.evalTokens))
+        let (loss, _) = try model.evaluate(tokens: tokens, batch: options.batch, pool: pool)
+        state.lastValidationLoss = loss
+        if let best = state.bestValidationLoss, best <= loss {
+            state.evaluationsWithoutImprovement += 1
+        } else {
+            state.bestValidationLoss = loss
+            state.evaluationsWithoutImprovement = 0
+        }
+        return loss
+    }
+
+    public var shouldStopEarly: Bool {
+        options.patience > 0 && state.evaluationsWithoutImprovement >= options.patience
+    }
+
+    // MARK: Checkpoints
+
+    private struct SavedRun: Codable {
+        var options: TrainingOptions
+        var state: TrainerState
+        var adamStep: Int
+    }
+
+    /// Writes the checkpoint: first the resumable state (parameters, AdamW moments, run state)
+    /// as one file, then the plain model files. Each file is written atomically, and the
+    /// resumable state is self-contained, so a kill at any moment leaves a consistent run.
+    public func save(to directory: String, tokenizer: Data?) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let run = SavedRun(options: options, state: state, adamStep: optimizer.step)
+        let encoded = String(decoding: try JSONEncoder().encode(run), as: UTF8.self)
+        let count = model.layout.count
+        let entries = [
+            Safetensors.Entry(name: "parameters", shape: [count], data: UnsafeBufferPointer(start: model.parameters.pointer, count: count)),
+            Safetensors.Entry(name: "adamw.m", shape: [count], data: UnsafeBufferPointer(start: optimizer.m.pointer, count: count)),
+            Safetensors.Entry(name: "adamw.v", shape: [count], data: UnsafeBufferPointer(start: optimizer.v.pointer, count: count)),
+        ]
+        try withExtendedLifetime((model, optimizer)) {
+            try Safetensors.write(entries, metadata: ["trainer_state": encoded, "config": String(decoding: model.config.encoded(), as: UTF8.self)],
+                                  to: directory + "/" + Trainer.stateFile)
+        }
+        try Checkpoint.save(model, to: directory, tokenizer: tokenizer, metadata: ["step": String(state.step)])
+    }
+
+    /// Continues a run from `directory`: its model, optimizer, options and state. `steps`, when
+    /// given, extends (or shortens) the run; the schedule keeps its original length.
+    public static func resume(from directory: String, train: [Int32], validation: [Int32]?, steps: Int? = nil,
+                              pool: ThreadPool = .shared) throws -> Trainer {
+        let path = directory + "/" + stateFile
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.resume(path: directory, reason: "no \(stateFile) (not a training checkpoint)")
+        }
+        let file = try Safetensors.File(path: path)
+        guard let runText = file.metadata["trainer_state"], let configText = file.metadata["config"],
+              let run = try? JSONDecoder().decode(SavedRun.self, from: Data(runText.utf8)) else {
+            throw TrainingError.resume(path: path, reason: "the trainer state is missing or unreadable")
+        }
+        let config = try ModelConfig.decode(Data(configText.utf8), source: path)
+        let count = ParameterLayout(config).count
+        let parameters = FloatBuffer(count: count)
+        try file.read("parameters", shape: [count], into: parameters.pointer)
+        let model = try TransformerModel(config: config, parameters: parameters)
+        var options = run.options
+        if let steps { options.steps = steps }
+        let trainer = try Trainer(model: model, options: options, train: train, validation: validation, pool: pool)
+        guard trainer.state.dataSHA256 == run.state.dataSHA256 else {
+            throw TrainingError.resume(path: directory, reason: "the training data differs from the run's (its tokens hash differently)")
+        }
+        try file.read("adamw.m", shape: [count], into: trainer.optimizer.m.pointer)
+        try file.read("adamw.v", shape: [count], into: trainer.optimizer.v.pointer)
+        trainer.optimizer.step = run.adamStep
+        trainer.state = run.state
+        trainer.rng = SplitMix64(seed: run.state.rngState)
+        return trainer
+    }
+}
