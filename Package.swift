@@ -76,7 +76,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer"],
+            // The CLI is a dependency so that its binary is built for the process tests.
+            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "TinyLMCLI"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

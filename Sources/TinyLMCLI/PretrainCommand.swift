@@ -10,6 +10,11 @@ import Transformer
 let interruptRequested = Atomic<Bool>(false)
 
 func installInterruptHandler() {
+    // A parent may have blocked SIGINT (the mask survives exec); unblock it so Ctrl-C arrives.
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
     signal(SIGINT) { _ in
         // A second Ctrl-C while saving ends the process the usual way.
         if interruptRequested.exchange(true, ordering: .relaxed) { _exit(130) }

@@ -1,0 +1,122 @@
+import Foundation
+import Support
+import Testing
+import Transformer
+@testable import Training
+
+/// Runs the `tinylm` binary built beside the tests, as a user would.
+struct CLIRun {
+    static var binary: String? {
+        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [directory, directory.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("tinylm").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    static var repository: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    static func start(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary!)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: repository)
+        process.environment = ProcessInfo.processInfo.environment.merging(["TINYLM_THREADS": "2"]) { _, new in new }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// A corpus and a config for a run of a few seconds.
+    static func fixture() throws -> (corpus: String, config: String) {
+        let directory = temporaryPath()
+        var text = ""
+        for i in 0..<400 { text += "Tom saw \(i % 7) red balls and Lily found \(i % 5) cats in the park.\n" }
+        try text.write(toFile: directory + "/corpus.txt", atomically: true, encoding: .utf8)
+        let config = #"{"vocab_size": 4096, "context_length": 32, "d_model": 32, "n_layers": 2, "n_heads": 2}"#
+        try config.write(toFile: directory + "/config.json", atomically: true, encoding: .utf8)
+        return (directory + "/corpus.txt", directory + "/config.json")
+    }
+
+    static func arguments(corpus: String, config: String, out: String, steps: Int, saveEvery: Int) -> [String] {
+        ["pretrain", "--corpus", corpus, "--config", config, "--steps", String(steps), "--batch", "4",
+         "--warmup", "5", "--eval-every", "50", "--save-every", String(saveEvery), "--seed", "3", "--out", out]
+    }
+}
+
+@Suite("pretraining processes", .serialized)
+struct ProcessTests {
+    @Test("Ctrl-C saves a checkpoint; --resume finishes bit-identical to an uninterrupted run")
+    func interruptAndResume() throws {
+        guard CLIRun.binary != nil else {
+            print("skipped: the tinylm binary is not built beside the tests")
+            return
+        }
+        let (corpus, config) = try CLIRun.fixture()
+        let straight = temporaryPath()
+        let full = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: straight, steps: 2000, saveEvery: 0))
+        full.waitUntilExit()
+        #expect(full.terminationStatus == 0)
+
+        let interrupted = temporaryPath()
+        let run = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0))
+        // Wait until training is under way (its log has lines), then press Ctrl-C.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && run.isRunning {
+            if let log = try? String(contentsOfFile: interrupted + "/log.jsonl", encoding: .utf8), log.split(separator: "\n").count >= 20 { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+        #expect(run.terminationStatus == 130, "exit status after Ctrl-C")
+        let state = try Safetensors.File(path: interrupted + "/trainer_state.safetensors")
+        #expect(state.metadata["trainer_state"] != nil)
+        let resume = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0) + ["--resume"])
+        resume.waitUntilExit()
+        #expect(resume.terminationStatus == 0)
+        let a = try Checkpoint.load(from: straight).parameters.array
+        let b = try Checkpoint.load(from: interrupted).parameters.array
+        #expect(a == b, "parameters after an interrupted + resumed run equal an uninterrupted run's")
+    }
+
+    @Test("killing the process at random moments, even mid-save, always leaves a checkpoint that loads and resumes")
+    func killDuringSave() throws {
+        guard CLIRun.binary != nil else {
+            print("skipped: the tinylm binary is not built beside the tests")
+            return
+        }
+        let (corpus, config) = try CLIRun.fixture()
+        let out = temporaryPath()
+        // Saving every step makes most kills land in or near a save.
+        let args = CLIRun.arguments(corpus: corpus, config: config, out: out, steps: 200, saveEvery: 1)
+        var rng = SystemRandomNumberGenerator()
+        var lastStep = 0
+        for attempt in 0..<4 {
+            let process = try CLIRun.start(attempt == 0 ? args : args + ["--resume"])
+            Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.2, using: &rng))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            guard FileManager.default.fileExists(atPath: out + "/trainer_state.safetensors") else { continue }
+            // Whatever moment the kill hit, the checkpoint is whole.
+            let model = try Checkpoint.load(from: out)
+            #expect(model.parameters.array.allSatisfy { $0.isFinite })
+            let state = try Safetensors.File(path: out + "/trainer_state.safetensors")
+            let json = try #require(state.metadata["trainer_state"])
+            let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            let step = (object?["state"] as? [String: Any])?["step"] as? Int
+            #expect((step ?? 0) >= lastStep, "progress is never lost")
+            lastStep = step ?? lastStep
+        }
+        let finish = try CLIRun.start(args + ["--resume"])
+        finish.waitUntilExit()
+        #expect(finish.terminationStatus == 0)
+        #expect(try Checkpoint.load(from: out).parameters.array.allSatisfy { $0.isFinite })
+        // No temporary files are left behind by the atomic writes of the finished run.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp-") }
+        #expect(leftovers.count <= 4, "at most one temporary file per killed write: \(leftovers)")
+    }
+}
