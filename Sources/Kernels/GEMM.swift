@@ -68,7 +68,7 @@ public enum GEMM {
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
         // so that no thread waits for a last odd task.
         let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
-        var groups = min(mPanels, max(1, (2 * threads + nChunks - 1) / nChunks))
+        var groups = min(mPanels, max(1, (4 * threads + nChunks - 1) / nChunks))
         while (groups * nChunks) % threads != 0 && groups < mPanels { groups += 1 }
 
         Scratch.withFloats(mPanels * mr * depth) { packedA in
@@ -77,14 +77,19 @@ public enum GEMM {
                 while p0 < k {
                     let kcNow = min(depth, k - p0)
                     let betaNow = p0 == 0 ? beta : 1
+                    // Panels are packed in groups: where a panel's rows are strided in memory,
+                    // a group reads a longer contiguous run per row (and one page, not eight).
+                    let aGroups = (mPanels + packGroup - 1) / packGroup
+                    let bGroups = (nPanels + packGroup - 1) / packGroup
+                    // B groups (2.3 times an A group's work) go first, so the small tasks even
+                    // out the end.
                     let pack = { (task: Int, _: Int) in
-                        if task < mPanels {
-                            packA(transA, a, lda, m: m, row: task * mr, p0: p0, kc: kcNow,
-                                  into: packedA + task * mr * kcNow)
+                        if task < bGroups {
+                            let first = task * packGroup, last = min(nPanels, first + packGroup)
+                            packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB)
                         } else {
-                            let panel = task - mPanels
-                            packB(transB, b, ldb, n: n, col: panel * nr, p0: p0, kc: kcNow,
-                                  into: packedB + panel * nr * kcNow)
+                            let first = (task - bGroups) * packGroup, last = min(mPanels, first + packGroup)
+                            packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA)
                         }
                     }
                     let compute = { (task: Int, _: Int) in
@@ -100,10 +105,10 @@ public enum GEMM {
                         }
                     }
                     if threads > 1 {
-                        pool.parallelFor(mPanels + nPanels, pack)
+                        pool.parallelFor(aGroups + bGroups, pack)
                         pool.parallelFor(groups * nChunks, compute)
                     } else {
-                        for t in 0..<(mPanels + nPanels) { pack(t, 0) }
+                        for t in 0..<(aGroups + bGroups) { pack(t, 0) }
                         for t in 0..<(groups * nChunks) { compute(t, 0) }
                     }
                     p0 += kcNow
@@ -136,6 +141,60 @@ public enum GEMM {
                     for j in 0..<cols { dst[j] = beta * dst[j] + src[j] }
                 }
             }
+        }
+    }
+
+    /// Panels packed by one task.
+    static let packGroup = 8
+
+    /// Packs the A panels `panels` (each `mr` rows) into their places in `packed`.
+    static func packAGroup(
+        _ trans: Transpose, _ a: UnsafePointer<Float>, _ lda: Int,
+        m: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>
+    ) {
+        let fullRows = panels.upperBound * mr <= m
+        if trans == .transposed && fullRows && panels.upperBound * mr + 2 <= m {
+            // Rows of op(A) are columns here: walk k once and copy each panel's 14 values from
+            // the same row of A. A 16-wide load stays inside A (two more columns exist); its
+            // store spills two floats into the next k's slot, which the next store overwrites,
+            // so the last k of each panel is stored element by element.
+            for p in 0..<kc {
+                let src = a + (p0 + p) * lda + panels.lowerBound * mr
+                for (index, panel) in panels.enumerated() {
+                    let dst = packed + panel * mr * kc + p * mr
+                    if p < kc - 1 {
+                        store16(load16(src + index * mr), dst)
+                    } else {
+                        for r in 0..<mr { dst[r] = src[index * mr + r] }
+                    }
+                }
+            }
+            return
+        }
+        for panel in panels {
+            packA(trans, a, lda, m: m, row: panel * mr, p0: p0, kc: kc, into: packed + panel * mr * kc)
+        }
+    }
+
+    /// Packs the B panels `panels` (each `nr` columns) into their places in `packed`.
+    static func packBGroup(
+        _ trans: Transpose, _ b: UnsafePointer<Float>, _ ldb: Int,
+        n: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>
+    ) {
+        if trans == .none && panels.upperBound * nr <= n {
+            // Walk k once; each row of B gives every panel of the group its 32 values.
+            for p in 0..<kc {
+                let src = b + (p0 + p) * ldb + panels.lowerBound * nr
+                for (index, panel) in panels.enumerated() {
+                    let dst = packed + panel * nr * kc + p * nr
+                    store16(load16(src + index * nr), dst)
+                    store16(load16(src + index * nr + 16), dst + 16)
+                }
+            }
+            return
+        }
+        for panel in panels {
+            packB(trans, b, ldb, n: n, col: panel * nr, p0: p0, kc: kc, into: packed + panel * nr * kc)
         }
     }
 

@@ -94,7 +94,7 @@ private final class PoolCore: @unchecked Sendable {
     private nonisolated(unsafe) var shuttingDown = false
 
     /// How long an idle worker polls for the next job before it sleeps.
-    private static let spinNanoseconds: UInt64 = 200_000
+    private static let spinNanoseconds: UInt64 = 2_000_000
 
     init(threadCount: Int) {
         self.threadCount = max(1, threadCount)

@@ -5,7 +5,7 @@ import Kernels
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure TinyLM's speed beside its peers on this machine.",
-        subcommands: [BenchKernels.self]
+        subcommands: [BenchKernels.self, BenchTrain.self]
     )
 }
 

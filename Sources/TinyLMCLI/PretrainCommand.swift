@@ -48,6 +48,7 @@ struct PretrainCommand: ParsableCommand {
     var corpus: [String] = []
     @Option(help: "A directory from `tinylm data prepare` (train.bin, val.bin).") var data: String?
     @Option(help: "Validation data instead of the split: a text file or a .bin shard (never train on it).") var valData: String?
+    @Option(help: "Fraction of --corpus documents held out for validation.") var valFraction = 0.01
     @Option(help: "Tokenizer.") var tokenizer = "Tokenizers/tinylm-4k.model"
     @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config = "tiny"
     @Option(help: "Vocabulary size (default: the tokenizer's).") var vocabSize: Int?
@@ -82,7 +83,7 @@ struct PretrainCommand: ParsableCommand {
             }
         } else if !corpus.isEmpty {
             var preparer = CorpusPreparer(tokenizer: tok)
-            preparer.validationFraction = valData == nil ? 0.01 : 0
+            preparer.validationFraction = valData == nil ? valFraction : 0
             let directory = out + "/data"
             let summary = try preparer.prepare(inputs: corpus, directory: directory)
             printError("tokenized \(corpus.joined(separator: ", ")): \(summary.trainTokens) training tokens, \(summary.validationTokens) validation tokens")

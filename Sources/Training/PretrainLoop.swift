@@ -2,7 +2,8 @@ import Foundation
 import Transformer
 
 /// The outer loop of a run: steps, periodic validation and checkpoints, a JSONL log, early
-/// stopping and a clean stop on request (Ctrl-C).
+/// stopping and a clean stop on request (Ctrl-C). The model with the best validation loss so far
+/// is kept in `directory/best`.
 public enum PretrainLoop {
     public enum Outcome: Equatable, Sendable {
         case finished, interrupted, stoppedEarly
@@ -43,6 +44,10 @@ public enum PretrainLoop {
             let step = trainer.state.step
             if options.evalEvery > 0 && step % options.evalEvery == 0 && step < options.steps {
                 validation = try trainer.evaluate()
+                if validation != nil && trainer.state.evaluationsWithoutImprovement == 0 {
+                    try Checkpoint.save(trainer.model, to: directory + "/best", tokenizer: tokenizer,
+                                        metadata: ["step": String(step), "validation_loss": String(validation!)])
+                }
             }
             recentSeconds.append(report.seconds)
             if recentSeconds.count > 20 { recentSeconds.removeFirst() }
@@ -64,6 +69,10 @@ public enum PretrainLoop {
             }
         }
         if let loss = try trainer.evaluate() {
+            if trainer.state.evaluationsWithoutImprovement == 0 {
+                try Checkpoint.save(trainer.model, to: directory + "/best", tokenizer: tokenizer,
+                                    metadata: ["step": String(trainer.state.step), "validation_loss": String(loss)])
+            }
             let line = LogLine(step: trainer.state.step, loss: nil, lr: nil, grad_norm: nil, tokens_per_s: nil,
                                val_loss: loss, skipped: nil, tokens: trainer.state.tokensSeen)
             if let data = try? JSONEncoder().encode(line) { log.write(data + Data("\n".utf8)) }
