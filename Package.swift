@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "Transformer", targets: ["Transformer"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Chat", targets: ["Chat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,9 +53,15 @@ let package = Package(
             dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
+        .target(
+            name: "Chat",
+            dependencies: ["Kernels", "Support", "Tokenizer"],
+            swiftSettings: nativeCPU
+        ),
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
+                "Chat",
                 "Kernels",
                 "Tokenizer",
                 "Transformer",
@@ -78,6 +85,11 @@ let package = Package(
             name: "TrainingTests",
             // The CLI is a dependency so that its binary is built for the process tests.
             dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "TinyLMCLI"],
+            swiftSettings: nativeCPU
+        ),
+        .testTarget(
+            name: "ChatTests",
+            dependencies: ["Chat", "Kernels", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

@@ -6,7 +6,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Prepare training data.",
-        subcommands: [DataPrepare.self]
+        subcommands: [DataPrepare.self, SynthTools.self]
     )
 }
 

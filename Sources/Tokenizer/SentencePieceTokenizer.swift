@@ -83,6 +83,24 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
         return result
     }
 
+    /// The ids of `text` as it tokenizes in the middle of a longer text (after a marker or a
+    /// newline): without the dummy-prefix space SentencePiece puts before every input. Chat
+    /// templates encode their pieces this way, so that the ids of a rendered conversation
+    /// decode to exactly its text.
+    public func encode(continuing text: String) throws -> [Int32] {
+        guard proto.addDummyPrefix, !text.isEmpty else { return try encode(text) }
+        // A newline is its own token (a byte piece or a piece of its own) and ends the dummy
+        // prefix's word, so the ids after its ids are those of `text` in mid-text position.
+        let prefix = try continuationPrefix()
+        let ids = try encode("\n" + text)
+        guard ids.count >= prefix.count, Array(ids[0..<prefix.count]) == prefix else { return try encode(text) }
+        return Array(ids[prefix.count...])
+    }
+
+    private func continuationPrefix() throws -> [Int32] {
+        try encode("\n")
+    }
+
     /// The pieces of `text` (e.g. `▁Hello`, `<0x0A>`).
     public func encodePieces(_ text: String) throws -> [String] {
         var text = text

@@ -1,0 +1,129 @@
+import Chat
+import Foundation
+import Testing
+import Tokenizer
+
+let sharedChat: String? = {
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let path = repo.deletingLastPathComponent().appendingPathComponent("shared/data/chat").path
+    return FileManager.default.fileExists(atPath: path) ? path : nil
+}()
+
+let repoTokenizer: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Tokenizers/tinylm-4k.model").path
+
+/// Call ids are not part of the rendered text; the parse numbers them in order.
+func renumbered(_ c: Conversation) -> Conversation {
+    var out = c
+    var map: [String: String] = [:]
+    var next = 0
+    for i in out.messages.indices {
+        for j in out.messages[i].toolCalls.indices {
+            let id = "call_\(next)"
+            next += 1
+            map[out.messages[i].toolCalls[j].id] = id
+            out.messages[i].toolCalls[j].id = id
+        }
+        if let old = out.messages[i].toolCallID { out.messages[i].toolCallID = map[old] ?? old }
+    }
+    return out
+}
+
+@Suite("chat template")
+struct TemplateTests {
+    func conversationsUnderTest() throws -> [Conversation] {
+        var all: [Conversation] = []
+        var generator = SyntheticToolData(seed: 5)
+        all += generator.conversations(200)
+        if let shared = sharedChat {
+            all += try ChatDatasets.read(shared + "/glaive-toolcall-300.json")
+            all += try ChatDatasets.read(shared + "/fastchat-dummy-500.json")
+        } else {
+            print("note: ../shared/data/chat is absent; the template round trip uses generated conversations only")
+        }
+        return all
+    }
+
+    @Test("parse(render(c)) == c for ShareGPT, OpenAI and generated conversations")
+    func roundTrip() throws {
+        let template = ChatTemplate.chatML
+        let conversations = try conversationsUnderTest()
+        #expect(conversations.count >= 200)
+        for c in conversations {
+            let parsed = try template.parse(template.render(c))
+            #expect(renumbered(parsed) == renumbered(c), "\(template.render(c).prefix(300))")
+        }
+        // Through OpenAI JSONL and back too.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString).jsonl").path
+        try ChatDatasets.writeOpenAI(conversations, to: path)
+        let reread = try ChatDatasets.read(path)
+        #expect(reread == conversations)
+    }
+
+    @Test("the loss mask covers exactly the assistant turns and their closing markers")
+    func lossMask() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizer)
+        let template = ChatTemplate.chatML
+        for c in try conversationsUnderTest().prefix(150) {
+            let (ids, mask) = try template.tokenize(c, with: tokenizer)
+            #expect(ids.count == mask.count)
+            // Runs of trained tokens decode to the assistant segments, in order.
+            var runs: [[Int32]] = []
+            var current: [Int32] = []
+            for (id, m) in zip(ids, mask) {
+                if m == 1 { current.append(id) } else if !current.isEmpty { runs.append(current); current = [] }
+            }
+            if !current.isEmpty { runs.append(current) }
+            let trained = template.segments(c).filter(\.trained).map(\.text)
+            #expect(try runs.map { try tokenizer.decode($0) } == trained)
+            #expect(trained.count == c.messages.filter { $0.role == .assistant }.count)
+            #expect(trained.allSatisfy { $0.hasSuffix("<|im_end|>") })
+            // The whole sequence decodes to the rendered text.
+            #expect(try tokenizer.decode(ids) == template.render(c))
+        }
+    }
+
+    @Test("malformed datasets name the file and the record")
+    func badData() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let cases = [
+            ("[{\"conversations\": [{\"from\": \"alien\", \"value\": \"x\"}]}]", "unknown speaker"),
+            ("[{\"conversations\": [{\"from\": \"function_call\", \"value\": \"{not json\"}]}]", "invalid JSON"),
+            ("{\"messages\": [{\"role\": \"wizard\", \"content\": \"x\"}]}\n", "no valid role"),
+            ("{\"messages\": [}\n", "line 1"),
+            ("[{\"nothing\": 1}]", "neither"),
+        ]
+        for (i, (text, expected)) in cases.enumerated() {
+            let path = directory + "/d\(i).json"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try ChatDatasets.read(path)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect("\(error)".contains(expected) && "\(error)".contains(path), "\(error)")
+            }
+        }
+    }
+
+    @Test("synthetic data is deterministic per seed, varied, and uses every tool with real results")
+    func synthetic() {
+        var a = SyntheticToolData(seed: 9), b = SyntheticToolData(seed: 9), c = SyntheticToolData(seed: 10)
+        let x = a.conversations(300), y = b.conversations(300), z = c.conversations(300)
+        #expect(x == y)
+        #expect(x != z)
+        let names = Set(x.flatMap { $0.messages.flatMap { $0.toolCalls.map(\.name) } })
+        #expect(names == ["calculator", "current_time", "unit_convert"])
+        #expect(x.contains { $0.messages.allSatisfy(\.toolCalls.isEmpty) }, "some need no tool")
+        #expect(x.contains { $0.messages.contains { $0.role == .tool && $0.content.contains("error") } }, "some tools fail")
+        #expect(Set(x.map { $0.messages.first { $0.role == .user }!.content }).count > 250, "phrasings vary")
+        // Every tool result is what the tool really returns for the call.
+        let registry = ToolRegistry.builtIn(now: { Date(timeIntervalSince1970: 1_700_000_000 + 9) })
+        for conversation in x {
+            for (i, m) in conversation.messages.enumerated() where m.role == .tool {
+                let call = conversation.messages[i - 1].toolCalls[0]
+                #expect(m.content == registry.call(call.name, arguments: call.arguments).serialized())
+            }
+        }
+    }
+}
