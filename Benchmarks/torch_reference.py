@@ -164,7 +164,69 @@ def main():
         print(f"{name:56s} {rel_logits:11.2e} {rel_grads:11.2e} {our_loss:12.6f} {loss.item():12.6f}")
     ok = worst_logits < 1e-4 and worst_grads < 1e-4
     print(f"worst: logits {worst_logits:.2e}, gradients {worst_grads:.2e} -> {'PASS' if ok else 'FAIL'} (tolerance 1e-4)")
+    ok = training_check(args) and ok
     sys.exit(0 if ok else 1)
+
+
+def decays(name):
+    """TinyLM's AdamW default: weight decay on linear weights only."""
+    return name.endswith("proj.weight") or name == "lm_head.weight"
+
+
+def lr_at(step, max_lr, min_lr, warmup, total):
+    if step < warmup:
+        return max_lr * (step + 1) / warmup
+    if step >= total:
+        return min_lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def training_check(args, steps=20):
+    """20 AdamW steps (warmup + cosine, clipping, weight decay) from the same weights on the same
+    batches: TinyLM's losses against PyTorch's torch.optim.AdamW in float64."""
+    cfg = dict(BASE, **VARIANTS["gpt2 (layernorm, learned, gelu, MHA, tied, biases)"])
+    hp = dict(lr=3e-3, min_lr=3e-4, warmup=5, weight_decay=0.1, clip=1.0)
+    B, T = 4, 32
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        ckpt = os.path.join(tmp, "ckpt")
+        run([args.tinylm, "init", "--config", os.path.join(tmp, "config.json"), "--out", ckpt, "--seed", "3"])
+        g = torch.Generator().manual_seed(5)
+        # Learnable batches (a repeating pattern with noise), so the loss really moves.
+        batches = []
+        for _ in range(steps):
+            start = torch.randint(0, 50, (B, 1), generator=g)
+            seq = (start + torch.arange(T + 1) * 7) % cfg["vocab_size"]
+            batches.append(dict(ids=seq[:, :-1].flatten().tolist(), targets=seq[:, 1:].flatten().tolist()))
+        with open(os.path.join(tmp, "batches.json"), "w") as f:
+            json.dump(dict(batch=B, length=T, steps=batches), f)
+        ours = json.loads(run([args.tinylm, "train-steps", "--model", ckpt, "--batches", os.path.join(tmp, "batches.json"),
+                               "--lr", str(hp["lr"]), "--min-lr", str(hp["min_lr"]), "--warmup", str(hp["warmup"]),
+                               "--weight-decay", str(hp["weight_decay"]), "--clip", str(hp["clip"])]))
+        w = {k: v.double().clone().requires_grad_(True) for k, v in load_file(os.path.join(ckpt, "model.safetensors")).items()}
+    groups = [dict(params=[p for k, p in w.items() if decays(k)], weight_decay=hp["weight_decay"]),
+              dict(params=[p for k, p in w.items() if not decays(k)], weight_decay=0.0)]
+    opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.95), eps=1e-8)
+    theirs = []
+    for step, batch in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], steps)
+        ids = torch.tensor(batch["ids"]).view(B, T)
+        targets = torch.tensor(batch["targets"]).view(B, T)
+        loss = F.cross_entropy(reference_logits(cfg, w, ids).reshape(-1, cfg["vocab_size"]), targets.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(w.values()), hp["clip"])
+        opt.step()
+        theirs.append(loss.item())
+    worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
+    print(f"\n20 AdamW steps (lr {hp['lr']}, warmup {hp['warmup']}, cosine to {hp['min_lr']}, clip {hp['clip']}, wd {hp['weight_decay']}):")
+    for i in (0, 4, 9, 14, 19):
+        print(f"  step {i + 1:2d}: tinylm {ours[i]:.6f}  torch {theirs[i]:.6f}")
+    print(f"worst relative loss difference {worst:.2e} -> {'PASS' if worst < 1e-4 else 'FAIL'} (tolerance 1e-4)")
+    return worst < 1e-4
 
 
 if __name__ == "__main__":

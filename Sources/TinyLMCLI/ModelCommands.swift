@@ -3,6 +3,7 @@ import Foundation
 import Kernels
 import Support
 import Tokenizer
+import Training
 import Transformer
 
 /// The tokenizer for a checkpoint: `--tokenizer`, else the one inside the checkpoint.
@@ -214,5 +215,52 @@ struct GradientsCommand: ParsableCommand {
             try Safetensors.write(entries, metadata: ["loss": String(loss)], to: out)
         }
         print("loss \(loss); gradients written to \(out)")
+    }
+}
+
+struct TrainStepsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-steps",
+        abstract: "Run optimizer steps on given batches and print the losses as JSON, for checking the optimizer against another implementation.")
+
+    @Option(help: "Checkpoint directory (the initial weights).") var model: String
+    @Option(help: "JSON: {\"batch\": B, \"length\": T, \"steps\": [{\"ids\": […], \"targets\": […]}, …]}.") var batches: String
+    @Option(help: "Peak learning rate.") var lr = 1e-3
+    @Option(help: "Final learning rate.") var minLr = 1e-4
+    @Option(help: "Warmup steps.") var warmup = 5
+    @Option(help: "Steps of the cosine schedule (default: the number of batches).") var total: Int?
+    @Option(help: "Weight decay.") var weightDecay = 0.1
+    @Option(help: "Gradient clipping (0: off).") var clip = 1.0
+
+    struct Batches: Decodable {
+        struct Step: Decodable { var ids: [Int32]; var targets: [Int32] }
+        var batch: Int
+        var length: Int
+        var steps: [Step]
+    }
+
+    func run() throws {
+        let input: Batches
+        do {
+            input = try JSONDecoder().decode(Batches.self, from: Data(contentsOf: URL(fileURLWithPath: batches)))
+        } catch {
+            throw ValidationError("\(batches): \(error)")
+        }
+        let loaded = try Checkpoint.load(from: model)
+        var options = TrainingOptions()
+        options.steps = input.steps.count
+        options.batch = input.batch
+        options.sequenceLength = input.length
+        options.schedule = LearningRateSchedule(maxLR: lr, minLR: minLr, warmup: warmup, total: total ?? input.steps.count)
+        options.weightDecay = weightDecay
+        options.clip = clip
+        options.spikeFactor = 0
+        // The sampler is not used; it only needs tokens to exist.
+        let trainer = try Trainer(model: loaded, options: options, train: [Int32](repeating: 0, count: input.length + 1), validation: nil)
+        var losses: [Float] = []
+        for step in input.steps {
+            losses.append(try trainer.step(batches: [(step.ids, step.targets)]).loss)
+        }
+        print("[" + losses.map { String($0) }.joined(separator: ", ") + "]")
     }
 }

@@ -77,14 +77,30 @@ public final class Trainer {
         }
     }
 
-    /// One optimizer step (over `accumulation` micro-batches).
+    /// One optimizer step (over `accumulation` micro-batches of random windows).
     public func step() throws -> StepReport {
+        try step { _ in sampleBatch() }
+    }
+
+    /// One optimizer step on given micro-batches (`batch x sequenceLength` ids and targets
+    /// each), for checking the optimizer against another implementation.
+    public func step(batches: [(ids: [Int32], targets: [Int32])]) throws -> StepReport {
+        guard batches.count == options.accumulation else {
+            throw TrainingError.invalidOption(name: "accum", reason: "\(batches.count) batches for \(options.accumulation) micro-batches")
+        }
+        return try step { micro in
+            ids = batches[micro].ids
+            targets = batches[micro].targets
+        }
+    }
+
+    private func step(fill: (Int) -> Void) throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let step = state.step
         workspace.gradients.zero()
         var lossSum: Float = 0
         for micro in 0..<options.accumulation {
-            sampleBatch()
+            fill(micro)
             let dropoutSeed: UInt64? = model.config.dropout > 0 ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
             lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed, pool: pool)
             model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)
