@@ -5,7 +5,7 @@ SWIFT ?= swift
 TEST_FLAGS ?= -Xswiftc -O
 BIN := .build/release/tinylm
 
-.PHONY: all setup build test chat bench bench-kernels clean
+.PHONY: all setup build test chat bench bench-kernels bench-train reference clean
 
 all: build
 
@@ -24,14 +24,27 @@ build: setup
 test: setup
 	$(SWIFT) test $(TEST_FLAGS)
 
-# The main job. Until a trained model ships in Checkpoints/, it runs the kernel benchmark.
-chat: build
-	$(BIN) bench kernels
+MODEL ?= Checkpoints/tinystories-3.5m
+PROMPT ?= Once upon a time, there was a little girl named Lily.
+SEED ?= 0
 
-bench: bench-kernels
+# The main job: talk to the shipped model. Until a chat-tuned model ships, the TinyStories
+# model continues a story (set PROMPT=... for another one).
+chat: build
+	$(BIN) generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 200 --temperature 0.8 --seed $(SEED) --stats
+
+bench: bench-kernels bench-train
 
 bench-kernels: build
 	$(BIN) bench kernels
+
+bench-train: build
+	$(BIN) bench train --config tiny
+	$(BIN) bench train --config small
+
+# By hand: TinyLM's math against PyTorch (needs the virtualenv of ../shared/peers/setup.sh).
+reference: build
+	$${PEERS_VENV:-$$HOME/.cache/tinylm-peers-venv}/bin/python Benchmarks/torch_reference.py
 
 clean:
 	rm -rf .build
