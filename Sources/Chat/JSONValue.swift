@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A JSON value that keeps object keys in order, so that rendering a conversation and parsing
 /// it back gives the same value, and tool arguments print as the model wrote them.
@@ -77,25 +78,7 @@ public enum JSONValue: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A JSON string literal; non-ASCII characters stay as they are.
-    public static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    public static func quote(_ text: String) -> String { jsonQuoted(text) }
 
     // MARK: Parsing
 

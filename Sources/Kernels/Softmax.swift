@@ -84,16 +84,7 @@ func softmaxRow(
             tail += e[j - i]
         }
     }
-    let inverse = 1 / (total.sum() + tail)
-    i = 0
-    while i + 16 <= n {
-        store16(load16(y + i) * inverse, y + i)
-        i += 16
-    }
-    while i < n {
-        y[i] *= inverse
-        i += 1
-    }
+    Kernels.scale(y, by: 1 / (total.sum() + tail), count: n)
 }
 
 /// `dx = scale * y * (dy - sum(dy * y))` over one row; `dx` may alias `dy`.

@@ -65,7 +65,7 @@ public enum Safetensors {
     public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String) throws {
         var header = "{"
         if !metadata.isEmpty {
-            let fields = metadata.sorted { $0.key < $1.key }.map { "\(jsonQuote($0.key)):\(jsonQuote($0.value))" }
+            let fields = metadata.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\(jsonQuoted($0.value))" }
             header += "\"__metadata__\":{\(fields.joined(separator: ","))},"
         }
         var offset = 0
@@ -73,7 +73,7 @@ public enum Safetensors {
         for entry in entries {
             precondition(entry.shape.reduce(1, *) == entry.data.count, "shape does not match data for \(entry.name)")
             let bytes = entry.data.count * 4
-            parts.append("\(jsonQuote(entry.name)):{\"dtype\":\"F32\",\"shape\":[\(entry.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            parts.append("\(jsonQuoted(entry.name)):{\"dtype\":\"F32\",\"shape\":[\(entry.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         header += parts.joined(separator: ",") + "}"
@@ -206,22 +206,5 @@ public enum Safetensors {
             out.append(number.intValue)
         }
         return out
-    }
-
-    static func jsonQuote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }

@@ -15,6 +15,16 @@ func checkpointTokenizer(_ directory: String, override: String?) throws -> Sente
     return try SentencePieceTokenizer(contentsOf: path)
 }
 
+/// Comma-separated token ids from an option's value.
+func parseIDs(_ text: String, option: String) throws -> [Int32] {
+    try text.split(separator: ",").map { field in
+        guard let id = Int32(field.trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError("--\(option): '\(field)' is not a token id")
+        }
+        return id
+    }
+}
+
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init", abstract: "Write a freshly initialised checkpoint.")
@@ -153,12 +163,7 @@ struct LogitsCommand: ParsableCommand {
     @Flag(help: "Every position's logits, not only the last.") var all = false
 
     func run() throws {
-        let parsed = try ids.split(separator: ",").map { field -> Int32 in
-            guard let id = Int32(field.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--ids: '\(field)' is not a token id")
-            }
-            return id
-        }
+        let parsed = try parseIDs(ids, option: "ids")
         let loaded = try Checkpoint.load(from: model)
         let session = InferenceSession(model: loaded)
         let logits = try session.feed(parsed, allRows: all)
@@ -183,22 +188,14 @@ struct GradientsCommand: ParsableCommand {
     @Option(help: "Where to write the gradients.") var out: String
 
     func run() throws {
-        func parse(_ text: String, _ name: String) throws -> [Int32] {
-            try text.split(separator: ",").map { field in
-                guard let id = Int32(field.trimmingCharacters(in: .whitespaces)) else {
-                    throw ValidationError("--\(name): '\(field)' is not a token id")
-                }
-                return id
-            }
-        }
-        let input = try parse(ids, "ids")
+        let input = try parseIDs(ids, option: "ids")
         guard batch > 0, !input.isEmpty, input.count % batch == 0 else {
             throw ValidationError("--ids: \(input.count) ids do not split into \(batch) sequences")
         }
         let length = input.count / batch
         var goal: [Int32] = []
         if let targets {
-            goal = try parse(targets, "targets")
+            goal = try parseIDs(targets, option: "targets")
         } else {
             for i in 0..<input.count { goal.append((i + 1) % length == 0 ? -1 : input[i + 1]) }
         }

@@ -119,7 +119,7 @@ struct TokenizerEncode: ParsableCommand {
                     let all = try tokenizer.encode(lines: batch, addBOS: bos, addEOS: eos)
                     for (line, ids) in zip(batch, all) {
                         let pieces = try ids.map { try tokenizer.piece(for: $0) }
-                        out.write("{\"text\": \(jsonString(line)), \"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces.map(jsonString).joined(separator: ", "))]}\n")
+                        out.write("{\"text\": \(jsonQuoted(line)), \"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces.map(jsonQuoted).joined(separator: ", "))]}\n")
                     }
                 }
                 start += batch.count
