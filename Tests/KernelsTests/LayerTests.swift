@@ -195,6 +195,19 @@ struct LayerTests {
             crossEntropyBackward(logits: p.baseAddress!, targets: targets, dloss: dloss, into: p.baseAddress!, rows: rows, vocab: vocab)
         }
         #expect(inPlace == dlogits)
+        // With the forward's saved log-sum-exps, the one-pass backward gives the same gradient.
+        var lse = [Float](repeating: 0, count: rows), scratch = [Float](repeating: 0, count: rows)
+        withPointers(&scratch) { losses in
+            lse.withUnsafeMutableBufferPointer {
+                crossEntropyForward(logits: logits, targets: targets, losses: losses, logSumExps: $0.baseAddress!, rows: rows, vocab: vocab)
+            }
+        }
+        #expect(scratch == losses)
+        var fast = [Float](repeating: .nan, count: rows * vocab)
+        withPointers(&fast) {
+            crossEntropyBackward(logits: logits, targets: targets, dloss: dloss, logSumExps: lse, into: $0, rows: rows, vocab: vocab)
+        }
+        expectClose(fast, g, tolerance: 1e-5, "dlogits from saved log-sum-exps")
     }
 
     // MARK: Embedding and bias

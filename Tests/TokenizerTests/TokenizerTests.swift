@@ -63,6 +63,23 @@ struct TokenizerTests {
         }
     }
 
+    @Test("mid-text encoding drops only the dummy prefix: markers plus pieces decode to the text exactly")
+    func continuingEncoding() throws {
+        let (tokenizer, _) = try trainSmallTokenizer()
+        let marker = try #require(tokenizer.id(for: "<|im_start|>"))
+        var rng = SplitMix64(seed: 4)
+        for _ in 0..<500 {
+            let first = Self.randomText(&rng), second = Self.randomText(&rng)
+            let ids = [marker] + (try tokenizer.encode(continuing: first)) + [marker] + (try tokenizer.encode(continuing: second))
+            #expect(try tokenizer.decode(ids) == "<|im_start|>" + first + "<|im_start|>" + second, "\(first.debugDescription) \(second.debugDescription)")
+        }
+        // In mid-text position a word has no leading-space piece.
+        let plain = try tokenizer.encodePieces("Tom")
+        #expect(plain.first?.hasPrefix("▁") == true)
+        let continued = try tokenizer.encode(continuing: "Tom").map { try tokenizer.piece(for: $0) }
+        #expect(continued.first?.hasPrefix("▁") == false)
+    }
+
     @Test("with NFKC normalization, decode(encode(x)) is x normalized: a fixed point of the round trip")
     func roundTripNormalized() throws {
         let (tokenizer, _) = try trainSmallTokenizer(normalization: "nmt_nfkc", removeExtraWhitespaces: true)
