@@ -207,24 +207,23 @@ public enum GEMM {
         let rows = min(mr, m - row)
         switch trans {
         case .none:
-            // 16 x 16 blocks through registers: rows 14 and 15 of a block are zero and each
-            // 16-wide store spills two floats into the next k's slot, which the next store
-            // overwrites; the panel's last k is stored element by element.
+            // 16 x 16 blocks through registers: rows past `rows` (and rows 14, 15) are zero,
+            // and each 16-wide store spills two floats into the next k's slot, which the next
+            // store overwrites; the panel's last k is stored element by element.
             var p = 0
-            if rows == mr {
-                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
-                    let block = buffer.baseAddress!
-                    while p + 16 <= kc {
-                        for r in 0..<mr { block[r] = load16(a + (row + r) * lda + p0 + p) }
-                        block[14] = SIMD16(); block[15] = SIMD16()
-                        transpose16x16(block, scratch: block + 16)
-                        let last = p + 16 == kc ? 15 : 16
-                        for q in 0..<last { store16(block[q], dst + (p + q) * mr) }
-                        if last == 15 {
-                            for r in 0..<mr { dst[(p + 15) * mr + r] = block[15][r] }
-                        }
-                        p += 16
+            withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
+                let block = buffer.baseAddress!
+                for r in rows..<16 { block[r] = SIMD16() }
+                while p + 16 <= kc {
+                    for r in 0..<rows { block[r] = load16(a + (row + r) * lda + p0 + p) }
+                    for r in rows..<16 { block[r] = SIMD16() }
+                    transpose16x16(block, scratch: block + 16)
+                    let last = p + 16 == kc ? 15 : 16
+                    for q in 0..<last { store16(block[q], dst + (p + q) * mr) }
+                    if last == 15 {
+                        for r in 0..<mr { dst[(p + 15) * mr + r] = block[15][r] }
                     }
+                    p += 16
                 }
             }
             if p < kc {
@@ -232,7 +231,11 @@ public enum GEMM {
                     let src = a + (row + r) * lda + p0
                     for q in p..<kc { dst[q * mr + r] = src[q] }
                 }
+                for q in p..<kc {
+                    for r in rows..<mr { dst[q * mr + r] = 0 }
+                }
             }
+            return
         case .transposed:
             // Rows are contiguous here. A 16-wide load stays inside A when two more columns
             // exist; its store spills into the next k's slot, overwritten next, except at the
