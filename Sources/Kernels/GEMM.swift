@@ -67,6 +67,9 @@ public enum GEMM {
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
         // so that no thread waits for a last odd task.
+        // A as stored needs no packing: full panels are read in place (`microKernel14x32DirectA`);
+        // only a last, partial panel is packed.
+        let directA = transA == .none
         let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
         var groups = min(mPanels, max(1, (4 * threads + nChunks - 1) / nChunks))
         while (groups * nChunks) % threads != 0 && groups < mPanels { groups += 1 }
@@ -79,7 +82,7 @@ public enum GEMM {
                     let betaNow = p0 == 0 ? beta : 1
                     // Panels are packed in groups: where a panel's rows are strided in memory,
                     // a group reads a longer contiguous run per row (and one page, not eight).
-                    let aGroups = (mPanels + packGroup - 1) / packGroup
+                    let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
                     let bGroups = (nPanels + packGroup - 1) / packGroup
                     // B groups (2.3 times an A group's work) go first, so the small tasks even
                     // out the end.
@@ -88,7 +91,8 @@ public enum GEMM {
                             let first = task * packGroup, last = min(nPanels, first + packGroup)
                             packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB)
                         } else {
-                            let first = (task - bGroups) * packGroup, last = min(mPanels, first + packGroup)
+                            let first = directA ? mPanels - 1 : (task - bGroups) * packGroup
+                            let last = directA ? mPanels : min(mPanels, first + packGroup)
                             packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA)
                         }
                     }
@@ -98,6 +102,20 @@ public enum GEMM {
                         let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
                         for ip in ip0..<ip1 {
                             for jp in jp0..<jp1 {
+                                if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
+                                    microKernel14x32DirectA(kcNow, a + ip * mr * lda + p0, lda, packedB + jp * nr * kcNow,
+                                                            c + ip * mr * ldc + jp * nr, ldc, alpha: alpha, beta: betaNow)
+                                    continue
+                                }
+                                if directA && (ip + 1) * mr <= m {
+                                    // An edge column tile of a full row panel: pack the panel's rows here.
+                                    withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * kcNow) { panel in
+                                        packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel.baseAddress!)
+                                        tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel.baseAddress!,
+                                             b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow)
+                                    }
+                                    continue
+                                }
                                 tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
                                      a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
                                      c: c, ldc: ldc, alpha: alpha, beta: betaNow)
