@@ -13,10 +13,10 @@ public enum Transpose: Sendable {
 ///   (the layout of a PyTorch `[out, in]` weight, so `X·Wᵀ` needs no copy).
 /// - `beta == 0` never reads `C`, so `C` may hold garbage; `beta == 1` accumulates.
 ///
-/// The algorithm is the classic packed one: operands are packed into panels the register
-/// micro-kernel (`GEMM.mr x GEMM.nr`) streams through, blocked so a panel of `A` stays in L1
-/// and a chunk of `B` in L2, and the tile grid is spread over the pool. `m == 1` takes a
-/// memory-bound GEMV path.
+/// The algorithm is the classic packed one: B (and a transposed A) is packed into panels the
+/// register micro-kernel (`GEMM.mr x GEMM.nr`) streams through, a row-major A is read in place,
+/// blocked so a panel of A stays in L1 and a chunk of B in L2, and the tile grid is spread over
+/// the pool. `m == 1` takes a memory-bound GEMV path.
 public func sgemm(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int, alpha: Float = 1,
