@@ -71,13 +71,16 @@ public enum GEMM {
         // only a last, partial panel is packed.
         let directA = transA == .none
         let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
-        var groups = min(mPanels, max(1, (4 * threads + nChunks - 1) / nChunks))
-        while (groups * nChunks) % threads != 0 && groups < mPanels { groups += 1 }
+        var rowGroups = min(mPanels, max(1, (4 * threads + nChunks - 1) / nChunks))
+        while (rowGroups * nChunks) % threads != 0 && rowGroups < mPanels { rowGroups += 1 }
+        let groups = rowGroups // constants, so the task functions below capture them by value
 
+        Scratch.withFloats(pool.threadCount * threadScratch) { perThread in
         Scratch.withFloats(mPanels * mr * depth) { packedA in
             Scratch.withFloats(nPanels * nr * depth) { packedB in
-                var p0 = 0
-                while p0 < k {
+                var depthDone = 0
+                while depthDone < k {
+                    let p0 = depthDone
                     let kcNow = min(depth, k - p0)
                     let betaNow = p0 == 0 ? beta : 1
                     // Panels are packed in groups: where a panel's rows are strided in memory,
@@ -86,17 +89,21 @@ public enum GEMM {
                     let bGroups = (nPanels + packGroup - 1) / packGroup
                     // B groups (2.3 times an A group's work) go first, so the small tasks even
                     // out the end.
-                    let pack = { (task: Int, _: Int) in
+                    // Local functions, not closure values: their captures stay on the stack.
+                    func pack(_ task: Int, _ worker: Int) {
+                        let block = UnsafeMutableRawPointer(perThread + worker * threadScratch).assumingMemoryBound(to: SIMD16<Float>.self)
                         if task < bGroups {
                             let first = task * packGroup, last = min(nPanels, first + packGroup)
-                            packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB)
+                            packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB, block: block)
                         } else {
                             let first = directA ? mPanels - 1 : (task - bGroups) * packGroup
                             let last = directA ? mPanels : min(mPanels, first + packGroup)
-                            packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA)
+                            packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA, block: block)
                         }
                     }
-                    let compute = { (task: Int, _: Int) in
+                    func compute(_ task: Int, _ worker: Int) {
+                        let scratch = perThread + worker * threadScratch
+                        let block = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: SIMD16<Float>.self)
                         let group = task % groups, chunk = task / groups
                         let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
                         let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
@@ -109,16 +116,16 @@ public enum GEMM {
                                 }
                                 if directA && (ip + 1) * mr <= m {
                                     // An edge column tile of a full row panel: pack the panel's rows here.
-                                    withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * kcNow) { panel in
-                                        packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel.baseAddress!)
-                                        tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel.baseAddress!,
-                                             b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow)
-                                    }
+                                    let panel = scratch + 512 + mr * nr
+                                    packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
+                                    tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
+                                         b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
+                                         buffer: scratch + 512)
                                     continue
                                 }
                                 tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
                                      a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
-                                     c: c, ldc: ldc, alpha: alpha, beta: betaNow)
+                                     c: c, ldc: ldc, alpha: alpha, beta: betaNow, buffer: scratch + 512)
                             }
                         }
                     }
@@ -129,9 +136,10 @@ public enum GEMM {
                         for t in 0..<(aGroups + bGroups) { pack(t, 0) }
                         for t in 0..<(groups * nChunks) { compute(t, 0) }
                     }
-                    p0 += kcNow
+                    depthDone += kcNow
                 }
             }
+        }
         }
     }
 
@@ -140,7 +148,7 @@ public enum GEMM {
     static func tile(
         row: Int, col: Int, m: Int, n: Int, kc: Int,
         a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, buffer: UnsafeMutablePointer<Float>
     ) {
         let rows = min(mr, m - row), cols = min(nr, n - col)
         let target = c + row * ldc + col
@@ -148,8 +156,8 @@ public enum GEMM {
             microKernel14x32(kc, a, b, target, ldc, alpha: alpha, beta: beta)
             return
         }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { buffer in
-            let t = buffer.baseAddress!
+        do {
+            let t = buffer
             microKernel14x32(kc, a, b, t, nr, alpha: alpha, beta: 0)
             for r in 0..<rows {
                 let dst = target + r * ldc, src = t + r * nr
@@ -165,10 +173,16 @@ public enum GEMM {
     /// Panels packed by one task.
     static let packGroup = 8
 
+    /// Per-thread scratch, in floats: a 16 x 16 transpose block and its partner (512), an edge
+    /// tile of C (`mr * nr`), and one packed A panel (`mr * kc`) for edge tiles. Taken once per
+    /// GEMM from `Scratch`, so no call allocates (stack temporaries of this size would be heap).
+    static let threadScratch = 512 + mr * nr + mr * kc
+
     /// Packs the A panels `panels` (each `mr` rows) into their places in `packed`.
     static func packAGroup(
         _ trans: Transpose, _ a: UnsafePointer<Float>, _ lda: Int,
-        m: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>
+        m: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>,
+        block: UnsafeMutablePointer<SIMD16<Float>>
     ) {
         let fullRows = panels.upperBound * mr <= m
         if trans == .transposed && fullRows && panels.upperBound * mr + 2 <= m {
@@ -190,14 +204,15 @@ public enum GEMM {
             return
         }
         for panel in panels {
-            packA(trans, a, lda, m: m, row: panel * mr, p0: p0, kc: kc, into: packed + panel * mr * kc)
+            packA(trans, a, lda, m: m, row: panel * mr, p0: p0, kc: kc, into: packed + panel * mr * kc, block: block)
         }
     }
 
     /// Packs the B panels `panels` (each `nr` columns) into their places in `packed`.
     static func packBGroup(
         _ trans: Transpose, _ b: UnsafePointer<Float>, _ ldb: Int,
-        n: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>
+        n: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>,
+        block: UnsafeMutablePointer<SIMD16<Float>>
     ) {
         if trans == .none && panels.upperBound * nr <= n {
             // Walk k once; each row of B gives every panel of the group its 32 values.
@@ -212,7 +227,7 @@ public enum GEMM {
             return
         }
         for panel in panels {
-            packB(trans, b, ldb, n: n, col: panel * nr, p0: p0, kc: kc, into: packed + panel * nr * kc)
+            packB(trans, b, ldb, n: n, col: panel * nr, p0: p0, kc: kc, into: packed + panel * nr * kc, block: block)
         }
     }
 
@@ -220,7 +235,8 @@ public enum GEMM {
     /// Rows past `m` are zero.
     static func packA(
         _ trans: Transpose, _ a: UnsafePointer<Float>, _ lda: Int,
-        m: Int, row: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>
+        m: Int, row: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>,
+        block: UnsafeMutablePointer<SIMD16<Float>>
     ) {
         let rows = min(mr, m - row)
         switch trans {
@@ -229,8 +245,7 @@ public enum GEMM {
             // and each 16-wide store spills two floats into the next k's slot, which the next
             // store overwrites; the panel's last k is stored element by element.
             var p = 0
-            withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
-                let block = buffer.baseAddress!
+            do {
                 for r in rows..<16 { block[r] = SIMD16() }
                 while p + 16 <= kc {
                     for r in 0..<rows { block[r] = load16(a + (row + r) * lda + p0 + p) }
@@ -280,7 +295,8 @@ public enum GEMM {
     /// values. Columns past `n` are zero.
     static func packB(
         _ trans: Transpose, _ b: UnsafePointer<Float>, _ ldb: Int,
-        n: Int, col: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>
+        n: Int, col: Int, p0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>,
+        block: UnsafeMutablePointer<SIMD16<Float>>
     ) {
         let cols = min(nr, n - col)
         switch trans {
@@ -300,8 +316,7 @@ public enum GEMM {
         case .transposed:
             var p = 0
             if cols == nr {
-                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
-                    let block = buffer.baseAddress!
+                do {
                     while p + 16 <= kc {
                         for half in 0..<2 {
                             for j in 0..<16 { block[j] = load16(b + (col + 16 * half + j) * ldb + p0 + p) }

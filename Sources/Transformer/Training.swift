@@ -73,8 +73,10 @@ extension TransformerModel {
         }
         try ids.withUnsafeBufferPointer { try validate($0) }
         try targets.withUnsafeBufferPointer { try validate($0, allowNegative: true) }
-        w.ids = ids
-        w.targets = targets
+        // Copied into the workspace's own arrays: assigning would share the caller's storage and
+        // make its next write copy it.
+        w.ids.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: ids) }
+        w.targets.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: targets) }
         let p = parameters.pointer
         let dropout = dropoutSeed != nil && c.dropout > 0 ? w.masks : nil
         if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, probability: c.dropout, seed: seed) }
