@@ -67,7 +67,7 @@ public enum GEMM {
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
         // so that no thread waits for a last odd task.
-        // A as stored needs no packing: full panels are read in place (`microKernel14x32DirectA`);
+        // A as stored needs no packing: full panels are read in place (`microKernel14x32` with A's strides);
         // only a last, partial panel is packed.
         let directA = transA == .none
         let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
@@ -110,8 +110,8 @@ public enum GEMM {
                         for ip in ip0..<ip1 {
                             for jp in jp0..<jp1 {
                                 if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
-                                    microKernel14x32DirectA(kcNow, a + ip * mr * lda + p0, lda, packedB + jp * nr * kcNow,
-                                                            c + ip * mr * ldc + jp * nr, ldc, alpha: alpha, beta: betaNow)
+                                    microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: packedB + jp * nr * kcNow,
+                                                     bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow)
                                     continue
                                 }
                                 if directA && (ip + 1) * mr <= m {
@@ -153,12 +153,12 @@ public enum GEMM {
         let rows = min(mr, m - row), cols = min(nr, n - col)
         let target = c + row * ldc + col
         if rows == mr && cols == nr {
-            microKernel14x32(kc, a, b, target, ldc, alpha: alpha, beta: beta)
+            microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: target, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
         do {
             let t = buffer
-            microKernel14x32(kc, a, b, t, nr, alpha: alpha, beta: 0)
+            microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: t, ldc: nr, alpha: alpha, beta: 0)
             for r in 0..<rows {
                 let dst = target + r * ldc, src = t + r * nr
                 if beta == 0 {

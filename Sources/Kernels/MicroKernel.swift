@@ -1,12 +1,12 @@
-/// The register micro-kernel: a 14x32 tile of C held in 28 zmm accumulators.
-///
-/// `a` is a packed panel of 14 rows (for each k, 14 values), `b` a packed panel of 32
-/// columns (for each k, 32 values). Each step broadcasts one value of `a` per row and issues
-/// two fused multiply-adds per row; the broadcast folds into the FMA's memory operand.
+/// The register micro-kernel: a 14x32 tile of C in 28 zmm accumulators, C = alpha·A·B + beta·C
+/// over depth `kc`. Element (r, p) of A is `a[r * aRow + p * aColumn]` — (1, 14) for a packed
+/// panel, (lda, 1) for a row-major A read in place — and row p of B starts at `b + p * bRow`
+/// (32 for a packed panel, ldb in place). Each step broadcasts one A value per row and issues
+/// two FMAs per row; strides are runtime values, which costs nothing measurable.
 @inline(__always)
 func microKernel14x32(
-    _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, alpha: Float, beta: Float
+    _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
 ) {
     var c00 = SIMD16<Float>(), c01 = SIMD16<Float>()
     var c10 = SIMD16<Float>(), c11 = SIMD16<Float>()
@@ -22,145 +22,39 @@ func microKernel14x32(
     var c110 = SIMD16<Float>(), c111 = SIMD16<Float>()
     var c120 = SIMD16<Float>(), c121 = SIMD16<Float>()
     var c130 = SIMD16<Float>(), c131 = SIMD16<Float>()
-    var pa = a, pb = b
+    var column = a, pb = b
     for _ in 0..<kc {
-        let b0 = UnsafeRawPointer(pb).load(as: SIMD16<Float>.self)
-        let b1 = UnsafeRawPointer(pb + 16).load(as: SIMD16<Float>.self)
-        let a0 = SIMD16<Float>(repeating: pa[0])
+        let b0 = UnsafeRawPointer(pb).loadUnaligned(as: SIMD16<Float>.self)
+        let b1 = UnsafeRawPointer(pb + 16).loadUnaligned(as: SIMD16<Float>.self)
+        let a0 = SIMD16<Float>(repeating: column[0 * aRow])
         c00 = c00.addingProduct(a0, b0); c01 = c01.addingProduct(a0, b1)
-        let a1 = SIMD16<Float>(repeating: pa[1])
+        let a1 = SIMD16<Float>(repeating: column[1 * aRow])
         c10 = c10.addingProduct(a1, b0); c11 = c11.addingProduct(a1, b1)
-        let a2 = SIMD16<Float>(repeating: pa[2])
+        let a2 = SIMD16<Float>(repeating: column[2 * aRow])
         c20 = c20.addingProduct(a2, b0); c21 = c21.addingProduct(a2, b1)
-        let a3 = SIMD16<Float>(repeating: pa[3])
+        let a3 = SIMD16<Float>(repeating: column[3 * aRow])
         c30 = c30.addingProduct(a3, b0); c31 = c31.addingProduct(a3, b1)
-        let a4 = SIMD16<Float>(repeating: pa[4])
+        let a4 = SIMD16<Float>(repeating: column[4 * aRow])
         c40 = c40.addingProduct(a4, b0); c41 = c41.addingProduct(a4, b1)
-        let a5 = SIMD16<Float>(repeating: pa[5])
+        let a5 = SIMD16<Float>(repeating: column[5 * aRow])
         c50 = c50.addingProduct(a5, b0); c51 = c51.addingProduct(a5, b1)
-        let a6 = SIMD16<Float>(repeating: pa[6])
+        let a6 = SIMD16<Float>(repeating: column[6 * aRow])
         c60 = c60.addingProduct(a6, b0); c61 = c61.addingProduct(a6, b1)
-        let a7 = SIMD16<Float>(repeating: pa[7])
+        let a7 = SIMD16<Float>(repeating: column[7 * aRow])
         c70 = c70.addingProduct(a7, b0); c71 = c71.addingProduct(a7, b1)
-        let a8 = SIMD16<Float>(repeating: pa[8])
+        let a8 = SIMD16<Float>(repeating: column[8 * aRow])
         c80 = c80.addingProduct(a8, b0); c81 = c81.addingProduct(a8, b1)
-        let a9 = SIMD16<Float>(repeating: pa[9])
+        let a9 = SIMD16<Float>(repeating: column[9 * aRow])
         c90 = c90.addingProduct(a9, b0); c91 = c91.addingProduct(a9, b1)
-        let a10 = SIMD16<Float>(repeating: pa[10])
+        let a10 = SIMD16<Float>(repeating: column[10 * aRow])
         c100 = c100.addingProduct(a10, b0); c101 = c101.addingProduct(a10, b1)
-        let a11 = SIMD16<Float>(repeating: pa[11])
+        let a11 = SIMD16<Float>(repeating: column[11 * aRow])
         c110 = c110.addingProduct(a11, b0); c111 = c111.addingProduct(a11, b1)
-        let a12 = SIMD16<Float>(repeating: pa[12])
+        let a12 = SIMD16<Float>(repeating: column[12 * aRow])
         c120 = c120.addingProduct(a12, b0); c121 = c121.addingProduct(a12, b1)
-        let a13 = SIMD16<Float>(repeating: pa[13])
+        let a13 = SIMD16<Float>(repeating: column[13 * aRow])
         c130 = c130.addingProduct(a13, b0); c131 = c131.addingProduct(a13, b1)
-        pa += 14; pb += 32
-    }
-    let scale = SIMD16<Float>(repeating: alpha)
-    if beta == 0 {
-        store16(c00 * scale, c + 0 * ldc); store16(c01 * scale, c + 0 * ldc + 16)
-        store16(c10 * scale, c + 1 * ldc); store16(c11 * scale, c + 1 * ldc + 16)
-        store16(c20 * scale, c + 2 * ldc); store16(c21 * scale, c + 2 * ldc + 16)
-        store16(c30 * scale, c + 3 * ldc); store16(c31 * scale, c + 3 * ldc + 16)
-        store16(c40 * scale, c + 4 * ldc); store16(c41 * scale, c + 4 * ldc + 16)
-        store16(c50 * scale, c + 5 * ldc); store16(c51 * scale, c + 5 * ldc + 16)
-        store16(c60 * scale, c + 6 * ldc); store16(c61 * scale, c + 6 * ldc + 16)
-        store16(c70 * scale, c + 7 * ldc); store16(c71 * scale, c + 7 * ldc + 16)
-        store16(c80 * scale, c + 8 * ldc); store16(c81 * scale, c + 8 * ldc + 16)
-        store16(c90 * scale, c + 9 * ldc); store16(c91 * scale, c + 9 * ldc + 16)
-        store16(c100 * scale, c + 10 * ldc); store16(c101 * scale, c + 10 * ldc + 16)
-        store16(c110 * scale, c + 11 * ldc); store16(c111 * scale, c + 11 * ldc + 16)
-        store16(c120 * scale, c + 12 * ldc); store16(c121 * scale, c + 12 * ldc + 16)
-        store16(c130 * scale, c + 13 * ldc); store16(c131 * scale, c + 13 * ldc + 16)
-    } else {
-        let keep = SIMD16<Float>(repeating: beta)
-        store16((c00 * scale).addingProduct(keep, load16(c + 0 * ldc)), c + 0 * ldc)
-        store16((c01 * scale).addingProduct(keep, load16(c + 0 * ldc + 16)), c + 0 * ldc + 16)
-        store16((c10 * scale).addingProduct(keep, load16(c + 1 * ldc)), c + 1 * ldc)
-        store16((c11 * scale).addingProduct(keep, load16(c + 1 * ldc + 16)), c + 1 * ldc + 16)
-        store16((c20 * scale).addingProduct(keep, load16(c + 2 * ldc)), c + 2 * ldc)
-        store16((c21 * scale).addingProduct(keep, load16(c + 2 * ldc + 16)), c + 2 * ldc + 16)
-        store16((c30 * scale).addingProduct(keep, load16(c + 3 * ldc)), c + 3 * ldc)
-        store16((c31 * scale).addingProduct(keep, load16(c + 3 * ldc + 16)), c + 3 * ldc + 16)
-        store16((c40 * scale).addingProduct(keep, load16(c + 4 * ldc)), c + 4 * ldc)
-        store16((c41 * scale).addingProduct(keep, load16(c + 4 * ldc + 16)), c + 4 * ldc + 16)
-        store16((c50 * scale).addingProduct(keep, load16(c + 5 * ldc)), c + 5 * ldc)
-        store16((c51 * scale).addingProduct(keep, load16(c + 5 * ldc + 16)), c + 5 * ldc + 16)
-        store16((c60 * scale).addingProduct(keep, load16(c + 6 * ldc)), c + 6 * ldc)
-        store16((c61 * scale).addingProduct(keep, load16(c + 6 * ldc + 16)), c + 6 * ldc + 16)
-        store16((c70 * scale).addingProduct(keep, load16(c + 7 * ldc)), c + 7 * ldc)
-        store16((c71 * scale).addingProduct(keep, load16(c + 7 * ldc + 16)), c + 7 * ldc + 16)
-        store16((c80 * scale).addingProduct(keep, load16(c + 8 * ldc)), c + 8 * ldc)
-        store16((c81 * scale).addingProduct(keep, load16(c + 8 * ldc + 16)), c + 8 * ldc + 16)
-        store16((c90 * scale).addingProduct(keep, load16(c + 9 * ldc)), c + 9 * ldc)
-        store16((c91 * scale).addingProduct(keep, load16(c + 9 * ldc + 16)), c + 9 * ldc + 16)
-        store16((c100 * scale).addingProduct(keep, load16(c + 10 * ldc)), c + 10 * ldc)
-        store16((c101 * scale).addingProduct(keep, load16(c + 10 * ldc + 16)), c + 10 * ldc + 16)
-        store16((c110 * scale).addingProduct(keep, load16(c + 11 * ldc)), c + 11 * ldc)
-        store16((c111 * scale).addingProduct(keep, load16(c + 11 * ldc + 16)), c + 11 * ldc + 16)
-        store16((c120 * scale).addingProduct(keep, load16(c + 12 * ldc)), c + 12 * ldc)
-        store16((c121 * scale).addingProduct(keep, load16(c + 12 * ldc + 16)), c + 12 * ldc + 16)
-        store16((c130 * scale).addingProduct(keep, load16(c + 13 * ldc)), c + 13 * ldc)
-        store16((c131 * scale).addingProduct(keep, load16(c + 13 * ldc + 16)), c + 13 * ldc + 16)
-    }
-}
-
-/// The micro-kernel reading A in place: `a` points at row 0 of a 14-row block of a row-major A
-/// (row stride `lda`), at the block's first k. Used when op(A) is A itself, which saves packing
-/// A (a tenth of a GEMM's time when k is small); B is packed as for `microKernel14x32`.
-@inline(__always)
-func microKernel14x32DirectA(
-    _ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
-    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, alpha: Float, beta: Float
-) {
-    var c00 = SIMD16<Float>(), c01 = SIMD16<Float>()
-    var c10 = SIMD16<Float>(), c11 = SIMD16<Float>()
-    var c20 = SIMD16<Float>(), c21 = SIMD16<Float>()
-    var c30 = SIMD16<Float>(), c31 = SIMD16<Float>()
-    var c40 = SIMD16<Float>(), c41 = SIMD16<Float>()
-    var c50 = SIMD16<Float>(), c51 = SIMD16<Float>()
-    var c60 = SIMD16<Float>(), c61 = SIMD16<Float>()
-    var c70 = SIMD16<Float>(), c71 = SIMD16<Float>()
-    var c80 = SIMD16<Float>(), c81 = SIMD16<Float>()
-    var c90 = SIMD16<Float>(), c91 = SIMD16<Float>()
-    var c100 = SIMD16<Float>(), c101 = SIMD16<Float>()
-    var c110 = SIMD16<Float>(), c111 = SIMD16<Float>()
-    var c120 = SIMD16<Float>(), c121 = SIMD16<Float>()
-    var c130 = SIMD16<Float>(), c131 = SIMD16<Float>()
-    var pb = b
-    for p in 0..<kc {
-        let b0 = UnsafeRawPointer(pb).load(as: SIMD16<Float>.self)
-        let b1 = UnsafeRawPointer(pb + 16).load(as: SIMD16<Float>.self)
-        let column = a + p
-        let a0 = SIMD16<Float>(repeating: column[0 * lda])
-        c00 = c00.addingProduct(a0, b0); c01 = c01.addingProduct(a0, b1)
-        let a1 = SIMD16<Float>(repeating: column[1 * lda])
-        c10 = c10.addingProduct(a1, b0); c11 = c11.addingProduct(a1, b1)
-        let a2 = SIMD16<Float>(repeating: column[2 * lda])
-        c20 = c20.addingProduct(a2, b0); c21 = c21.addingProduct(a2, b1)
-        let a3 = SIMD16<Float>(repeating: column[3 * lda])
-        c30 = c30.addingProduct(a3, b0); c31 = c31.addingProduct(a3, b1)
-        let a4 = SIMD16<Float>(repeating: column[4 * lda])
-        c40 = c40.addingProduct(a4, b0); c41 = c41.addingProduct(a4, b1)
-        let a5 = SIMD16<Float>(repeating: column[5 * lda])
-        c50 = c50.addingProduct(a5, b0); c51 = c51.addingProduct(a5, b1)
-        let a6 = SIMD16<Float>(repeating: column[6 * lda])
-        c60 = c60.addingProduct(a6, b0); c61 = c61.addingProduct(a6, b1)
-        let a7 = SIMD16<Float>(repeating: column[7 * lda])
-        c70 = c70.addingProduct(a7, b0); c71 = c71.addingProduct(a7, b1)
-        let a8 = SIMD16<Float>(repeating: column[8 * lda])
-        c80 = c80.addingProduct(a8, b0); c81 = c81.addingProduct(a8, b1)
-        let a9 = SIMD16<Float>(repeating: column[9 * lda])
-        c90 = c90.addingProduct(a9, b0); c91 = c91.addingProduct(a9, b1)
-        let a10 = SIMD16<Float>(repeating: column[10 * lda])
-        c100 = c100.addingProduct(a10, b0); c101 = c101.addingProduct(a10, b1)
-        let a11 = SIMD16<Float>(repeating: column[11 * lda])
-        c110 = c110.addingProduct(a11, b0); c111 = c111.addingProduct(a11, b1)
-        let a12 = SIMD16<Float>(repeating: column[12 * lda])
-        c120 = c120.addingProduct(a12, b0); c121 = c121.addingProduct(a12, b1)
-        let a13 = SIMD16<Float>(repeating: column[13 * lda])
-        c130 = c130.addingProduct(a13, b0); c131 = c131.addingProduct(a13, b1)
-        pb += 32
+        column += aColumn; pb += bRow
     }
     let scale = SIMD16<Float>(repeating: alpha)
     if beta == 0 {
