@@ -22,7 +22,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .idOutOfRange(let id, let size):
             "token id \(id) is out of range: the vocabulary has ids 0..<\(size)"
         case .emptyCorpus(let paths):
-            "\(paths.joined(separator: ", ")): the corpus has no text to train on"
+            "\(paths.joined(separator: ", ")): the corpus has no text (only whitespace, or nothing)"
         case .vocabularyTooLarge(let requested, let reason):
             "vocabulary size \(requested) is larger than the corpus allows: \(reason)"
         case .invalidOption(let name, let reason):
