@@ -64,82 +64,82 @@ public enum GEMM {
         let passes = (k + kc - 1) / kc
         let depth = (k + passes - 1) / passes
         let threads = 2 * m * n * k >= 4 * ThreadPool.parallelWorkThreshold ? pool.threadCount : 1
+        // A as stored needs no packing: its full panels are read in place (the micro-kernel takes
+        // A's strides); only a last, partial panel is packed.
+        let directA = transA == .none
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
         // so that no thread waits for a last odd task.
-        // A as stored needs no packing: full panels are read in place (`microKernel14x32` with A's strides);
-        // only a last, partial panel is packed.
-        let directA = transA == .none
         let nChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
         var rowGroups = min(mPanels, max(1, (4 * threads + nChunks - 1) / nChunks))
         while (rowGroups * nChunks) % threads != 0 && rowGroups < mPanels { rowGroups += 1 }
         let groups = rowGroups // constants, so the task functions below capture them by value
 
         Scratch.withFloats(pool.threadCount * threadScratch) { perThread in
-        Scratch.withFloats(mPanels * mr * depth) { packedA in
-            Scratch.withFloats(nPanels * nr * depth) { packedB in
-                var depthDone = 0
-                while depthDone < k {
-                    let p0 = depthDone
-                    let kcNow = min(depth, k - p0)
-                    let betaNow = p0 == 0 ? beta : 1
-                    // Panels are packed in groups: where a panel's rows are strided in memory,
-                    // a group reads a longer contiguous run per row (and one page, not eight).
-                    let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
-                    let bGroups = (nPanels + packGroup - 1) / packGroup
-                    // B groups (2.3 times an A group's work) go first, so the small tasks even
-                    // out the end.
-                    // Local functions, not closure values: their captures stay on the stack.
-                    func pack(_ task: Int, _ worker: Int) {
-                        let block = UnsafeMutableRawPointer(perThread + worker * threadScratch).assumingMemoryBound(to: SIMD16<Float>.self)
-                        if task < bGroups {
-                            let first = task * packGroup, last = min(nPanels, first + packGroup)
-                            packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB, block: block)
-                        } else {
-                            let first = directA ? mPanels - 1 : (task - bGroups) * packGroup
-                            let last = directA ? mPanels : min(mPanels, first + packGroup)
-                            packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA, block: block)
-                        }
-                    }
-                    func compute(_ task: Int, _ worker: Int) {
-                        let scratch = perThread + worker * threadScratch
-                        let block = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: SIMD16<Float>.self)
-                        let group = task % groups, chunk = task / groups
-                        let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
-                        let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
-                        for ip in ip0..<ip1 {
-                            for jp in jp0..<jp1 {
-                                if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
-                                    microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: packedB + jp * nr * kcNow,
-                                                     bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow)
-                                    continue
-                                }
-                                if directA && (ip + 1) * mr <= m {
-                                    // An edge column tile of a full row panel: pack the panel's rows here.
-                                    let panel = scratch + 512 + mr * nr
-                                    packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
-                                    tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
-                                         b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
-                                         buffer: scratch + 512)
-                                    continue
-                                }
-                                tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
-                                     a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
-                                     c: c, ldc: ldc, alpha: alpha, beta: betaNow, buffer: scratch + 512)
+            Scratch.withFloats(mPanels * mr * depth) { packedA in
+                Scratch.withFloats(nPanels * nr * depth) { packedB in
+                    var depthDone = 0
+                    while depthDone < k {
+                        let p0 = depthDone
+                        let kcNow = min(depth, k - p0)
+                        let betaNow = p0 == 0 ? beta : 1
+                        // Panels are packed in groups: where a panel's rows are strided in memory,
+                        // a group reads a longer contiguous run per row (and one page, not eight).
+                        let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
+                        let bGroups = (nPanels + packGroup - 1) / packGroup
+                        // Local functions, not closure values: their captures stay on the stack.
+                        // B groups (2.3 times an A group's work) go first, so the small tasks even
+                        // out the end.
+                        func pack(_ task: Int, _ worker: Int) {
+                            let block = UnsafeMutableRawPointer(perThread + worker * threadScratch).assumingMemoryBound(to: SIMD16<Float>.self)
+                            if task < bGroups {
+                                let first = task * packGroup, last = min(nPanels, first + packGroup)
+                                packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB, block: block)
+                            } else {
+                                let first = directA ? mPanels - 1 : (task - bGroups) * packGroup
+                                let last = directA ? mPanels : min(mPanels, first + packGroup)
+                                packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA, block: block)
                             }
                         }
+                        func compute(_ task: Int, _ worker: Int) {
+                            let scratch = perThread + worker * threadScratch
+                            let block = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: SIMD16<Float>.self)
+                            let group = task % groups, chunk = task / groups
+                            let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
+                            let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
+                            for ip in ip0..<ip1 {
+                                for jp in jp0..<jp1 {
+                                    if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
+                                        microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: packedB + jp * nr * kcNow,
+                                                         bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow)
+                                        continue
+                                    }
+                                    if directA && (ip + 1) * mr <= m {
+                                        // An edge column tile of a full row panel: pack the panel's rows here.
+                                        let panel = scratch + 512 + mr * nr
+                                        packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
+                                        tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
+                                             b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
+                                             buffer: scratch + 512)
+                                        continue
+                                    }
+                                    tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
+                                         a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
+                                         c: c, ldc: ldc, alpha: alpha, beta: betaNow, buffer: scratch + 512)
+                                }
+                            }
+                        }
+                        if threads > 1 {
+                            pool.parallelFor(aGroups + bGroups, pack)
+                            pool.parallelFor(groups * nChunks, compute)
+                        } else {
+                            for t in 0..<(aGroups + bGroups) { pack(t, 0) }
+                            for t in 0..<(groups * nChunks) { compute(t, 0) }
+                        }
+                        depthDone += kcNow
                     }
-                    if threads > 1 {
-                        pool.parallelFor(aGroups + bGroups, pack)
-                        pool.parallelFor(groups * nChunks, compute)
-                    } else {
-                        for t in 0..<(aGroups + bGroups) { pack(t, 0) }
-                        for t in 0..<(groups * nChunks) { compute(t, 0) }
-                    }
-                    depthDone += kcNow
                 }
             }
-        }
         }
     }
 
@@ -156,16 +156,13 @@ public enum GEMM {
             microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: target, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
-        do {
-            let t = buffer
-            microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: t, ldc: nr, alpha: alpha, beta: 0)
-            for r in 0..<rows {
-                let dst = target + r * ldc, src = t + r * nr
-                if beta == 0 {
-                    for j in 0..<cols { dst[j] = src[j] }
-                } else {
-                    for j in 0..<cols { dst[j] = beta * dst[j] + src[j] }
-                }
+        microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: buffer, ldc: nr, alpha: alpha, beta: 0)
+        for r in 0..<rows {
+            let dst = target + r * ldc, src = buffer + r * nr
+            if beta == 0 {
+                for j in 0..<cols { dst[j] = src[j] }
+            } else {
+                for j in 0..<cols { dst[j] = beta * dst[j] + src[j] }
             }
         }
     }
