@@ -131,24 +131,7 @@ struct EvalCommand: ParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let loaded = try Checkpoint.load(from: model)
         let t = try GenerateCommand.tokenizerFor(model, tokenizer)
-        var tokens: [Int32]
-        if let shard = try? TokenShard(path: data) {
-            guard shard.tokenizerSHA256 == t.sha256 else {
-                throw TokenShard.Error.tokenizerMismatch(path: data, shard: shard.tokenizerSHA256, tokenizer: t.sha256)
-            }
-            tokens = [Int32](repeating: 0, count: shard.count)
-            tokens.withUnsafeMutableBufferPointer { shard.copy(from: 0, count: shard.count, into: $0.baseAddress!) }
-        } else {
-            // Text: documents (TinyStories layout) each followed by EOS, as `data prepare` does.
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-eval-\(getpid())").path
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            var preparer = CorpusPreparer(tokenizer: t)
-            preparer.validationFraction = 0
-            _ = try preparer.prepare(inputs: [data], directory: directory)
-            let shard = try TokenShard(path: directory + "/train.bin")
-            tokens = [Int32](repeating: 0, count: shard.count)
-            tokens.withUnsafeMutableBufferPointer { shard.copy(from: 0, count: shard.count, into: $0.baseAddress!) }
-        }
+        let tokens = try loadTokens(data, tokenizer: t)
         let (loss, count) = try loaded.evaluate(tokens: tokens, batch: batch)
         print(String(format: "loss %.4f  perplexity %.2f  (%d tokens of %@)", loss, Foundation.exp(loss), count, data))
     }

@@ -141,7 +141,8 @@ public final class Trainer {
     public func evaluate() throws -> Double? {
         guard let validation, validation.count > 1 else { return nil }
         let tokens = Array(validation.prefix(options.evalTokens))
-        let (loss, _) = try model.evaluate(tokens: tokens, batch: options.batch, pool: pool)
+        // The step's workspace serves (the next step recomputes everything it uses).
+        let (loss, _) = try model.evaluate(tokens: tokens, workspace: workspace, pool: pool)
         state.lastValidationLoss = loss
         if let best = state.bestValidationLoss, best <= loss {
             state.evaluationsWithoutImprovement += 1

@@ -91,8 +91,12 @@ public struct TextGenerator {
 extension TransformerModel {
     /// Mean next-token cross-entropy over `tokens`, in non-overlapping windows of the context
     /// length (the last, shorter window counts too). Returns the loss and the tokens scored.
-    public func evaluate(tokens: [Int32], batch: Int = 8, pool: ThreadPool = .shared) throws -> (loss: Double, count: Int) {
-        let t = config.contextLength
+    /// With `workspace` (a trainer's), windows are its sequence length and no buffers are
+    /// allocated; its activations and gradients are overwritten.
+    public func evaluate(
+        tokens: [Int32], batch: Int = 8, workspace given: TrainingWorkspace? = nil, pool: ThreadPool = .shared
+    ) throws -> (loss: Double, count: Int) {
+        let t = given?.length ?? config.contextLength
         guard tokens.count >= 2 else { throw TransformerError.emptyInput(what: "the evaluation data (fewer than 2 tokens)") }
         var windows: [(Int, Int)] = []
         var start = 0
@@ -101,7 +105,7 @@ extension TransformerModel {
             windows.append((start, length))
             start += length
         }
-        let workspace = try TrainingWorkspace(model: self, batch: min(batch, windows.count), length: t)
+        let workspace = try given ?? TrainingWorkspace(model: self, batch: min(batch, windows.count), length: t)
         var total = 0.0, counted = 0
         var index = 0
         while index < windows.count {
