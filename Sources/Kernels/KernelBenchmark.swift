@@ -23,7 +23,7 @@ public enum KernelBenchmark {
 
     /// Square problems, then the GEMMs of one training step of the `small` model (8 x 256 tokens,
     /// d 384, MLP 1536, vocab 8192; weights stored `[out, in]`): forward `X·Wᵀ`, input gradient
-    /// `dY·W` and weight gradient `dYᵀ·X`.
+    /// `dY·W` and weight gradient `dYᵀ·X`; then some of the `tiny` model's.
     public static let standardShapes: [Shape] = [
         Shape("square 256", m: 256, n: 256, k: 256),
         Shape("square 512", m: 512, n: 512, k: 512),
@@ -39,6 +39,15 @@ public enum KernelBenchmark {
         Shape("lm head fwd", transB: true, m: 2048, n: 8192, k: 384),
         Shape("lm head dX", m: 2048, n: 384, k: 8192),
         Shape("lm head dW", transA: true, m: 8192, n: 384, k: 2048),
+        // The `tiny` model (16 x 128 tokens, d 128, MLP 512, vocab 4096).
+        Shape("tiny qkv fwd", transB: true, m: 2048, n: 384, k: 128),
+        Shape("tiny qkv dX", m: 2048, n: 128, k: 384),
+        Shape("tiny qkv dW", transA: true, m: 384, n: 128, k: 2048),
+        Shape("tiny mlp down fwd", transB: true, m: 2048, n: 128, k: 512),
+        Shape("tiny mlp down dW", transA: true, m: 128, n: 512, k: 2048),
+        Shape("tiny lm head fwd", transB: true, m: 2048, n: 4096, k: 128),
+        Shape("tiny lm head dX", m: 2048, n: 128, k: 4096),
+        Shape("tiny lm head dW", transA: true, m: 4096, n: 128, k: 2048),
     ]
 
     /// Best GFLOP/s over repetitions lasting at least `seconds` (at least 3 runs).

@@ -5,7 +5,7 @@ import Synchronization
 /// GEMM packs its operands into megabytes of scratch on every call; fresh allocations of that
 /// size come from `mmap` and cost a page fault per 4 KiB on first touch, which at training shapes
 /// is slower than the packing itself. Buffers return to a small free list instead.
-enum Scratch {
+public enum Scratch {
     private struct Block: @unchecked Sendable {
         var pointer: UnsafeMutableRawPointer
         var bytes: Int
@@ -13,8 +13,8 @@ enum Scratch {
 
     private static let freeList = Mutex<[Block]>([])
 
-    /// Runs `body` with at least `count` floats of uninitialized scratch memory.
-    static func withFloats<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    /// Runs `body` with at least `count` floats of uninitialized, 64-byte-aligned scratch memory.
+    public static func withFloats<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         let bytes = max(64, count * MemoryLayout<Float>.stride)
         let block = take(bytes)
         defer { give(block) }

@@ -8,7 +8,7 @@ public func softmaxForward(
 ) {
     pool.parallelRanges(rows, costPerItem: 24 * cols) { range, _ in
         for r in range {
-            softmaxRow(x + r * cols, into: y + r * cols, count: cols, scale: 1)
+            softmaxRow(x + r * cols, into: y + r * cols, count: cols, scale: 1, capacity: cols)
         }
     }
 }
@@ -21,7 +21,7 @@ public func softmaxBackward(
     pool.parallelRanges(rows, costPerItem: 4 * cols) { range, _ in
         for r in range {
             softmaxBackwardRow(dy + r * cols, y: y + r * cols, into: dx + r * cols,
-                               count: cols, scale: 1)
+                               count: cols, scale: 1, capacity: cols)
         }
     }
 }
@@ -37,8 +37,8 @@ public func causalSoftmaxForward(
     for i in 0..<rows {
         let row = scores + i * ld
         let valid = min(cols, max(0, i + offset + 1))
-        softmaxRow(row, into: row, count: valid, scale: scale)
-        if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
+        softmaxRow(row, into: row, count: valid, scale: scale, capacity: cols)
+        zeroPast(valid: valid, in: row, cols: cols)
     }
 }
 
@@ -51,56 +51,111 @@ public func causalSoftmaxBackward(
     for i in 0..<rows {
         let valid = min(cols, max(0, i + offset + 1))
         let row = dprobs + i * ld
-        softmaxBackwardRow(row, y: probs + i * ld, into: row, count: valid, scale: scale)
-        if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
+        softmaxBackwardRow(row, y: probs + i * ld, into: row, count: valid, scale: scale, capacity: cols)
+        zeroPast(valid: valid, in: row, cols: cols)
     }
 }
 
+/// Zeros columns `valid..<cols` of a row that a row kernel with `capacity: cols` wrote up to
+/// `valid`: its last, partial vector already zeroed the columns up to the next multiple of 16
+/// when that fitted.
+@inline(__always)
+func zeroPast(valid: Int, in row: UnsafeMutablePointer<Float>, cols: Int) {
+    let full = valid / 16 * 16
+    let written = valid > full && full + 16 <= cols ? full + 16 : valid
+    if written < cols { (row + written).update(repeating: 0, count: cols - written) }
+}
+
 /// `y = softmax(scale * x)` over one row; `y` may alias `x`.
+///
+/// `capacity` (at least `n`) is how many floats from the row's start may be read and written:
+/// where a last partial vector fits in it, it is one load with the extra lanes masked and one
+/// store that writes zeros past `n`, instead of a lane-by-lane loop.
 @inline(__always)
 func softmaxRow(
-    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, scale: Float
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, scale: Float, capacity: Int
 ) {
     guard n > 0 else { return }
-    let m = maximum(x, count: n) * scale
+    let full = n / 16 * 16, rest = n - full, wide = full + 16 <= capacity
+    var best = SIMD16<Float>(repeating: -.infinity)
+    var i = 0
+    while i < full {
+        let v = load16(x + i)
+        best.replace(with: v, where: v .> best)
+        i += 16
+    }
+    if rest > 0 {
+        let v = loadPartial16(x + full, count: rest, fill: -.infinity, wide: wide)
+        best.replace(with: v, where: v .> best)
+    }
     // With a negative scale the maximum of scale * x is at the minimum of x; the kernels only
     // use positive scales, and a non-maximal shift is still exact, only less overflow-proof.
+    let m = SIMD16<Float>(repeating: horizontalMax(best) * scale)
     var total = SIMD16<Float>()
-    var i = 0
-    while i + 16 <= n {
+    i = 0
+    while i < full {
         let e = exp16(load16(x + i) * scale - m)
         total += e
         store16(e, y + i)
         i += 16
     }
-    var tail: Float = 0
-    if i < n {
-        var v = SIMD16<Float>(repeating: -.infinity)
-        for j in i..<n { v[j - i] = x[j] * scale - m }
-        let e = exp16(v)
-        for j in i..<n {
-            // exp16 clamps -inf to the smallest normal; masked lanes never reach the sum.
-            y[j] = e[j - i]
-            tail += e[j - i]
+    var last = SIMD16<Float>()
+    if rest > 0 {
+        // exp16 clamps -inf to the smallest normal, so masked lanes are zeroed explicitly.
+        last = exp16(loadPartial16(x + full, count: rest, fill: -.infinity, wide: wide) * scale - m)
+        last.replace(with: 0, where: laneIndices .>= SIMD16<Int32>(repeating: Int32(rest)))
+        total += last
+    }
+    let inverse = 1 / horizontalSum(total)
+    i = 0
+    while i < full {
+        store16(load16(y + i) * inverse, y + i)
+        i += 16
+    }
+    if rest > 0 {
+        last *= inverse
+        if wide {
+            store16(last, y + full)
+        } else {
+            for j in 0..<rest { y[full + j] = last[j] }
         }
     }
-    Kernels.scale(y, by: 1 / (total.sum() + tail), count: n)
 }
 
-/// `dx = scale * y * (dy - sum(dy * y))` over one row; `dx` may alias `dy`.
+/// `dx = scale * y * (dy - sum(dy * y))` over one row; `dx` may alias `dy`. `capacity` as in
+/// `softmaxRow`; past `n` the wide path writes zeros.
 @inline(__always)
 func softmaxBackwardRow(
     _ dy: UnsafePointer<Float>, y: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
-    count n: Int, scale: Float
+    count n: Int, scale: Float, capacity: Int
 ) {
-    let dot = dotProduct(dy, y, count: n)
+    let full = n / 16 * 16, rest = n - full, wide = full + 16 <= capacity
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
     var i = 0
-    while i + 16 <= n {
+    while i + 32 <= full {
+        s0 = s0.addingProduct(load16(dy + i), load16(y + i))
+        s1 = s1.addingProduct(load16(dy + i + 16), load16(y + i + 16))
+        i += 32
+    }
+    if i < full { s0 = s0.addingProduct(load16(dy + i), load16(y + i)) }
+    var lastDY = SIMD16<Float>(), lastY = SIMD16<Float>()
+    if rest > 0 {
+        lastDY = loadPartial16(dy + full, count: rest, fill: 0, wide: wide)
+        lastY = loadPartial16(y + full, count: rest, fill: 0, wide: wide)
+        s1 = s1.addingProduct(lastDY, lastY)
+    }
+    let dot = SIMD16<Float>(repeating: horizontalSum(s0 + s1))
+    i = 0
+    while i < full {
         store16(scale * load16(y + i) * (load16(dy + i) - dot), dx + i)
         i += 16
     }
-    while i < n {
-        dx[i] = scale * y[i] * (dy[i] - dot)
-        i += 1
+    if rest > 0 {
+        let last = scale * lastY * (lastDY - dot) // 0 past `n`: lastY is 0 there
+        if wide {
+            store16(last, dx + full)
+        } else {
+            for j in 0..<rest { dx[full + j] = last[j] }
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import Transformer
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,13 +41,14 @@ struct BenchKernels: ParsableCommand {
         guard rounds > 0, seconds > 0 else {
             throw ValidationError("--rounds and --seconds must be positive")
         }
-        guard !shapes.isEmpty else {
+        let attention = filter.map { "attention head".contains($0) } ?? true
+        guard !shapes.isEmpty || attention else {
             throw ValidationError("no benchmark shape matches --filter '\(filter ?? "")'")
         }
         let all = ThreadPool.shared.threadCount
         let threadCounts = all > 1 ? [1, all] : [1]
         print("tinylm bench kernels: \(all) threads available; best of ≥\(seconds)s per figure")
-        for threads in threadCounts {
+        for threads in threadCounts where !shapes.isEmpty {
             let pool = threads == all ? ThreadPool.shared : ThreadPool(threadCount: threads)
             if threads > 1 {
                 let micro = KernelBenchmark.dispatchMicroseconds(pool: pool)
@@ -81,6 +83,25 @@ struct BenchKernels: ParsableCommand {
                 print(pad(shape.name, 18) + pad("\(shape.m)×\(shape.n)×\(shape.k)", 18)
                       + pad(String(format: "%.1f", ours), 13)
                       + pad(theirs.map { String(format: "%.1f", $0) } ?? "–", 11) + ratio)
+            }
+        }
+        if attention { printAttention() }
+    }
+
+    /// One causal attention head as a training step runs it (one pool task, so one thread), in
+    /// the tiled form training uses and the blocked-GEMM form decoding uses. FLOPs count the
+    /// causal half: forward 2·T²·hd, backward 4·T²·hd.
+    private func printAttention() {
+        print("\nattention head, 1 thread (tiny: T 128, hd 32; small: T 256, hd 64)")
+        print(pad("form", 18) + pad("T×hd", 10) + pad("forward µs", 12) + pad("GF/s", 8) + pad("backward µs", 13) + pad("GF/s", 8) + "softmax µs")
+        for (t, hd, stride) in [(128, 32, 384), (256, 64, 1152)] {
+            for tiled in [true, false] {
+                let r = AttentionBenchmark.run(length: t, headDim: hd, stride: stride, tiled: tiled)
+                let flops = Double(t * t * hd)
+                print(pad(tiled ? "tiled (training)" : "blocked GEMM", 18) + pad("\(t)×\(hd)", 10)
+                      + pad(String(format: "%.1f", r.forwardSeconds * 1e6), 12) + pad(String(format: "%.0f", 2 * flops / r.forwardSeconds / 1e9), 8)
+                      + pad(String(format: "%.1f", r.backwardSeconds * 1e6), 13) + pad(String(format: "%.0f", 4 * flops / r.backwardSeconds / 1e9), 8)
+                      + String(format: "%.1f", r.softmaxSeconds * 1e6))
             }
         }
     }

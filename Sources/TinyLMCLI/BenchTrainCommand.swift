@@ -11,23 +11,33 @@ struct BenchTrain: ParsableCommand {
 
     @Option(help: "tiny, small, base or a config JSON file.") var config = "small"
     @Option(help: "Sequences per step (default: the peer's, 16 for tiny, 8 otherwise).") var batch: Int?
-    @Option(help: "Timed steps.") var steps = 10
-    @Option(help: "Untimed steps first.") var warmup = 2
+    @Option(help: "Timed steps per round (default: the peer's, 30 for tiny, 15 otherwise).") var steps: Int?
+    @Option(help: "Untimed steps first.") var warmup = 3
+    @Option(help: "Rounds of TinyLM then PyTorch, measured in alternation.") var rounds = 3
     @Option(help: "Python with PyTorch for the peer (../shared/peers/setup.sh makes it).")
     var peerPython = (ProcessInfo.processInfo.environment["PEERS_VENV"] ?? NSHomeDirectory() + "/.cache/tinylm-peers-venv") + "/bin/python"
-    @Option(help: "The peer script.") var peerScript = "../shared/peers/torch_train_bench.py"
+    @Option(help: "The folder with the peer's torch_train_bench.py.") var peerDirectory = "../shared/peers"
+    @Option(help: "The line server that keeps the peer alive between rounds.") var peerServer = "Benchmarks/peer_train.py"
     @Flag(help: "Skip the PyTorch peer.") var noPeer = false
+    @Flag(help: "Time each phase of a step (layers, loss, optimizer) over extra steps and print the breakdown.")
+    var profile = false
+
+    func validate() throws {
+        guard rounds > 0, warmup >= 0, (steps ?? 1) > 0 else { throw ValidationError("--rounds and --steps must be positive, --warmup not negative") }
+    }
 
     func run() throws {
         let modelConfig = try ModelConfig.load(config)
         let batchSize = batch ?? (config == "tiny" ? 16 : 8)
+        let steps = self.steps ?? (config == "tiny" ? 30 : 15)
         let t = modelConfig.contextLength
         let model = try TransformerModel(config: modelConfig, seed: 0)
         var options = TrainingOptions()
-        options.steps = steps + warmup
+        let totalSteps = rounds * (steps + warmup) + (profile ? steps : 0)
+        options.steps = totalSteps
         options.batch = batchSize
         options.sequenceLength = t
-        options.schedule = LearningRateSchedule(maxLR: 3e-4, minLR: 3e-4, warmup: 0, total: steps + warmup)
+        options.schedule = LearningRateSchedule(maxLR: 3e-4, minLR: 3e-4, warmup: 0, total: totalSteps)
         options.clip = 0
         options.spikeFactor = 0
         options.evalEvery = 0
@@ -38,66 +48,99 @@ struct BenchTrain: ParsableCommand {
         // attention matmuls, 12 L d T.
         let positions = modelConfig.positions == .learned ? modelConfig.contextLength * modelConfig.dModel : 0
         let flopsPerToken = 6 * Double(model.parameterCount - positions) + 12 * Double(modelConfig.layers * modelConfig.dModel * t)
+        let threads = ThreadPool.shared.threadCount
 
-        print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(ThreadPool.shared.threadCount) threads")
+        print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(threads) threads")
         let peak = KernelBenchmark.gflops(KernelBenchmark.Shape("peak", m: 2048, n: 2048, k: 2048), pool: .shared, seconds: 0.5)
-        func measure() throws -> Double {
-            var times: [Double] = []
+        print(String(format: "sgemm peak (2048³, best of 0.5 s): %.0f GFLOP/s", peak))
+        let (peer, peerNote) = startPeer()
+        print("peer: \(peerNote)")
+        print("Each round: TinyLM, then PyTorch; both wait for a quiet machine and take the median step over")
+        print("clean steps (other processes < 0.1 cores), as ../shared/peers/cpuguard.py does.")
+
+        var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = []
+        for round in 1...rounds {
+            _ = CPUMeter.waitQuiet()
+            var samples: [(seconds: Double, foreign: Double)] = []
             for i in 0..<(warmup + steps) {
-                let report = try trainer.step()
-                if i >= warmup { times.append(report.seconds) }
+                let before = CPUMeter.read()
+                _ = try trainer.step()
+                let after = CPUMeter.read()
+                if i >= warmup { samples.append((after.wall - before.wall, CPUMeter.foreignCores(from: before, to: after))) }
             }
-            times.sort()
-            return times[times.count / 2]
+            let (median, clean) = cleanMedian(samples)
+            let tokensPerSecond = Double(batchSize * t) / median
+            ours.append(tokensPerSecond)
+            var line = String(format: "round %d  TinyLM %7.1f ms/step %8.0f tokens/s (clean %d/%d)", round, median * 1000, tokensPerSecond, clean, steps)
+            if let peer {
+                let answer = try peer.request(PeerRequest(config: config, steps: steps, warmup: warmup, threads: threads), as: PeerAnswer.self)
+                theirs.append(answer.tokens_per_s)
+                ratios.append(tokensPerSecond / answer.tokens_per_s)
+                line += String(format: "   PyTorch %7.1f ms/step %8.0f tokens/s (clean %d/%d)   ratio %.2f×",
+                               answer.step_s_median * 1000, answer.tokens_per_s, answer.clean_steps, answer.steps, ratios.last!)
+            }
+            print(line)
         }
-        let first = try measure()
-        var peer: Double?
-        var peerNote = "skipped (--no-peer)"
-        if !noPeer {
-            (peer, peerNote) = runPeer()
+        let best = ours.max()!
+        let gflops = flopsPerToken * best / 1e9
+        print(String(format: "TinyLM   best round %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the sgemm peak", best, gflops, 100 * gflops / peak))
+        if !ratios.isEmpty {
+            print(String(format: "PyTorch  eager fp32 best round %8.0f tokens/s", theirs.max()!))
+            print(String(format: "ratio    median over rounds %.2f×   (rounds: %@)", median(ratios),
+                         ratios.map { String(format: "%.2f×", $0) }.joined(separator: " ")))
         }
-        // Measure again after the peer; the faster median counts (the machine is shared).
-        trainer.optimizer.step = 0
-        let second = try measure()
-        let median = min(first, second)
-        let tokensPerSecond = Double(batchSize * t) / median
-        let gflops = flopsPerToken * tokensPerSecond / 1e9
-        print(String(format: "TinyLM   step %.1f ms (median of %d)  %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the %.0f GFLOP/s sgemm peak",
-                     median * 1000, steps, tokensPerSecond, gflops, 100 * gflops / peak, peak))
-        if let peer {
-            print(String(format: "PyTorch  eager fp32 %8.0f tokens/s   ratio %.2f×", peer, tokensPerSecond / peer))
-        } else {
-            print("PyTorch  \(peerNote)")
-        }
+        if profile { try printProfile(trainer, steps: steps) }
     }
 
-    /// Runs the peer script for this config; returns its tokens/s or why it could not run.
-    private func runPeer() -> (Double?, String) {
-        guard ["tiny", "small"].contains(config) else { return (nil, "only has the tiny and small configs") }
+    private struct PeerRequest: Encodable {
+        var config: String, steps: Int, warmup: Int, threads: Int
+    }
+
+    private struct PeerAnswer: Decodable {
+        var tokens_per_s: Double, step_s_median: Double, clean_steps: Int, steps: Int
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    /// Starts the peer's line server for this config, or says why it cannot run.
+    private func startPeer() -> (PeerProcess?, String) {
+        if noPeer { return (nil, "skipped (--no-peer)") }
+        guard ["tiny", "small"].contains(config) else { return (nil, "PyTorch's script only has the tiny and small configs") }
         guard FileManager.default.isExecutableFile(atPath: peerPython) else {
             return (nil, "unavailable: \(peerPython) not found (bash ../shared/peers/setup.sh makes it)")
         }
-        guard FileManager.default.fileExists(atPath: peerScript) else { return (nil, "unavailable: \(peerScript) not found") }
-        let json = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-peer-\(getpid()).json").path
-        defer { try? FileManager.default.removeItem(atPath: json) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: peerPython)
-        process.arguments = [peerScript, "--config", config, "--steps", String(steps), "--threads",
-                             String(ThreadPool.shared.threadCount), "--json", json]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let script = peerDirectory + "/torch_train_bench.py"
+        guard FileManager.default.fileExists(atPath: script) else { return (nil, "unavailable: \(script) not found") }
         do {
-            try process.run()
-            process.waitUntilExit()
-            let data = try Data(contentsOf: URL(fileURLWithPath: json))
-            let object = try JSONSerialization.jsonObject(with: data)
-            let results = (object as? [[String: Any]]) ?? ((object as? [String: Any])?["results"] as? [[String: Any]]) ?? []
-            if let value = results.first(where: { ($0["config"] as? String) == config })?["tokens_per_s"] as? Double {
-                return (value, "")
-            }
-            return (nil, "unavailable: no result for \(config) in the peer's output")
+            let limit = String(ThreadPool.shared.threadCount)
+            let peer = try PeerProcess(python: peerPython, script: peerServer, arguments: [peerDirectory], environment: [
+                "OMP_NUM_THREADS": limit, "MKL_NUM_THREADS": limit,
+            ])
+            return (peer, "PyTorch eager fp32, \(script), measured in alternation")
         } catch {
             return (nil, "unavailable: \(error)")
         }
+    }
+
+    /// Runs `steps` more steps with the profiler on and prints where a step's time goes.
+    private func printProfile(_ trainer: Trainer, steps: Int) throws {
+        Profiler.reset()
+        Profiler.isEnabled = true
+        var total = 0.0
+        for _ in 0..<steps { total += try trainer.step().seconds }
+        Profiler.isEnabled = false
+        let phases = Profiler.report().sorted { $0.seconds > $1.seconds }
+        print(String(format: "\nProfile over %d steps (%.1f ms per step):", steps, 1000 * total / Double(steps)))
+        print("  phase                       ms/step   share  calls/step")
+        for phase in phases {
+            print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: " %8.2f  %5.1f%%  %6.0f", 1000 * phase.seconds / Double(steps),
+                         100 * phase.seconds / total, Double(phase.calls) / Double(steps)))
+        }
+        let covered = phases.reduce(0) { $0 + $1.seconds }
+        print("  (outside the phases)      " + String(format: " %8.2f  %5.1f%%", 1000 * (total - covered) / Double(steps),
+                     100 * (total - covered) / total))
     }
 }

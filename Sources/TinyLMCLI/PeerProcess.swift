@@ -14,12 +14,12 @@ final class PeerProcess {
     private var buffer = Data()
 
     /// Starts `python script` with `environment` added, and waits for its `ready` line.
-    init(python: String, script: String, environment extra: [String: String]) throws {
+    init(python: String, script: String, arguments: [String] = [], environment extra: [String: String]) throws {
         guard FileManager.default.fileExists(atPath: script) else {
             throw Failure(description: "\(script) not found (run from the repository root)")
         }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script]
+        process.arguments = [python, script] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
         process.standardInput = input
         process.standardOutput = output

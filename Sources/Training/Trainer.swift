@@ -97,7 +97,7 @@ public final class Trainer {
     private func step(fill: (Int) -> Void) throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let step = state.step
-        workspace.gradients.zero()
+        Profiler.measure("zero gradients") { workspace.gradients.zero() }
         var lossSum: Float = 0
         for micro in 0..<options.accumulation {
             fill(micro)
@@ -106,7 +106,7 @@ public final class Trainer {
             model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)
         }
         let loss = lossSum / Float(options.accumulation)
-        let norm = globalNorm(workspace.gradients, pool: pool)
+        let norm = Profiler.measure("gradient norm") { globalNorm(workspace.gradients, pool: pool) }
         let lr = options.schedule.rate(at: step)
         var skipped: String?
         if !loss.isFinite || !norm.isFinite {
@@ -119,7 +119,9 @@ public final class Trainer {
             if options.clip > 0 && norm > options.clip {
                 scale(workspace.gradients.pointer, by: Float(options.clip / (norm + 1e-6)), count: workspace.gradients.count)
             }
-            optimizer.update(parameters: model.parameters, gradients: workspace.gradients, lr: Float(lr), pool: pool)
+            Profiler.measure("AdamW") {
+                optimizer.update(parameters: model.parameters, gradients: workspace.gradients, lr: Float(lr), pool: pool)
+            }
             state.lossAverage = state.lossAverage.map { 0.95 * $0 + 0.05 * Double(loss) } ?? Double(loss)
             state.consecutiveSkips = 0
         } else {

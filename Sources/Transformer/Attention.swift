@@ -9,10 +9,71 @@ let attentionBlockRows = 64
 ///
 /// Queries are `rows x headDim` (row stride `qStride`), keys and values `keys x headDim` (row
 /// stride `kvStride`); query row `i` sits at position `keys - rows + i` and sees keys up to its
-/// own. `probs` (`rows x keys`) receives the attention weights, which backward needs (0 where
-/// masked).
+/// own. `probs` (`rows x keys`) receives the attention weights, which backward needs: 0 where
+/// masked inside each query tile's visible keys, unspecified past them (nothing reads there).
+///
+/// From a full query tile up (`GEMM.mr` rows), the head runs as register tiles straight on the
+/// operands (`attentionHeadForwardTiled`); fewer rows (decoding) take the GEMM path.
 @inline(__always)
 func attentionHeadForward(
+    q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
+    out: UnsafeMutablePointer<Float>, outStride: Int, probs: UnsafeMutablePointer<Float>,
+    rows: Int, keys: Int, headDim: Int, pool: ThreadPool
+) {
+    if rows >= GEMM.mr {
+        attentionHeadForwardTiled(q: q, qStride: qStride, k: k, v: v, kvStride: kvStride, out: out, outStride: outStride,
+                                  probs: probs, rows: rows, keys: keys, headDim: headDim)
+    } else {
+        attentionHeadForwardBlocked(q: q, qStride: qStride, k: k, v: v, kvStride: kvStride, out: out, outStride: outStride,
+                                    probs: probs, rows: rows, keys: keys, headDim: headDim, pool: pool)
+    }
+}
+
+/// The forward pass as micro-kernel tiles: for each tile of `GEMM.mr` query rows, scores
+/// against exactly the keys the tile sees (32 at a time, from a transposed copy of K), the
+/// masked softmax, then the tile's output from V read in place. No packing, no pool: a head is
+/// one pool task, and its operands (a few hundred KiB at most) stay in L1/L2.
+func attentionHeadForwardTiled(
+    q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
+    out: UnsafeMutablePointer<Float>, outStride: Int, probs: UnsafeMutablePointer<Float>,
+    rows: Int, keys: Int, headDim: Int
+) {
+    let mr = GEMM.mr, nr = GEMM.nr
+    let offset = keys - rows, scale = 1 / Float(headDim).squareRoot()
+    let ktLd = (keys + nr - 1) / nr * nr
+    Scratch.withFloats(headDim * ktLd + GEMMTile.scratchCount(depth: max(keys, headDim))) { kt in
+        let tileScratch = kt + headDim * ktLd
+        // Kᵀ, zero-padded to whole 32-key tiles, so that score tiles read it in place.
+        transpose(k, rows: keys, cols: headDim, ld: kvStride, into: kt, ld: ktLd)
+        if ktLd > keys { for d in 0..<headDim { (kt + d * ktLd + keys).update(repeating: 0, count: ktLd - keys) } }
+        var i0 = 0
+        while i0 < rows {
+            let i1 = min(rows, i0 + mr), m = i1 - i0
+            let visible = i1 + offset // keys the tile's last row sees
+            let p = probs + i0 * keys
+            // p[tile, :visible] = q[tile] · kᵀ[:, :visible]
+            var j0 = 0
+            while j0 < visible {
+                gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: q + i0 * qStride, aRow: qStride, aColumn: 1,
+                         b: kt + j0, bRow: ktLd, bPadded: true, beta: 0, c: p + j0, ldc: keys, scratch: tileScratch)
+                j0 += nr
+            }
+            causalSoftmaxForward(p, rows: m, cols: visible, ld: keys, offset: i0 + offset, scale: scale)
+            // out[tile] = p[tile, :visible] · v[:visible]
+            var c0 = 0
+            while c0 < headDim {
+                gemmTile(rows: m, cols: min(nr, headDim - c0), depth: visible, a: p, aRow: keys, aColumn: 1,
+                         b: v + c0, bRow: kvStride, beta: 0, c: out + i0 * outStride + c0, ldc: outStride, scratch: tileScratch)
+                c0 += nr
+            }
+            i0 = i1
+        }
+    }
+}
+
+/// The forward pass as blocked GEMMs, for a few query rows against a long cache.
+@inline(__always)
+func attentionHeadForwardBlocked(
     q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
     out: UnsafeMutablePointer<Float>, outStride: Int, probs: UnsafeMutablePointer<Float>,
     rows: Int, keys: Int, headDim: Int, pool: ThreadPool
@@ -39,6 +100,85 @@ func attentionHeadForward(
 /// `rows x rows` floats.
 @inline(__always)
 func attentionHeadBackward(
+    dOut: UnsafePointer<Float>, dOutStride: Int, probs: UnsafePointer<Float>,
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
+    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+    scratch: UnsafeMutablePointer<Float>, rows t: Int, headDim: Int, pool: ThreadPool
+) {
+    if t >= GEMM.mr {
+        attentionHeadBackwardTiled(dOut: dOut, dOutStride: dOutStride, probs: probs, q: q, k: k, v: v, stride: stride,
+                                   dq: dq, dk: dk, dv: dv, scratch: scratch, rows: t, headDim: headDim)
+    } else {
+        attentionHeadBackwardBlocked(dOut: dOut, dOutStride: dOutStride, probs: probs, q: q, k: k, v: v, stride: stride,
+                                     dq: dq, dk: dk, dv: dv, scratch: scratch, rows: t, headDim: headDim, pool: pool)
+    }
+}
+
+/// Backward as micro-kernel tiles, on the forward's query tiles. Per query tile:
+/// dprobs = dOut · vᵀ, dscores (the softmax backward, into `scratch`), dq = dscores · k. Then per
+/// tile of keys: dv += probsᵀ · dOut and dk += dscoresᵀ · q over the query rows at or below the
+/// tile, the only rows whose weights on these keys are not 0. Those rows' tiles wrote their
+/// weights up to at least the key tile's end (tiles are aligned), so every entry read was
+/// written.
+func attentionHeadBackwardTiled(
+    dOut: UnsafePointer<Float>, dOutStride: Int, probs: UnsafePointer<Float>,
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
+    dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+    scratch: UnsafeMutablePointer<Float>, rows t: Int, headDim: Int
+) {
+    let mr = GEMM.mr, nr = GEMM.nr
+    let scale = 1 / Float(headDim).squareRoot()
+    let vtLd = (t + nr - 1) / nr * nr
+    Scratch.withFloats(headDim * vtLd + GEMMTile.scratchCount(depth: max(t, headDim))) { vt in
+        let tileScratch = vt + headDim * vtLd
+        transpose(v, rows: t, cols: headDim, ld: stride, into: vt, ld: vtLd)
+        if vtLd > t { for d in 0..<headDim { (vt + d * vtLd + t).update(repeating: 0, count: vtLd - t) } }
+        var i0 = 0
+        while i0 < t {
+            let i1 = min(t, i0 + mr), m = i1 - i0, visible = i1
+            let dp = scratch + i0 * t
+            // dprobs[tile, :visible] = dOut[tile] · vᵀ[:, :visible]
+            var j0 = 0
+            while j0 < visible {
+                gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: dOut + i0 * dOutStride, aRow: dOutStride,
+                         aColumn: 1, b: vt + j0, bRow: vtLd, bPadded: true, beta: 0, c: dp + j0, ldc: t, scratch: tileScratch)
+                j0 += nr
+            }
+            // dscores = scale * probs * (dprobs - rowsum(dprobs * probs)), 0 where masked
+            causalSoftmaxBackward(dp, probs: probs + i0 * t, rows: m, cols: visible, ld: t, offset: i0, scale: scale)
+            // dq[tile] = dscores[tile, :visible] · k[:visible]
+            var c0 = 0
+            while c0 < headDim {
+                gemmTile(rows: m, cols: min(nr, headDim - c0), depth: visible, a: dp, aRow: t, aColumn: 1,
+                         b: k + c0, bRow: stride, beta: 0, c: dq + i0 * stride + c0, ldc: stride, scratch: tileScratch)
+                c0 += nr
+            }
+            i0 = i1
+        }
+        var j0 = 0
+        while j0 < t {
+            let m = min(mr, t - j0), depth = t - j0
+            var c0 = 0
+            while c0 < headDim {
+                let cols = min(nr, headDim - c0)
+                // dv[keys] += probs[j0..., keys]ᵀ · dOut[j0...]
+                gemmTile(rows: m, cols: cols, depth: depth, a: probs + j0 * t + j0, aRow: 1, aColumn: t,
+                         b: dOut + j0 * dOutStride + c0, bRow: dOutStride, beta: 1, c: dv + j0 * stride + c0, ldc: stride,
+                         scratch: tileScratch)
+                // dk[keys] += dscores[j0..., keys]ᵀ · q[j0...]
+                gemmTile(rows: m, cols: cols, depth: depth, a: scratch + j0 * t + j0, aRow: 1, aColumn: t,
+                         b: q + j0 * stride + c0, bRow: stride, beta: 1, c: dk + j0 * stride + c0, ldc: stride,
+                         scratch: tileScratch)
+                c0 += nr
+            }
+            j0 += m
+        }
+    }
+}
+
+/// Backward as blocked GEMMs, for sequences shorter than one query tile.
+@inline(__always)
+func attentionHeadBackwardBlocked(
     dOut: UnsafePointer<Float>, dOutStride: Int, probs: UnsafePointer<Float>,
     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
     dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,

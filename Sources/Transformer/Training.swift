@@ -83,9 +83,11 @@ extension TransformerModel {
 
         // Embeddings (+ learned positions).
         let x0 = w.residual.pointer
-        w.ids.withUnsafeBufferPointer { embeddingForward(table: p + layout.tokenEmbedding, ids: $0.baseAddress!, into: x0, count: n, dim: d) }
-        if c.positions == .learned {
-            for r in 0..<n { add(x0 + r * d, p + layout.positionEmbedding + (r % t) * d, into: x0 + r * d, count: d) }
+        Profiler.measure("embedding") {
+            w.ids.withUnsafeBufferPointer { embeddingForward(table: p + layout.tokenEmbedding, ids: $0.baseAddress!, into: x0, count: n, dim: d) }
+            if c.positions == .learned {
+                for r in 0..<n { add(x0 + r * d, p + layout.positionEmbedding + (r % t) * d, into: x0 + r * d, count: d) }
+            }
         }
         if let dropout { multiply(x0, by: dropout.pointer, count: n * d) }
 
@@ -93,49 +95,75 @@ extension TransformerModel {
             let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d, xNext = x + n * d
             // Attention branch.
             let ln1 = w.norm1.pointer + i * n * d
-            normForward(x, weight: p + layer.norm1Weight, bias: c.normHasBias ? p + layer.norm1Bias : nil,
-                        into: ln1, mean: w.norm1Mean.pointer + i * n, rstd: w.norm1Rstd.pointer + i * n, rows: n, pool: pool)
+            Profiler.measure("norm") {
+                normForward(x, weight: p + layer.norm1Weight, bias: c.normHasBias ? p + layer.norm1Bias : nil,
+                            into: ln1, mean: w.norm1Mean.pointer + i * n, rstd: w.norm1Rstd.pointer + i * n, rows: n, pool: pool)
+            }
             let qkv = w.qkv.pointer + i * n * c.qkvDim
-            linearForward(ln1, rows: n, inDim: d, weight: p + layer.qkvWeight, bias: c.bias ? p + layer.qkvBias : nil,
-                          into: qkv, outDim: c.qkvDim, pool: pool)
+            Profiler.measure("qkv") {
+                linearForward(ln1, rows: n, inDim: d, weight: p + layer.qkvWeight, bias: c.bias ? p + layer.qkvBias : nil,
+                              into: qkv, outDim: c.qkvDim, pool: pool)
+            }
             if let rotary {
                 rotary.apply(qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t)
             }
             let att = w.att.pointer + i * n * c.heads * c.headDim
             let probs = w.probs.pointer + i * w.batch * c.heads * t * t
-            attentionForward(qkv: qkv, att: att, probs: probs, batch: w.batch, length: t, pool: pool)
+            Profiler.measure("attention") {
+                attentionForward(qkv: qkv, att: att, probs: probs, batch: w.batch, length: t, pool: pool)
+            }
             let branch = w.dBranch.pointer // scratch in the forward pass
-            linearForward(att, rows: n, inDim: c.heads * c.headDim, weight: p + layer.outWeight,
-                          bias: c.bias ? p + layer.outBias : nil, into: branch, outDim: d, pool: pool)
+            Profiler.measure("attention out") {
+                linearForward(att, rows: n, inDim: c.heads * c.headDim, weight: p + layer.outWeight,
+                              bias: c.bias ? p + layer.outBias : nil, into: branch, outDim: d, pool: pool)
+            }
             if let dropout { multiply(branch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d) }
-            add(x, branch, into: xMid, count: n * d)
+            Profiler.measure("residual") {
+                add(x, branch, into: xMid, count: n * d)
+            }
             // MLP branch.
             let ln2 = w.norm2.pointer + i * n * d
-            normForward(xMid, weight: p + layer.norm2Weight, bias: c.normHasBias ? p + layer.norm2Bias : nil,
-                        into: ln2, mean: w.norm2Mean.pointer + i * n, rstd: w.norm2Rstd.pointer + i * n, rows: n, pool: pool)
-            let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
-            linearForward(ln2, rows: n, inDim: d, weight: p + layer.upWeight, bias: c.bias ? p + layer.upBias : nil,
-                          into: hIn, outDim: c.mlpInDim, pool: pool)
-            if c.activation == .swiglu {
-                swigluForward(hIn, into: act, rows: n, dim: c.dFF, pool: pool)
-            } else {
-                geluForward(hIn, into: act, count: n * c.dFF, pool: pool)
+            Profiler.measure("norm") {
+                normForward(xMid, weight: p + layer.norm2Weight, bias: c.normHasBias ? p + layer.norm2Bias : nil,
+                            into: ln2, mean: w.norm2Mean.pointer + i * n, rstd: w.norm2Rstd.pointer + i * n, rows: n, pool: pool)
             }
-            linearForward(act, rows: n, inDim: c.dFF, weight: p + layer.downWeight, bias: c.bias ? p + layer.downBias : nil,
-                          into: branch, outDim: d, pool: pool)
+            let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
+            Profiler.measure("mlp up") {
+                linearForward(ln2, rows: n, inDim: d, weight: p + layer.upWeight, bias: c.bias ? p + layer.upBias : nil,
+                              into: hIn, outDim: c.mlpInDim, pool: pool)
+            }
+            Profiler.measure("activation") {
+                if c.activation == .swiglu {
+                    swigluForward(hIn, into: act, rows: n, dim: c.dFF, pool: pool)
+                } else {
+                    geluForward(hIn, into: act, count: n * c.dFF, pool: pool)
+                }
+            }
+            Profiler.measure("mlp down") {
+                linearForward(act, rows: n, inDim: c.dFF, weight: p + layer.downWeight, bias: c.bias ? p + layer.downBias : nil,
+                              into: branch, outDim: d, pool: pool)
+            }
             if let dropout { multiply(branch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d) }
-            add(xMid, branch, into: xNext, count: n * d)
+            Profiler.measure("residual") {
+                add(xMid, branch, into: xNext, count: n * d)
+            }
         }
 
         // Final norm, output layer, loss.
         let xL = w.residual.pointer + c.layers * n * d
-        normForward(xL, weight: p + layout.finalNormWeight, bias: c.normHasBias ? p + layout.finalNormBias : nil,
-                    into: w.finalNorm.pointer, mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, rows: n, pool: pool)
-        linearForward(w.finalNorm.pointer, rows: n, inDim: d, weight: p + layout.lmHead, bias: nil,
-                      into: w.logits.pointer, outDim: c.vocabularySize, pool: pool)
-        w.targets.withUnsafeBufferPointer {
-            crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
-                                logSumExps: w.logSumExps.pointer, rows: n, vocab: c.vocabularySize, pool: pool)
+        Profiler.measure("norm") {
+            normForward(xL, weight: p + layout.finalNormWeight, bias: c.normHasBias ? p + layout.finalNormBias : nil,
+                        into: w.finalNorm.pointer, mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, rows: n, pool: pool)
+        }
+        Profiler.measure("lm head") {
+            linearForward(w.finalNorm.pointer, rows: n, inDim: d, weight: p + layout.lmHead, bias: nil,
+                          into: w.logits.pointer, outDim: c.vocabularySize, pool: pool)
+        }
+        Profiler.measure("loss") {
+            w.targets.withUnsafeBufferPointer {
+                crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
+                                    logSumExps: w.logSumExps.pointer, rows: n, vocab: c.vocabularySize, pool: pool)
+            }
         }
         let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
@@ -152,19 +180,25 @@ extension TransformerModel {
         w.dloss.pointer.update(repeating: perToken, count: n)
 
         // Loss and output layer; the logits buffer becomes dlogits.
-        w.targets.withUnsafeBufferPointer {
-            crossEntropyBackward(logits: w.logits.pointer, targets: $0.baseAddress!, dloss: w.dloss.pointer,
-                                 logSumExps: w.logSumExps.pointer, into: w.logits.pointer, rows: n,
-                                 vocab: c.vocabularySize, pool: pool)
+        Profiler.measure("loss backward") {
+            w.targets.withUnsafeBufferPointer {
+                crossEntropyBackward(logits: w.logits.pointer, targets: $0.baseAddress!, dloss: w.dloss.pointer,
+                                     logSumExps: w.logSumExps.pointer, into: w.logits.pointer, rows: n,
+                                     vocab: c.vocabularySize, pool: pool)
+            }
         }
         let dFinal = w.dBranch.pointer
-        linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,
-                       weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil, pool: pool)
+        Profiler.measure("lm head backward") {
+            linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,
+                           weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil, pool: pool)
+        }
         let dx = w.dResidual.pointer
         dx.update(repeating: 0, count: n * d)
-        normBackward(dFinal, x: w.residual.pointer + c.layers * n * d, weight: p + layout.finalNormWeight,
-                     mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, dx: dx, dWeight: g + layout.finalNormWeight,
-                     dBias: c.normHasBias ? g + layout.finalNormBias : nil, rows: n, pool: pool)
+        Profiler.measure("norm backward") {
+            normBackward(dFinal, x: w.residual.pointer + c.layers * n * d, weight: p + layout.finalNormWeight,
+                         mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, dx: dx, dWeight: g + layout.finalNormWeight,
+                         dBias: c.normHasBias ? g + layout.finalNormBias : nil, rows: n, pool: pool)
+        }
 
         for (i, layer) in layout.layers.enumerated().reversed() {
             let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d
@@ -174,53 +208,71 @@ extension TransformerModel {
             if let dropout { multiply(dBranch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d) }
             let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
-            linearBackward(dBranch, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
-                           dx: dAct, accumulate: false, dWeight: g + layer.downWeight,
-                           dBias: c.bias ? g + layer.downBias : nil, pool: pool)
-            if c.activation == .swiglu {
-                swigluBackward(dAct, gateUp: hIn, into: dIn, rows: n, dim: c.dFF, pool: pool)
-            } else {
-                geluBackward(dAct, x: hIn, into: dIn, count: n * c.dFF, pool: pool)
+            Profiler.measure("mlp down backward") {
+                linearBackward(dBranch, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
+                               dx: dAct, accumulate: false, dWeight: g + layer.downWeight,
+                               dBias: c.bias ? g + layer.downBias : nil, pool: pool)
+            }
+            Profiler.measure("activation backward") {
+                if c.activation == .swiglu {
+                    swigluBackward(dAct, gateUp: hIn, into: dIn, rows: n, dim: c.dFF, pool: pool)
+                } else {
+                    geluBackward(dAct, x: hIn, into: dIn, count: n * c.dFF, pool: pool)
+                }
             }
             let ln2 = w.norm2.pointer + i * n * d
-            linearBackward(dIn, x: ln2, rows: n, inDim: d, outDim: c.mlpInDim, weight: p + layer.upWeight,
-                           dx: dBranch, accumulate: false, dWeight: g + layer.upWeight,
-                           dBias: c.bias ? g + layer.upBias : nil, pool: pool)
-            normBackward(dBranch, x: xMid, weight: p + layer.norm2Weight, mean: w.norm2Mean.pointer + i * n,
-                         rstd: w.norm2Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm2Weight,
-                         dBias: c.normHasBias ? g + layer.norm2Bias : nil, rows: n, pool: pool)
+            Profiler.measure("mlp up backward") {
+                linearBackward(dIn, x: ln2, rows: n, inDim: d, outDim: c.mlpInDim, weight: p + layer.upWeight,
+                               dx: dBranch, accumulate: false, dWeight: g + layer.upWeight,
+                               dBias: c.bias ? g + layer.upBias : nil, pool: pool)
+            }
+            Profiler.measure("norm backward") {
+                normBackward(dBranch, x: xMid, weight: p + layer.norm2Weight, mean: w.norm2Mean.pointer + i * n,
+                             rstd: w.norm2Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm2Weight,
+                             dBias: c.normHasBias ? g + layer.norm2Bias : nil, rows: n, pool: pool)
+            }
             // Attention branch: dx is now the gradient of xMid, and of x through the skip.
             dBranch.update(from: dx, count: n * d)
             if let dropout { multiply(dBranch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d) }
             let att = w.att.pointer + i * n * c.heads * c.headDim
             let dAtt = w.dWide2.pointer
-            linearBackward(dBranch, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
-                           dx: dAtt, accumulate: false, dWeight: g + layer.outWeight,
-                           dBias: c.bias ? g + layer.outBias : nil, pool: pool)
+            Profiler.measure("attention out backward") {
+                linearBackward(dBranch, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
+                               dx: dAtt, accumulate: false, dWeight: g + layer.outWeight,
+                               dBias: c.bias ? g + layer.outBias : nil, pool: pool)
+            }
             let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
-            dqkv.update(repeating: 0, count: n * c.qkvDim)
-            attentionBackward(dAtt: dAtt, qkv: qkv, probs: w.probs.pointer + i * w.batch * c.heads * t * t,
-                              dqkv: dqkv, scratch: w.dProbs, batch: w.batch, length: t, pool: pool)
+            Profiler.measure("attention backward") {
+                dqkv.update(repeating: 0, count: n * c.qkvDim)
+                attentionBackward(dAtt: dAtt, qkv: qkv, probs: w.probs.pointer + i * w.batch * c.heads * t * t,
+                                  dqkv: dqkv, scratch: w.dProbs, batch: w.batch, length: t, pool: pool)
+            }
             if let rotary {
                 rotary.apply(dqkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads,
                              firstPosition: 0, period: t, inverse: true)
             }
             let ln1 = w.norm1.pointer + i * n * d
-            linearBackward(dqkv, x: ln1, rows: n, inDim: d, outDim: c.qkvDim, weight: p + layer.qkvWeight,
-                           dx: dBranch, accumulate: false, dWeight: g + layer.qkvWeight,
-                           dBias: c.bias ? g + layer.qkvBias : nil, pool: pool)
-            normBackward(dBranch, x: x, weight: p + layer.norm1Weight, mean: w.norm1Mean.pointer + i * n,
-                         rstd: w.norm1Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm1Weight,
-                         dBias: c.normHasBias ? g + layer.norm1Bias : nil, rows: n, pool: pool)
+            Profiler.measure("qkv backward") {
+                linearBackward(dqkv, x: ln1, rows: n, inDim: d, outDim: c.qkvDim, weight: p + layer.qkvWeight,
+                               dx: dBranch, accumulate: false, dWeight: g + layer.qkvWeight,
+                               dBias: c.bias ? g + layer.qkvBias : nil, pool: pool)
+            }
+            Profiler.measure("norm backward") {
+                normBackward(dBranch, x: x, weight: p + layer.norm1Weight, mean: w.norm1Mean.pointer + i * n,
+                             rstd: w.norm1Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm1Weight,
+                             dBias: c.normHasBias ? g + layer.norm1Bias : nil, rows: n, pool: pool)
+            }
         }
 
         // Embeddings.
         if let dropout { multiply(dx, by: dropout.pointer, count: n * d) }
-        w.ids.withUnsafeBufferPointer {
-            embeddingBackward(dx, ids: $0.baseAddress!, into: g + layout.tokenEmbedding, count: n, dim: d, pool: pool)
-        }
-        if c.positions == .learned {
-            for r in 0..<n { axpy(1, dx + r * d, g + layout.positionEmbedding + (r % t) * d, count: d) }
+        Profiler.measure("embedding backward") {
+            w.ids.withUnsafeBufferPointer {
+                embeddingBackward(dx, ids: $0.baseAddress!, into: g + layout.tokenEmbedding, count: n, dim: d, pool: pool)
+            }
+            if c.positions == .learned {
+                for r in 0..<n { axpy(1, dx + r * d, g + layout.positionEmbedding + (r % t) * d, count: d) }
+            }
         }
     }
 

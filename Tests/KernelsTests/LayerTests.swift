@@ -137,9 +137,11 @@ struct LayerTests {
         expectClose(dx, g, tolerance: 1e-5, "backward")
     }
 
-    @Test("causal softmax masks the future, with and without a cache offset", arguments: [0, 3])
-    func causalSoftmax(_ offset: Int) {
-        let rows = 5, cols = rows + offset, ld = cols + 2, scale: Float = 0.35
+    /// Rows from 1 to 44 valid columns: tails that fit a whole vector inside `cols` (one masked
+    /// load and store) and tails that do not (lane by lane).
+    @Test("causal softmax masks the future, with and without a cache offset", arguments: [(5, 0), (5, 3), (40, 0), (37, 7)])
+    func causalSoftmax(rows: Int, offset: Int) {
+        let cols = rows + offset, ld = cols + 2, scale: Float = 0.35
         let scores = randomFloats(rows * ld, seed: 51, scale: 4)
         var p = scores
         withPointers(&p) { causalSoftmaxForward($0, rows: rows, cols: cols, ld: ld, offset: offset, scale: scale) }
