@@ -7,9 +7,14 @@ import Foundation
 /// `losses[r] = logsumexp(logits[r]) - logits[r, targets[r]]`.
 /// With `logSumExps`, also stores each row's `logsumexp`, which lets the backward pass make the
 /// gradient in one pass over the logits instead of three.
+/// With `gradients`, also writes each row's gradient for a row loss weight of 1,
+/// `softmax(logits[r]) - onehot(targets[r])` (0 for rows that do not count), while the row is
+/// still in cache: training then scales it inside the output layer's GEMMs instead of making
+/// another two passes over the `[rows, vocab]` matrix. `gradients` may alias `logits`.
 public func crossEntropyForward(
     logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
     losses: UnsafeMutablePointer<Float>, logSumExps: UnsafeMutablePointer<Float>? = nil,
+    gradients: UnsafeMutablePointer<Float>? = nil,
     rows: Int, vocab: Int, pool: ThreadPool = .shared
 ) {
     pool.parallelRanges(rows, costPerItem: 20 * vocab) { range, _ in
@@ -18,14 +23,35 @@ public func crossEntropyForward(
             guard target >= 0 else {
                 losses[r] = 0
                 logSumExps?[r] = 0
+                gradients?.advanced(by: r * vocab).update(repeating: 0, count: vocab)
                 continue
             }
             let row = logits + r * vocab
             let lse = logSumExp(row, count: vocab)
             logSumExps?[r] = lse
-            losses[r] = lse - row[target]
+            let targetLogit = row[target]
+            losses[r] = lse - targetLogit
+            if let gradients { softmaxGradientRow(row, lse: lse, target: target, scale: 1, into: gradients + r * vocab, vocab: vocab) }
         }
     }
+}
+
+/// `out = scale * (exp(row - lse) - onehot(target))`; `out` may alias `row`.
+@inline(__always)
+func softmaxGradientRow(
+    _ row: UnsafePointer<Float>, lse: Float, target: Int, scale g: Float, into out: UnsafeMutablePointer<Float>, vocab: Int
+) {
+    let shift = SIMD16<Float>(repeating: lse), gv = SIMD16<Float>(repeating: g)
+    var i = 0
+    while i + 16 <= vocab {
+        store16(exp16(load16(row + i) - shift) * gv, out + i)
+        i += 16
+    }
+    if i < vocab {
+        let e = exp16(loadPartial16(row + i, count: vocab - i, fill: 0, wide: false) - shift) * gv
+        for j in i..<vocab { out[j] = e[j - i] }
+    }
+    out[target] -= g
 }
 
 /// `dlogits[r] = dloss[r] * (softmax(logits[r]) - onehot(targets[r]))`; `dlogits` may alias
@@ -48,17 +74,7 @@ public func crossEntropyBackward(
             }
             let row = logits + r * vocab
             let lse = logSumExps?[r] ?? logSumExp(row, count: vocab)
-            let g = dloss[r]
-            var i = 0
-            while i + 16 <= vocab {
-                store16(exp16(load16(row + i) - lse) * g, out + i)
-                i += 16
-            }
-            while i < vocab {
-                out[i] = exp16(SIMD16(repeating: row[i] - lse))[0] * g
-                i += 1
-            }
-            out[target] -= g
+            softmaxGradientRow(row, lse: lse, target: target, scale: dloss[r], into: out, vocab: vocab)
         }
     }
 }
@@ -73,10 +89,10 @@ public func logSumExp(_ x: UnsafePointer<Float>, count n: Int) -> Float {
         total += exp16(load16(x + i) - m)
         i += 16
     }
-    var tail: Float = 0
-    while i < n {
-        tail += exp16(SIMD16(repeating: x[i] - m))[0]
-        i += 1
+    if i < n {
+        var e = exp16(loadPartial16(x + i, count: n - i, fill: 0, wide: false) - m)
+        e.replace(with: 0, where: laneIndices .>= SIMD16<Int32>(repeating: Int32(n - i)))
+        total += e
     }
-    return m + log(total.sum() + tail)
+    return m + log(horizontalSum(total))
 }

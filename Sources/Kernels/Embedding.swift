@@ -39,11 +39,11 @@ public func addBias(
 /// `dbias += sum over rows of dy[r]`: the gradient of a bias broadcast over rows.
 public func accumulateColumnSums(
     _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into dbias: UnsafeMutablePointer<Float>,
-    pool: ThreadPool = .shared
+    scale: Float = 1, pool: ThreadPool = .shared
 ) {
     let slices = (cols + 15) / 16
     pool.parallelRanges(slices, costPerItem: 16 * rows) { range, _ in
         let c0 = range.lowerBound * 16, c1 = min(cols, range.upperBound * 16)
-        for r in 0..<rows { axpy(1, dy + r * cols + c0, dbias + c0, count: c1 - c0) }
+        for r in 0..<rows { axpy(scale, dy + r * cols + c0, dbias + c0, count: c1 - c0) }
     }
 }

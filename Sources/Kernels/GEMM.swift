@@ -12,6 +12,8 @@ public enum Transpose: Sendable {
 /// - `transB == .none`: `B` is `k x n` with row stride `ldb`; `.transposed`: `B` is `n x k`
 ///   (the layout of a PyTorch `[out, in]` weight, so `X·Wᵀ` needs no copy).
 /// - `beta == 0` never reads `C`, so `C` may hold garbage; `beta == 1` accumulates.
+/// - `bias` (`n` values), when given, is added to every row of the result: a linear layer's bias
+///   costs no pass of its own over `C`.
 ///
 /// The algorithm is the classic packed one: B (and a transposed A) is packed into panels the
 /// register micro-kernel (`GEMM.mr x GEMM.nr`) streams through, a row-major A is read in place,
@@ -24,20 +26,27 @@ public func sgemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0,
     c: UnsafeMutablePointer<Float>, ldc: Int,
+    bias: UnsafePointer<Float>? = nil,
     pool: ThreadPool = .shared
 ) {
     guard m > 0, n > 0 else { return }
-    if k == 0 || alpha == 0 {
-        scaleRows(c, rows: m, cols: n, ld: ldc, by: beta)
-        return
-    }
-    if m == 1 {
-        gemv(transA, transB, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-             beta: beta, c: c, pool: pool)
+    if k == 0 || alpha == 0 || m == 1 || (bias != nil && alpha != 1) {
+        if k == 0 || alpha == 0 {
+            scaleRows(c, rows: m, cols: n, ld: ldc, by: beta)
+        } else if m == 1 {
+            gemv(transA, transB, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                 beta: beta, c: c, pool: pool)
+        } else {
+            GEMM.packed(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                        beta: beta, c: c, ldc: ldc, bias: nil, pool: pool)
+        }
+        if let bias {
+            for r in 0..<m { add(c + r * ldc, bias, into: c + r * ldc, count: n) }
+        }
         return
     }
     GEMM.packed(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                beta: beta, c: c, ldc: ldc, pool: pool)
+                beta: beta, c: c, ldc: ldc, bias: bias, pool: pool)
 }
 
 /// Blocking parameters and the packed driver.
@@ -56,7 +65,7 @@ public enum GEMM {
         _ transA: Transpose, _ transB: Transpose,
         m: Int, n: Int, k: Int, alpha: Float,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, pool: ThreadPool
     ) {
         let mPanels = (m + mr - 1) / mr
         let nPanels = (n + nr - 1) / nr
@@ -83,6 +92,7 @@ public enum GEMM {
                         let p0 = depthDone
                         let kcNow = min(depth, k - p0)
                         let betaNow = p0 == 0 ? beta : 1
+                        let biasNow = p0 == 0 ? bias : nil // added once, with the first pass
                         // Panels are packed in groups: where a panel's rows are strided in memory,
                         // a group reads a longer contiguous run per row (and one page, not eight).
                         let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
@@ -111,7 +121,8 @@ public enum GEMM {
                                 for jp in jp0..<jp1 {
                                     if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
                                         microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: packedB + jp * nr * kcNow,
-                                                         bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow)
+                                                         bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow,
+                                                         bias: biasNow.map { $0 + jp * nr })
                                         continue
                                     }
                                     if directA && (ip + 1) * mr <= m {
@@ -120,12 +131,12 @@ public enum GEMM {
                                         packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
                                         tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
                                              b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
-                                             buffer: scratch + 512)
+                                             bias: biasNow, buffer: scratch + 512)
                                         continue
                                     }
                                     tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
                                          a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
-                                         c: c, ldc: ldc, alpha: alpha, beta: betaNow, buffer: scratch + 512)
+                                         c: c, ldc: ldc, alpha: alpha, beta: betaNow, bias: biasNow, buffer: scratch + 512)
                                 }
                             }
                         }
@@ -143,22 +154,28 @@ public enum GEMM {
         }
     }
 
-    /// One register tile of C; edge tiles go through a small buffer.
+    /// One register tile of C (plus `bias[col...]` per row); edge tiles go through a small buffer.
     @inline(__always)
     static func tile(
         row: Int, col: Int, m: Int, n: Int, kc: Int,
         a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, buffer: UnsafeMutablePointer<Float>
+        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>?,
+        buffer: UnsafeMutablePointer<Float>
     ) {
         let rows = min(mr, m - row), cols = min(nr, n - col)
         let target = c + row * ldc + col
         if rows == mr && cols == nr {
-            microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: target, ldc: ldc, alpha: alpha, beta: beta)
+            microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: target, ldc: ldc, alpha: alpha, beta: beta,
+                             bias: bias.map { $0 + col })
             return
         }
         microKernel14x32(kc, a: a, aRow: 1, aColumn: mr, b: b, bRow: nr, c: buffer, ldc: nr, alpha: alpha, beta: 0)
         for r in 0..<rows {
             let dst = target + r * ldc, src = buffer + r * nr
+            // The same order of additions as the micro-kernel's: (product + bias), then + beta·C.
+            if let bias {
+                for j in 0..<cols { src[j] += bias[col + j] }
+            }
             if beta == 0 {
                 for j in 0..<cols { dst[j] = src[j] }
             } else {

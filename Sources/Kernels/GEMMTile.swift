@@ -5,7 +5,9 @@
 /// `C` is `rows x cols` (`rows <= GEMM.mr`, `cols <= GEMM.nr`) with row stride `ldc`. Element
 /// `(r, p)` of A is `a[r * aRow + p * aColumn]`, row `p` of B starts at `b + p * bRow`, and `p`
 /// runs over `0..<depth`. With `bPadded`, B's rows have `GEMM.nr` readable columns even where
-/// `cols` is smaller (the extra columns only feed the discarded part of the tile).
+/// `cols` is smaller (the extra columns only feed the discarded part of the tile); with
+/// `cPadded`, C's rows have `GEMM.nr` writable columns whose extra values nobody reads, so a
+/// tile with all its rows is written in place.
 ///
 /// A full tile goes straight to the micro-kernel. A partial one packs what the micro-kernel
 /// would over-read (A's missing rows as zeros, B's missing columns unless padded) into
@@ -15,7 +17,7 @@ public func gemmTile(
     rows: Int, cols: Int, depth: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
     b: UnsafePointer<Float>, bRow: Int, bPadded: Bool = false,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, cPadded: Bool = false,
     scratch: UnsafeMutablePointer<Float>
 ) {
     let mr = GEMM.mr, nr = GEMM.nr
@@ -24,8 +26,8 @@ public func gemmTile(
         scaleRows(c, rows: rows, cols: cols, ld: ldc, by: beta)
         return
     }
-    if rows == mr && cols == nr {
-        microKernel14x32(depth, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: c, ldc: ldc, alpha: alpha, beta: beta)
+    if rows == mr && (cols == nr || (cPadded && bPadded)) {
+        tileKernel(depth, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: c, ldc: ldc, alpha: alpha, beta: beta)
         return
     }
     let tile = scratch, panelA = scratch + mr * nr, panelB = panelA + mr * depth
@@ -47,7 +49,7 @@ public func gemmTile(
         }
         b = UnsafePointer(panelB); bRow = nr
     }
-    microKernel14x32(depth, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: tile, ldc: nr, alpha: alpha, beta: 0)
+    tileKernel(depth, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: tile, ldc: nr, alpha: alpha, beta: 0)
     for r in 0..<rows {
         let dst = c + r * ldc, src = tile + r * nr
         if beta == 0 {
@@ -56,6 +58,16 @@ public func gemmTile(
             for j in 0..<cols { dst[j] = beta * dst[j] + src[j] }
         }
     }
+}
+
+/// The micro-kernel compiled once on its own: inlined into `gemmTile` twice, next to the packing
+/// loops, it ran out of registers and spilled accumulators inside its loop.
+@inline(never)
+func tileKernel(
+    _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+) {
+    microKernel14x32(kc, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: c, ldc: ldc, alpha: alpha, beta: beta)
 }
 
 /// Scratch sizes for `gemmTile`.

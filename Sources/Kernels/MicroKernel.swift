@@ -2,11 +2,13 @@
 /// over depth `kc`. Element (r, p) of A is `a[r * aRow + p * aColumn]` — (1, 14) for a packed
 /// panel, (lda, 1) for a row-major A read in place — and row p of B starts at `b + p * bRow`
 /// (32 for a packed panel, ldb in place). Each step broadcasts one A value per row and issues
-/// two FMAs per row; strides are runtime values, which costs nothing measurable.
+/// two FMAs per row; strides are runtime values, which costs nothing measurable. With `bias`
+/// (32 values; only with `alpha == 1`), the tile also gets `bias` added to each row: acc + bias
+/// is the same rounding as adding the bias to the stored product afterwards.
 @inline(__always)
 func microKernel14x32(
     _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>? = nil
 ) {
     var c00 = SIMD16<Float>(), c01 = SIMD16<Float>()
     var c10 = SIMD16<Float>(), c11 = SIMD16<Float>()
@@ -55,6 +57,13 @@ func microKernel14x32(
         let a13 = SIMD16<Float>(repeating: column[13 * aRow])
         c130 = c130.addingProduct(a13, b0); c131 = c131.addingProduct(a13, b1)
         column += aColumn; pb += bRow
+    }
+    if let bias {
+        let b0 = load16(bias), b1 = load16(bias + 16)
+        c00 += b0; c01 += b1; c10 += b0; c11 += b1; c20 += b0; c21 += b1; c30 += b0; c31 += b1
+        c40 += b0; c41 += b1; c50 += b0; c51 += b1; c60 += b0; c61 += b1; c70 += b0; c71 += b1
+        c80 += b0; c81 += b1; c90 += b0; c91 += b1; c100 += b0; c101 += b1; c110 += b0; c111 += b1
+        c120 += b0; c121 += b1; c130 += b0; c131 += b1
     }
     let scale = SIMD16<Float>(repeating: alpha)
     if beta == 0 {

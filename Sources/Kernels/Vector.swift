@@ -62,7 +62,7 @@ public func maximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
         m.replace(with: v, where: v .> m)
         i += 16
     }
-    var best = m.max()
+    var best = horizontalMax(m)
     while i < n {
         best = Swift.max(best, x[i])
         i += 1

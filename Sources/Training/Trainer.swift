@@ -102,7 +102,8 @@ public final class Trainer {
         for micro in 0..<options.accumulation {
             fill(micro)
             let dropoutSeed: UInt64? = model.config.dropout > 0 ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
-            lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed, pool: pool)
+            lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed,
+                                         forBackward: true, pool: pool)
             model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)
         }
         let loss = lossSum / Float(options.accumulation)

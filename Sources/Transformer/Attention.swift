@@ -55,7 +55,8 @@ func attentionHeadForwardTiled(
             var j0 = 0
             while j0 < visible {
                 gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: q + i0 * qStride, aRow: qStride, aColumn: 1,
-                         b: kt + j0, bRow: ktLd, bPadded: true, beta: 0, c: p + j0, ldc: keys, scratch: tileScratch)
+                         b: kt + j0, bRow: ktLd, bPadded: true, beta: 0, c: p + j0, ldc: keys, cPadded: j0 + nr <= keys,
+                         scratch: tileScratch)
                 j0 += nr
             }
             causalSoftmaxForward(p, rows: m, cols: visible, ld: keys, offset: i0 + offset, scale: scale)
@@ -141,7 +142,8 @@ func attentionHeadBackwardTiled(
             var j0 = 0
             while j0 < visible {
                 gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: dOut + i0 * dOutStride, aRow: dOutStride,
-                         aColumn: 1, b: vt + j0, bRow: vtLd, bPadded: true, beta: 0, c: dp + j0, ldc: t, scratch: tileScratch)
+                         aColumn: 1, b: vt + j0, bRow: vtLd, bPadded: true, beta: 0, c: dp + j0, ldc: t, cPadded: j0 + nr <= t,
+                         scratch: tileScratch)
                 j0 += nr
             }
             // dscores = scale * probs * (dprobs - rowsum(dprobs * probs)), 0 where masked

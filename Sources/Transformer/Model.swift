@@ -63,23 +63,22 @@ func linearForward(
     into out: UnsafeMutablePointer<Float>, outDim: Int, pool: ThreadPool
 ) {
     sgemm(.none, .transposed, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: weight, ldb: inDim,
-          beta: 0, c: out, ldc: outDim, pool: pool)
-    if let bias { addBias(bias, to: out, rows: rows, cols: outDim, pool: pool) }
+          beta: 0, c: out, ldc: outDim, bias: bias, pool: pool)
 }
 
-/// Backward of `linearForward`: `dx (=, or += when accumulate) dy · W`, `dW += dyᵀ · x`,
-/// `db += column sums of dy`.
+/// Backward of `linearForward` for an output gradient `alpha * dy`: `dx (=, or += when
+/// accumulate) alpha dy · W`, `dW += alpha dyᵀ · x`, `db += alpha column sums of dy`.
 @inline(__always)
 func linearBackward(
     _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, inDim: Int, outDim: Int,
     weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
-    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, pool: ThreadPool
+    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, alpha: Float = 1, pool: ThreadPool
 ) {
     if let dx {
-        sgemm(.none, .none, m: rows, n: inDim, k: outDim, a: dy, lda: outDim, b: weight, ldb: inDim,
+        sgemm(.none, .none, m: rows, n: inDim, k: outDim, alpha: alpha, a: dy, lda: outDim, b: weight, ldb: inDim,
               beta: accumulate ? 1 : 0, c: dx, ldc: inDim, pool: pool)
     }
-    sgemm(.transposed, .none, m: outDim, n: inDim, k: rows, a: dy, lda: outDim, b: x, ldb: inDim,
+    sgemm(.transposed, .none, m: outDim, n: inDim, k: rows, alpha: alpha, a: dy, lda: outDim, b: x, ldb: inDim,
           beta: 1, c: dWeight, ldc: inDim, pool: pool)
-    if let dBias { accumulateColumnSums(dy, rows: rows, cols: outDim, into: dBias, pool: pool) }
+    if let dBias { accumulateColumnSums(dy, rows: rows, cols: outDim, into: dBias, scale: alpha, pool: pool) }
 }

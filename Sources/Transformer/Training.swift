@@ -26,6 +26,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let dProbs: FloatBuffer     // [threads][T T]
     /// Tokens that counted in the last forward (targets not -1).
     public internal(set) var counted = 0
+    /// Whether the last forward left the loss gradient (for a row weight of 1) in `logits`.
+    var logitsHoldGradients = false
 
     public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount) throws {
         let c = model.config
@@ -62,10 +64,12 @@ public final class TrainingWorkspace: @unchecked Sendable {
 extension TransformerModel {
     /// Runs the model on `batch x length` token ids and returns the mean cross-entropy against
     /// `targets` (-1 marks a position that does not count). With `dropoutSeed`, dropout is on.
+    /// `forBackward` (a training step) lets the loss write its gradient over the logits as it
+    /// goes, which saves `backward` two passes over them; `workspace` then holds no logits.
     @discardableResult
     public func forward(
         ids: [Int32], targets: [Int32], workspace w: TrainingWorkspace, dropoutSeed: UInt64? = nil,
-        pool: ThreadPool = .shared
+        forBackward: Bool = false, pool: ThreadPool = .shared
     ) throws -> Float {
         let c = config, n = w.rows, d = c.dModel, t = w.length
         guard ids.count == n, targets.count == n else {
@@ -162,11 +166,13 @@ extension TransformerModel {
         Profiler.measure("loss") {
             w.targets.withUnsafeBufferPointer {
                 crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
-                                    logSumExps: w.logSumExps.pointer, rows: n, vocab: c.vocabularySize, pool: pool)
+                                    logSumExps: w.logSumExps.pointer, gradients: forBackward ? w.logits.pointer : nil,
+                                    rows: n, vocab: c.vocabularySize, pool: pool)
             }
         }
         let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
+        w.logitsHoldGradients = forBackward
         return counted == 0 ? 0 : sum(w.losses.pointer, count: n) / Float(counted)
     }
 
@@ -180,17 +186,27 @@ extension TransformerModel {
         w.dloss.pointer.update(repeating: perToken, count: n)
 
         // Loss and output layer; the logits buffer becomes dlogits.
-        Profiler.measure("loss backward") {
-            w.targets.withUnsafeBufferPointer {
-                crossEntropyBackward(logits: w.logits.pointer, targets: $0.baseAddress!, dloss: w.dloss.pointer,
-                                     logSumExps: w.logSumExps.pointer, into: w.logits.pointer, rows: n,
-                                     vocab: c.vocabularySize, pool: pool)
+        // Every counted row has the same weight, so a gradient the forward pass left (for weight 1)
+        // is scaled inside the output layer's GEMMs.
+        var outputScale: Float = 1
+        if w.logitsHoldGradients {
+            outputScale = perToken
+        } else {
+            Profiler.measure("loss backward") {
+                w.targets.withUnsafeBufferPointer {
+                    crossEntropyBackward(logits: w.logits.pointer, targets: $0.baseAddress!, dloss: w.dloss.pointer,
+                                         logSumExps: w.logSumExps.pointer, into: w.logits.pointer, rows: n,
+                                         vocab: c.vocabularySize, pool: pool)
+                }
             }
         }
+        // Either way the logits are gone now.
+        w.logitsHoldGradients = false
         let dFinal = w.dBranch.pointer
         Profiler.measure("lm head backward") {
             linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,
-                           weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil, pool: pool)
+                           weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil,
+                           alpha: outputScale, pool: pool)
         }
         let dx = w.dResidual.pointer
         dx.update(repeating: 0, count: n * d)

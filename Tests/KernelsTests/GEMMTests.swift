@@ -24,8 +24,8 @@ struct GEMMTests {
     }
 
     struct Case: CustomTestStringConvertible, Sendable {
-        var ta: Transpose, tb: Transpose, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float
-        var testDescription: String { "\(ta)/\(tb) \(m)x\(n)x\(k) pad \(pad) α \(alpha) β \(beta)" }
+        var ta: Transpose, tb: Transpose, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float, bias: Bool
+        var testDescription: String { "\(ta)/\(tb) \(m)x\(n)x\(k) pad \(pad) α \(alpha) β \(beta)\(bias ? " bias" : "")" }
     }
 
     static let edge = [1, 3, 17, 64, 257]
@@ -44,7 +44,8 @@ struct GEMMTests {
                         let betas: [Float] = [0, 1, 0.5]
                         let beta = betas[Int(seed >> 45) % 3]
                         list.append(Case(ta: ta, tb: tb, m: m, n: n, k: k, pad: pad,
-                                         alpha: Int(seed >> 50) % 2 == 0 ? 1 : -0.75, beta: beta))
+                                         alpha: Int(seed >> 50) % 2 == 0 ? 1 : -0.75, beta: beta,
+                                         bias: Int(seed >> 55) % 2 == 0))
                     }
                 }
             }
@@ -60,15 +61,19 @@ struct GEMMTests {
         let a = randomFloats((t.ta == .none ? t.m : t.k) * lda, seed: 1)
         let b = randomFloats((t.tb == .none ? t.k : t.n) * ldb, seed: 2)
         let c0 = randomFloats(t.m * ldc, seed: 3)
-        let expected = Self.reference(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: Double(t.alpha),
+        var expected = Self.reference(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: Double(t.alpha),
                                       a: a, lda: lda, b: b, ldb: ldb, beta: Double(t.beta),
                                       c: c0, ldc: ldc)
+        let bias = t.bias ? randomFloats(t.n, seed: 4) : nil
+        if let bias {
+            for i in 0..<t.m { for j in 0..<t.n { expected[i * ldc + j] += Double(bias[j]) } }
+        }
         var results: [[Float]] = []
         for pool in [singleThread, threeThreads] {
             var c = c0
             c.withUnsafeMutableBufferPointer { cp in
                 sgemm(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
-                      b: b, ldb: ldb, beta: t.beta, c: cp.baseAddress!, ldc: ldc, pool: pool)
+                      b: b, ldb: ldb, beta: t.beta, c: cp.baseAddress!, ldc: ldc, bias: bias, pool: pool)
             }
             // Tolerance scales with the depth of the sum (each term is below 1 in magnitude).
             expectClose(c, expected, tolerance: 2e-6 * Double(max(8, t.k)), "C")

@@ -49,7 +49,8 @@ struct GradientTests {
         let loss = { () throws -> Double in
             Double(try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: dropoutSeed))
         }
-        _ = try loss()
+        // The training path: the forward pass leaves the loss gradient in the logits.
+        _ = try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: dropoutSeed, forBackward: true)
         w.gradients.zero()
         model.backward(workspace: w)
         let analytic = w.gradients.array
@@ -78,7 +79,8 @@ struct GradientTests {
                 #expect((errorNorm / gradientNorm).squareRoot() < 2e-2, "\(tensor.name): relative error \((errorNorm / gradientNorm).squareRoot())")
             }
         }
-        // Accumulation: a second backward with scale 0.5 adds half the gradient again.
+        // Accumulation: a second backward with scale 0.5 adds half the gradient again; this one
+        // takes the separate loss-backward path (a plain forward leaves the logits).
         _ = try loss()
         model.backward(workspace: w, scale: 0.5)
         let twice = w.gradients.array
