@@ -27,11 +27,16 @@ public func crossEntropyForward(
                 continue
             }
             let row = logits + r * vocab
-            let lse = logSumExp(row, count: vocab)
-            logSumExps?[r] = lse
             let targetLogit = row[target]
+            let lse: Float
+            if let gradients {
+                lse = softmaxAndLogSumExp(row, into: gradients + r * vocab, count: vocab)
+                gradients[r * vocab + target] -= 1
+            } else {
+                lse = logSumExp(row, count: vocab)
+            }
+            logSumExps?[r] = lse
             losses[r] = lse - targetLogit
-            if let gradients { softmaxGradientRow(row, lse: lse, target: target, scale: 1, into: gradients + r * vocab, vocab: vocab) }
         }
     }
 }
@@ -77,6 +82,43 @@ public func crossEntropyBackward(
             softmaxGradientRow(row, lse: lse, target: target, scale: dloss[r], into: out, vocab: vocab)
         }
     }
+}
+
+/// `y = softmax(x)` (`y` may alias `x`), returning `logsumexp(x)`: each exponential is computed
+/// once, stored, and scaled by the inverse sum in a last pass over the (cached) row.
+@inline(__always)
+func softmaxAndLogSumExp(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) -> Float {
+    let m = maximum(x, count: n)
+    guard m.isFinite else {
+        y.update(repeating: .nan, count: n)
+        return m
+    }
+    let shift = SIMD16<Float>(repeating: m)
+    var total = SIMD16<Float>()
+    var i = 0
+    while i + 16 <= n {
+        let e = exp16(load16(x + i) - shift)
+        total += e
+        store16(e, y + i)
+        i += 16
+    }
+    var last = SIMD16<Float>()
+    if i < n {
+        last = exp16(loadPartial16(x + i, count: n - i, fill: 0, wide: false) - shift)
+        last.replace(with: 0, where: laneIndices .>= SIMD16<Int32>(repeating: Int32(n - i)))
+        total += last
+    }
+    let sum = horizontalSum(total), inverse = SIMD16<Float>(repeating: 1 / sum)
+    var j = 0
+    while j + 16 <= n {
+        store16(load16(y + j) * inverse, y + j)
+        j += 16
+    }
+    if j < n {
+        let tail = last * inverse
+        for q in j..<n { y[q] = tail[q - j] }
+    }
+    return m + log(sum)
 }
 
 /// `log(sum(exp(x)))`, shifted by the maximum so it never overflows.

@@ -210,6 +210,16 @@ struct LayerTests {
             crossEntropyBackward(logits: logits, targets: targets, dloss: dloss, logSumExps: lse, into: $0, rows: rows, vocab: vocab)
         }
         expectClose(fast, g, tolerance: 1e-5, "dlogits from saved log-sum-exps")
+        // The training path: the forward writes the gradient for a row weight of 1 over the logits.
+        var fused = logits, fusedLosses = [Float](repeating: 0, count: rows)
+        fused.withUnsafeMutableBufferPointer { p in
+            withPointers(&fusedLosses) {
+                crossEntropyForward(logits: p.baseAddress!, targets: targets, losses: $0, gradients: p.baseAddress!, rows: rows, vocab: vocab)
+            }
+        }
+        expectClose(fusedLosses, expected, tolerance: 2e-6, "losses with gradients")
+        let unweighted = (0..<(rows * vocab)).map { i in dloss[i / vocab] == 0 ? 0 : g[i] / Double(dloss[i / vocab]) }
+        expectClose(fused, unweighted, tolerance: 4e-5, "gradients from the forward pass")
     }
 
     // MARK: Embedding and bias
