@@ -93,4 +93,17 @@ public enum KernelBenchmark {
         body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
+
+    /// The median step time over clean samples — those during which other processes used fewer
+    /// than `threshold` cores — when there are enough of them (a third of all, at least 3), else
+    /// over all samples; with the clean count. The rule of the peers' `cpuguard.clean_median`.
+    public static func cleanMedian(_ samples: [(seconds: Double, foreign: Double)], threshold: Double = 0.1) -> (median: Double, clean: Int) {
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        let clean = samples.filter { $0.foreign < threshold }.map(\.seconds)
+        if clean.count >= max(3, samples.count / 3) { return (median(clean), clean.count) }
+        return (median(samples.map(\.seconds)), clean.count)
+    }
 }

@@ -68,7 +68,7 @@ struct BenchTrain: ParsableCommand {
                 let after = CPUMeter.read()
                 if i >= warmup { samples.append((after.wall - before.wall, CPUMeter.foreignCores(from: before, to: after))) }
             }
-            let (median, clean) = cleanMedian(samples)
+            let (median, clean) = KernelBenchmark.cleanMedian(samples, threshold: CPUMeter.cleanThreshold)
             let tokensPerSecond = Double(batchSize * t) / median
             ours.append(tokensPerSecond)
             var line = String(format: "round %d  TinyLM %7.1f ms/step %8.0f tokens/s (clean %d/%d)", round, median * 1000, tokensPerSecond, clean, steps)

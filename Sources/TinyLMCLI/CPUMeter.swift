@@ -67,15 +67,3 @@ struct CPUMeter {
         return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
-
-/// The median over clean samples when there are enough of them (a third of all, at least 3),
-/// else over all; with the clean count.
-func cleanMedian(_ samples: [(seconds: Double, foreign: Double)]) -> (median: Double, clean: Int) {
-    func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
-    let clean = samples.filter { $0.foreign < CPUMeter.cleanThreshold }.map(\.seconds)
-    if clean.count >= max(3, samples.count / 3) { return (median(clean), clean.count) }
-    return (median(samples.map(\.seconds)), clean.count)
-}
