@@ -18,7 +18,8 @@ public enum Transpose: Sendable {
 /// The algorithm is the classic packed one: B (and a transposed A) is packed into panels the
 /// register micro-kernel (`GEMM.mr x GEMM.nr`) streams through, a row-major A is read in place,
 /// blocked so a panel of A stays in L1 and a chunk of B in L2, and the tile grid is spread over
-/// the pool. `m == 1` takes a memory-bound GEMV path.
+/// the pool; each thread packs the B chunk it works on into its own buffer. `m == 1` takes a
+/// memory-bound GEMV path.
 public func sgemm(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -84,30 +85,32 @@ public enum GEMM {
         while (rowGroups * nChunks) % threads != 0 && rowGroups < mPanels { rowGroups += 1 }
         let groups = rowGroups // constants, so the task functions below capture them by value
 
-        Scratch.withFloats(pool.threadCount * threadScratch) { perThread in
-            Scratch.withFloats(mPanels * mr * depth) { packedA in
-                Scratch.withFloats(nPanels * nr * depth) { packedB in
+        // Each thread packs the B chunk of its task itself, into its own buffer, right before
+        // using it: the panels are then in its own L2, not in the other core's (a cross-core
+        // transfer per line, and again when the next pass repacks). A chunk two threads both work
+        // on is packed twice; packing is about 2% of the work.
+        let chunkFloats = panelsPerChunk * nr * depth
+        Scratch.withFloats(pool.threadCount * (threadScratch + chunkFloats)) { perThread in
+            Scratch.withFloats(directA ? mr * depth : mPanels * mr * depth) { packedA in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: pool.threadCount) { held in
+                    held.initialize(repeating: -1) // the (pass, chunk) each thread's buffer holds
                     var depthDone = 0
                     while depthDone < k {
                         let p0 = depthDone
                         let kcNow = min(depth, k - p0)
                         let betaNow = p0 == 0 ? beta : 1
                         let biasNow = p0 == 0 ? bias : nil // added once, with the first pass
-                        // Panels are packed in groups: where a panel's rows are strided in memory,
-                        // a group reads a longer contiguous run per row (and one page, not eight).
+                        // A transposed is packed up front, in groups of panels: its panel rows are
+                        // strided in memory, and a group reads a longer contiguous run per row. A
+                        // as stored needs only its last, partial panel packed.
                         let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
-                        let bGroups = (nPanels + packGroup - 1) / packGroup
                         // Local functions, not closure values: their captures stay on the stack.
-                        // B groups (2.3 times an A group's work) go first, so the small tasks even
-                        // out the end.
                         func pack(_ task: Int, _ worker: Int) {
                             let block = UnsafeMutableRawPointer(perThread + worker * threadScratch).assumingMemoryBound(to: SIMD16<Float>.self)
-                            if task < bGroups {
-                                let first = task * packGroup, last = min(nPanels, first + packGroup)
-                                packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow, into: packedB, block: block)
+                            if directA {
+                                packA(.none, a, lda, m: m, row: (mPanels - 1) * mr, p0: p0, kc: kcNow, into: packedA, block: block)
                             } else {
-                                let first = directA ? mPanels - 1 : (task - bGroups) * packGroup
-                                let last = directA ? mPanels : min(mPanels, first + packGroup)
+                                let first = task * packGroup, last = min(mPanels, first + packGroup)
                                 packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA, block: block)
                             }
                         }
@@ -117,10 +120,24 @@ public enum GEMM {
                             let group = task % groups, chunk = task / groups
                             let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
                             let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
+                            let chunkB = perThread + pool.threadCount * threadScratch + worker * chunkFloats
+                            let key = p0 * nChunks + chunk
+                            if held[worker] != key {
+                                var first = jp0
+                                while first < jp1 {
+                                    let last = min(jp1, first + packGroup)
+                                    packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow,
+                                               into: chunkB + (first - jp0) * nr * kcNow, block: block)
+                                    first = last
+                                }
+                                held[worker] = key
+                            }
                             for ip in ip0..<ip1 {
+                                let panelA = directA ? packedA : packedA + ip * mr * kcNow
                                 for jp in jp0..<jp1 {
+                                    let panelB = chunkB + (jp - jp0) * nr * kcNow
                                     if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
-                                        microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: packedB + jp * nr * kcNow,
+                                        microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: panelB,
                                                          bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow,
                                                          bias: biasNow.map { $0 + jp * nr })
                                         continue
@@ -130,21 +147,21 @@ public enum GEMM {
                                         let panel = scratch + 512 + mr * nr
                                         packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
                                         tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
-                                             b: packedB + jp * nr * kcNow, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
+                                             b: panelB, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
                                              bias: biasNow, buffer: scratch + 512)
                                         continue
                                     }
                                     tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
-                                         a: packedA + ip * mr * kcNow, b: packedB + jp * nr * kcNow,
+                                         a: panelA, b: panelB,
                                          c: c, ldc: ldc, alpha: alpha, beta: betaNow, bias: biasNow, buffer: scratch + 512)
                                 }
                             }
                         }
                         if threads > 1 {
-                            pool.parallelFor(aGroups + bGroups, pack)
+                            if aGroups > 0 { pool.parallelFor(aGroups, pack) }
                             pool.parallelFor(groups * nChunks, compute)
                         } else {
-                            for t in 0..<(aGroups + bGroups) { pack(t, 0) }
+                            for t in 0..<aGroups { pack(t, 0) }
                             for t in 0..<(groups * nChunks) { compute(t, 0) }
                         }
                         depthDone += kcNow
@@ -222,7 +239,7 @@ public enum GEMM {
         }
     }
 
-    /// Packs the B panels `panels` (each `nr` columns) into their places in `packed`.
+    /// Packs the B panels `panels` (each `nr` columns) one after another from `packed` on.
     static func packBGroup(
         _ trans: Transpose, _ b: UnsafePointer<Float>, _ ldb: Int,
         n: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>,
@@ -232,16 +249,16 @@ public enum GEMM {
             // Walk k once; each row of B gives every panel of the group its 32 values.
             for p in 0..<kc {
                 let src = b + (p0 + p) * ldb + panels.lowerBound * nr
-                for (index, panel) in panels.enumerated() {
-                    let dst = packed + panel * nr * kc + p * nr
+                for index in 0..<panels.count {
+                    let dst = packed + index * nr * kc + p * nr
                     store16(load16(src + index * nr), dst)
                     store16(load16(src + index * nr + 16), dst + 16)
                 }
             }
             return
         }
-        for panel in panels {
-            packB(trans, b, ldb, n: n, col: panel * nr, p0: p0, kc: kc, into: packed + panel * nr * kc, block: block)
+        for (index, panel) in panels.enumerated() {
+            packB(trans, b, ldb, n: n, col: panel * nr, p0: p0, kc: kc, into: packed + index * nr * kc, block: block)
         }
     }
 
