@@ -75,7 +75,7 @@ public enum GEMM {
         let depth = (k + passes - 1) / passes
         let threads = 2 * m * n * k >= 4 * ThreadPool.parallelWorkThreshold ? pool.threadCount : 1
         // A as stored needs no packing: its full panels are read in place (the micro-kernel takes
-        // A's strides); only a last, partial panel is packed.
+        // A's strides). A transposed panel is packed by the thread that uses it, into L1.
         let directA = transA == .none
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
@@ -87,85 +87,76 @@ public enum GEMM {
 
         // Each thread packs the B chunk of its task itself, into its own buffer, right before
         // using it: the panels are then in its own L2, not in the other core's (a cross-core
-        // transfer per line, and again when the next pass repacks). A chunk two threads both work
-        // on is packed twice; packing is about 2% of the work.
+        // transfer per line, and again when the next pass repacks), and a pass needs no separate
+        // packing phase and barrier. A chunk two threads both work on is packed twice; packing is
+        // about 2% of the work. (Shared packing measured 10-45% slower on the weight-gradient
+        // shapes of `bench kernels`.)
         let chunkFloats = panelsPerChunk * nr * depth
         Scratch.withFloats(pool.threadCount * (threadScratch + chunkFloats)) { perThread in
-            Scratch.withFloats(directA ? mr * depth : mPanels * mr * depth) { packedA in
-                withUnsafeTemporaryAllocation(of: Int.self, capacity: pool.threadCount) { held in
-                    held.initialize(repeating: -1) // the (pass, chunk) each thread's buffer holds
-                    var depthDone = 0
-                    while depthDone < k {
-                        let p0 = depthDone
-                        let kcNow = min(depth, k - p0)
-                        let betaNow = p0 == 0 ? beta : 1
-                        let biasNow = p0 == 0 ? bias : nil // added once, with the first pass
-                        // A transposed is packed up front, in groups of panels: its panel rows are
-                        // strided in memory, and a group reads a longer contiguous run per row. A
-                        // as stored needs only its last, partial panel packed.
-                        let aGroups = directA ? (m % mr == 0 ? 0 : 1) : (mPanels + packGroup - 1) / packGroup
-                        // Local functions, not closure values: their captures stay on the stack.
-                        func pack(_ task: Int, _ worker: Int) {
-                            let block = UnsafeMutableRawPointer(perThread + worker * threadScratch).assumingMemoryBound(to: SIMD16<Float>.self)
-                            if directA {
-                                packA(.none, a, lda, m: m, row: (mPanels - 1) * mr, p0: p0, kc: kcNow, into: packedA, block: block)
-                            } else {
-                                let first = task * packGroup, last = min(mPanels, first + packGroup)
-                                packAGroup(transA, a, lda, m: m, panels: first..<last, p0: p0, kc: kcNow, into: packedA, block: block)
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: pool.threadCount) { held in
+                held.initialize(repeating: -1) // the (pass, chunk) each thread's buffer holds
+                var depthDone = 0
+                while depthDone < k {
+                    let p0 = depthDone
+                    let kcNow = min(depth, k - p0)
+                    let betaNow = p0 == 0 ? beta : 1
+                    let biasNow = p0 == 0 ? bias : nil // added once, with the first pass
+                    // A local function, not a closure value: its captures stay on the stack.
+                    func compute(_ task: Int, _ worker: Int) {
+                        let scratch = perThread + worker * threadScratch
+                        let block = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: SIMD16<Float>.self)
+                        let panelA = scratch + 512 + mr * nr
+                        let group = task % groups, chunk = task / groups
+                        let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
+                        let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
+                        let chunkB = perThread + pool.threadCount * threadScratch + worker * chunkFloats
+                        let key = p0 * nChunks + chunk
+                        if held[worker] != key {
+                            // Groups of panels: where B's rows are strided, a group reads a longer
+                            // contiguous run per row.
+                            var first = jp0
+                            while first < jp1 {
+                                let last = min(jp1, first + packGroup)
+                                packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow,
+                                           into: chunkB + (first - jp0) * nr * kcNow, block: block)
+                                first = last
                             }
+                            held[worker] = key
                         }
-                        func compute(_ task: Int, _ worker: Int) {
-                            let scratch = perThread + worker * threadScratch
-                            let block = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: SIMD16<Float>.self)
-                            let group = task % groups, chunk = task / groups
-                            let ip0 = mPanels * group / groups, ip1 = mPanels * (group + 1) / groups
-                            let jp0 = nPanels * chunk / nChunks, jp1 = nPanels * (chunk + 1) / nChunks
-                            let chunkB = perThread + pool.threadCount * threadScratch + worker * chunkFloats
-                            let key = p0 * nChunks + chunk
-                            if held[worker] != key {
-                                var first = jp0
-                                while first < jp1 {
-                                    let last = min(jp1, first + packGroup)
-                                    packBGroup(transB, b, ldb, n: n, panels: first..<last, p0: p0, kc: kcNow,
-                                               into: chunkB + (first - jp0) * nr * kcNow, block: block)
-                                    first = last
+                        for ip in ip0..<ip1 {
+                            // A full panel of A as stored is read in place; a transposed or partial
+                            // one is packed here, into L1, right before its row of tiles.
+                            let inPlace = directA && (ip + 1) * mr <= m
+                            var packed = false
+                            if !inPlace {
+                                packA(transA, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panelA, block: block)
+                                packed = true
+                            }
+                            for jp in jp0..<jp1 {
+                                let panelB = chunkB + (jp - jp0) * nr * kcNow
+                                if inPlace && (jp + 1) * nr <= n {
+                                    microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: panelB,
+                                                     bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow,
+                                                     bias: biasNow.map { $0 + jp * nr })
+                                    continue
                                 }
-                                held[worker] = key
-                            }
-                            for ip in ip0..<ip1 {
-                                let panelA = directA ? packedA : packedA + ip * mr * kcNow
-                                for jp in jp0..<jp1 {
-                                    let panelB = chunkB + (jp - jp0) * nr * kcNow
-                                    if directA && (ip + 1) * mr <= m && (jp + 1) * nr <= n {
-                                        microKernel14x32(kcNow, a: a + ip * mr * lda + p0, aRow: lda, aColumn: 1, b: panelB,
-                                                         bRow: nr, c: c + ip * mr * ldc + jp * nr, ldc: ldc, alpha: alpha, beta: betaNow,
-                                                         bias: biasNow.map { $0 + jp * nr })
-                                        continue
-                                    }
-                                    if directA && (ip + 1) * mr <= m {
-                                        // An edge column tile of a full row panel: pack the panel's rows here.
-                                        let panel = scratch + 512 + mr * nr
-                                        packA(.none, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panel, block: block)
-                                        tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panel,
-                                             b: panelB, c: c, ldc: ldc, alpha: alpha, beta: betaNow,
-                                             bias: biasNow, buffer: scratch + 512)
-                                        continue
-                                    }
-                                    tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow,
-                                         a: panelA, b: panelB,
-                                         c: c, ldc: ldc, alpha: alpha, beta: betaNow, bias: biasNow, buffer: scratch + 512)
+                                if !packed {
+                                    // An edge column tile of a panel read in place: the edge path
+                                    // takes a packed panel.
+                                    packA(transA, a, lda, m: m, row: ip * mr, p0: p0, kc: kcNow, into: panelA, block: block)
+                                    packed = true
                                 }
+                                tile(row: ip * mr, col: jp * nr, m: m, n: n, kc: kcNow, a: panelA, b: panelB,
+                                     c: c, ldc: ldc, alpha: alpha, beta: betaNow, bias: biasNow, buffer: scratch + 512)
                             }
                         }
-                        if threads > 1 {
-                            if aGroups > 0 { pool.parallelFor(aGroups, pack) }
-                            pool.parallelFor(groups * nChunks, compute)
-                        } else {
-                            for t in 0..<aGroups { pack(t, 0) }
-                            for t in 0..<(groups * nChunks) { compute(t, 0) }
-                        }
-                        depthDone += kcNow
                     }
+                    if threads > 1 {
+                        pool.parallelFor(groups * nChunks, compute)
+                    } else {
+                        for t in 0..<(groups * nChunks) { compute(t, 0) }
+                    }
+                    depthDone += kcNow
                 }
             }
         }
@@ -205,39 +196,9 @@ public enum GEMM {
     static let packGroup = 8
 
     /// Per-thread scratch, in floats: a 16 x 16 transpose block and its partner (512), an edge
-    /// tile of C (`mr * nr`), and one packed A panel (`mr * kc`) for edge tiles. Taken once per
+    /// tile of C (`mr * nr`), and one packed A panel (`mr * kc`). Taken once per
     /// GEMM from `Scratch`, so no call allocates (stack temporaries of this size would be heap).
     static let threadScratch = 512 + mr * nr + mr * kc
-
-    /// Packs the A panels `panels` (each `mr` rows) into their places in `packed`.
-    static func packAGroup(
-        _ trans: Transpose, _ a: UnsafePointer<Float>, _ lda: Int,
-        m: Int, panels: Range<Int>, p0: Int, kc: Int, into packed: UnsafeMutablePointer<Float>,
-        block: UnsafeMutablePointer<SIMD16<Float>>
-    ) {
-        let fullRows = panels.upperBound * mr <= m
-        if trans == .transposed && fullRows && panels.upperBound * mr + 2 <= m {
-            // Rows of op(A) are columns here: walk k once and copy each panel's 14 values from
-            // the same row of A. A 16-wide load stays inside A (two more columns exist); its
-            // store spills two floats into the next k's slot, which the next store overwrites,
-            // so the last k of each panel is stored element by element.
-            for p in 0..<kc {
-                let src = a + (p0 + p) * lda + panels.lowerBound * mr
-                for (index, panel) in panels.enumerated() {
-                    let dst = packed + panel * mr * kc + p * mr
-                    if p < kc - 1 {
-                        store16(load16(src + index * mr), dst)
-                    } else {
-                        for r in 0..<mr { dst[r] = src[index * mr + r] }
-                    }
-                }
-            }
-            return
-        }
-        for panel in panels {
-            packA(trans, a, lda, m: m, row: panel * mr, p0: p0, kc: kc, into: packed + panel * mr * kc, block: block)
-        }
-    }
 
     /// Packs the B panels `panels` (each `nr` columns) one after another from `packed` on.
     static func packBGroup(

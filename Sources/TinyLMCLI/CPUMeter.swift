@@ -61,7 +61,9 @@ struct CPUMeter {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 512)
         guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        let fields = String(cString: line).split(separator: " ").dropFirst().compactMap { Double($0) }
+        let bytes = line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            .dropFirst().compactMap { Double($0) }
         guard fields.count >= 5 else { return nil }
         let busy = fields.prefix(8).reduce(0, +) - fields[3] - fields[4]
         return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
