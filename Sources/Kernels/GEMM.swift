@@ -68,6 +68,11 @@ public enum GEMM {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, pool: ThreadPool
     ) {
+        if transA == .transposed && m <= splitRows && k >= 2 * kc {
+            splitDepth(transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
+                       bias: bias, pool: pool)
+            return
+        }
         let mPanels = (m + mr - 1) / mr
         let nPanels = (n + nr - 1) / nr
         // Equal passes over k of at most `kc`: each pass re-reads and re-writes C.
@@ -157,6 +162,37 @@ public enum GEMM {
                         for t in 0..<(groups * nChunks) { compute(t, 0) }
                     }
                     depthDone += kcNow
+                }
+            }
+        }
+    }
+
+    /// Up to this many rows of C, a weight gradient `Aᵀ·B` is split over its depth.
+    static let splitRows = 512
+
+    /// `C = alpha Aᵀ·B + beta C` as a sum over parts of the depth (the rows of a batch), computed
+    /// in parallel, each part by one thread, then added up in a fixed order. For a weight gradient
+    /// with few output rows each thread would otherwise pack all of B (the layer's input) for
+    /// a product that uses each packed value only `m` times, which costs as much as the product.
+    /// The parts do not depend on the thread count, so neither do the results.
+    static func splitDepth(
+        _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, pool: ThreadPool
+    ) {
+        let parts = min(4, k / kc)
+        Scratch.withFloats((parts - 1) * m * n) { partial in
+            pool.parallelFor(parts) { part, _ in
+                let k0 = k * part / parts, k1 = k * (part + 1) / parts
+                // Inside a pool task the nested GEMM runs on this thread alone.
+                packed(.transposed, transB, m: m, n: n, k: k1 - k0, alpha: alpha, a: a + k0 * lda, lda: lda,
+                       b: transB == .none ? b + k0 * ldb : b + k0, ldb: ldb,
+                       beta: part == 0 ? beta : 0, c: part == 0 ? c : partial + (part - 1) * m * n,
+                       ldc: part == 0 ? ldc : n, bias: part == 0 ? bias : nil, pool: pool)
+            }
+            pool.parallelRanges(m, costPerItem: parts * n) { rows, _ in
+                for r in rows {
+                    for part in 1..<parts { add(c + r * ldc, partial + (part - 1) * m * n + r * n, into: c + r * ldc, count: n) }
                 }
             }
         }

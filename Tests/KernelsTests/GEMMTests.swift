@@ -99,19 +99,27 @@ struct GEMMTests {
         #expect(d == [0.5, 1, 1.5, 2])
     }
 
-    @Test("large training shapes agree with the reference on sampled entries",
-          arguments: [(Transpose.none, Transpose.transposed), (.none, .none), (.transposed, .none)])
+    /// Deep enough for several k-passes and wide enough for several column chunks; with a
+    /// transposed A of few rows this is a weight gradient, which is split over its depth.
+    @Test("large training shapes agree with the reference on sampled entries, alike on 1 and 3 threads",
+          arguments: [(Transpose.none, Transpose.transposed), (.none, .none), (.transposed, .none), (.transposed, .transposed)])
     func largeShape(_ layout: (Transpose, Transpose)) {
-        // Deep enough for several k-passes and wide enough for several column chunks.
-        let m = 300, n = 1100, k = 1300
+        let m = 300, n = 1100, k = 1300, alpha: Float = -0.75, beta: Float = 0.5
         let (ta, tb) = layout
         let lda = ta == .none ? k : m, ldb = tb == .none ? n : k
         let a = randomFloats(m * k, seed: 8), b = randomFloats(k * n, seed: 9)
-        var c = [Float](repeating: 0, count: m * n)
-        c.withUnsafeMutableBufferPointer { cp in
-            sgemm(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
-                  c: cp.baseAddress!, ldc: n, pool: threeThreads)
+        let c0 = randomFloats(m * n, seed: 11), bias = randomFloats(n, seed: 12)
+        var results: [[Float]] = []
+        for pool in [singleThread, threeThreads] {
+            var c = c0
+            c.withUnsafeMutableBufferPointer { cp in
+                sgemm(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                      beta: beta, c: cp.baseAddress!, ldc: n, bias: bias, pool: pool)
+            }
+            results.append(c)
         }
+        #expect(results[0] == results[1], "1 and 3 threads give bit-identical results")
+        let c = results[1]
         var rng = SplitMix64(seed: 10)
         for _ in 0..<400 {
             let i = Int(rng.next() % UInt64(m)), j = Int(rng.next() % UInt64(n))
@@ -121,7 +129,8 @@ struct GEMMTests {
                 let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
                 s += Double(av) * Double(bv)
             }
-            #expect(abs(Double(c[i * n + j]) - s) <= 2e-6 * Double(k), "C[\(i), \(j)]")
+            let expected = Double(alpha) * s + Double(beta) * Double(c0[i * n + j]) + Double(bias[j])
+            #expect(abs(Double(c[i * n + j]) - expected) <= 2e-6 * Double(k), "C[\(i), \(j)]")
         }
     }
 }
