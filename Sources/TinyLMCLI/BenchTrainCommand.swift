@@ -51,8 +51,10 @@ struct BenchTrain: ParsableCommand {
         let threads = ThreadPool.shared.threadCount
 
         print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(threads) threads")
-        let peak = KernelBenchmark.gflops(KernelBenchmark.Shape("peak", m: 2048, n: 2048, k: 2048), pool: .shared, seconds: 0.5)
-        print(String(format: "sgemm peak (2048³, best of 0.5 s): %.0f GFLOP/s", peak))
+        // The sgemm peak for MFU: best of a measurement before and one after the rounds, since a
+        // single one on a shared machine may catch a slow moment.
+        let peakShape = KernelBenchmark.Shape("peak", m: 2048, n: 2048, k: 2048)
+        var peak = KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5)
         let (peer, peerNote) = startPeer()
         print("peer: \(peerNote)")
         print("Each round: TinyLM, then PyTorch; both wait for a quiet machine and take the median step over")
@@ -83,7 +85,9 @@ struct BenchTrain: ParsableCommand {
         }
         let best = ours.max()!
         let gflops = flopsPerToken * best / 1e9
-        print(String(format: "TinyLM   best round %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the sgemm peak", best, gflops, 100 * gflops / peak))
+        peak = max(peak, KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5))
+        print(String(format: "TinyLM   best round %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the %.0f GFLOP/s sgemm peak (2048³, best of two)",
+                     best, gflops, 100 * gflops / peak, peak))
         if !ratios.isEmpty {
             print(String(format: "PyTorch  eager fp32 best round %8.0f tokens/s", theirs.max()!))
             print(String(format: "ratio    median over rounds %.2f×   (rounds: %@)", median(ratios),
