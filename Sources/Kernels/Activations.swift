@@ -11,10 +11,14 @@ public func geluForward(
     _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int,
     pool: ThreadPool = .shared
 ) {
-    elementwise(n, cost: 24, pool: pool) { i in
-        let v = load16(x + i)
-        let t = tanh16(geluC * v.addingProduct(geluA * v * v, v))
-        store16(0.5 * v * (1 + t), y + i)
+    elementwise(n, cost: 24, pool: pool) { start, end in
+        var i = start
+        while i < end {
+            let v = load16(x + i)
+            let t = tanh16(geluC * v.addingProduct(geluA * v * v, v))
+            store16(0.5 * v * (1 + t), y + i)
+            i += 16
+        }
     } scalar: { i in
         let v = x[i]
         let t = tanh16(SIMD16(repeating: geluC * (v + geluA * v * v * v)))[0]
@@ -33,8 +37,12 @@ public func geluBackward(
         let du = geluC * (1 + 3 * geluA * v2)
         return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du
     }
-    elementwise(n, cost: 30, pool: pool) { i in
-        store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+    elementwise(n, cost: 30, pool: pool) { start, end in
+        var i = start
+        while i < end {
+            store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+            i += 16
+        }
     } scalar: { i in
         dx[i] = dy[i] * derivative(SIMD16(repeating: x[i]))[0]
     }
@@ -45,9 +53,13 @@ public func siluForward(
     _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int,
     pool: ThreadPool = .shared
 ) {
-    elementwise(n, cost: 20, pool: pool) { i in
-        let v = load16(x + i)
-        store16(v / (1 + exp16(-v)), y + i)
+    elementwise(n, cost: 20, pool: pool) { start, end in
+        var i = start
+        while i < end {
+            let v = load16(x + i)
+            store16(v / (1 + exp16(-v)), y + i)
+            i += 16
+        }
     } scalar: { i in
         let v = x[i]
         y[i] = v / (1 + exp16(SIMD16(repeating: -v))[0])
@@ -63,23 +75,29 @@ public func siluBackward(
         let s = 1 / (1 + exp16(-v))
         return s * (1 + v * (1 - s))
     }
-    elementwise(n, cost: 24, pool: pool) { i in
-        store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+    elementwise(n, cost: 24, pool: pool) { start, end in
+        var i = start
+        while i < end {
+            store16(load16(dy + i) * derivative(load16(x + i)), dx + i)
+            i += 16
+        }
     } scalar: { i in
         dx[i] = dy[i] * derivative(SIMD16(repeating: x[i]))[0]
     }
 }
 
-/// Runs `vector(i)` for each 16-aligned block start and `scalar(i)` for the tail, split over the
-/// pool when `count * cost` is worth it.
+/// Runs `vector(start, end)` on 16-aligned element ranges covering the whole blocks of 16 and
+/// `scalar(i)` for the tail, split over the pool when `count * cost` is worth it. The vector
+/// body loops itself: called once per block, it was an out-of-line call (with `vzeroupper`) per
+/// 16 floats and ran 2-3 times slower.
 @inline(__always)
 func elementwise(
     _ n: Int, cost: Int, pool: ThreadPool,
-    vector: (Int) -> Void, scalar: (Int) -> Void
+    vector: (_ start: Int, _ end: Int) -> Void, scalar: (Int) -> Void
 ) {
     let blocks = n / 16
     pool.parallelRanges(blocks, costPerItem: 16 * cost) { range, _ in
-        for block in range { vector(block * 16) }
+        vector(range.lowerBound * 16, range.upperBound * 16)
     }
     for i in (blocks * 16)..<n { scalar(i) }
 }
