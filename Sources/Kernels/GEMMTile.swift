@@ -60,6 +60,26 @@ public func gemmTile(
     }
 }
 
+/// `gemmTile` across a row panel: `C[rows x cols] = alpha·A·B + beta·C` for `rows <= GEMM.mr`
+/// and any `cols`, 32 columns at a time. With `bPadded`/`cPadded`, B's and C's rows have room up
+/// to the next multiple of 32 columns (the last tile then runs in place).
+@inline(__always)
+public func gemmRowPanel(
+    rows: Int, cols: Int, depth: Int,
+    a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
+    b: UnsafePointer<Float>, bRow: Int, bPadded: Bool = false,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, cPadded: Bool = false,
+    scratch: UnsafeMutablePointer<Float>
+) {
+    var j0 = 0
+    while j0 < cols {
+        gemmTile(rows: rows, cols: min(GEMM.nr, cols - j0), depth: depth, a: a, aRow: aRow, aColumn: aColumn,
+                 b: b + j0, bRow: bRow, bPadded: bPadded, beta: beta, c: c + j0, ldc: ldc, cPadded: cPadded,
+                 scratch: scratch)
+        j0 += GEMM.nr
+    }
+}
+
 /// The micro-kernel compiled once on its own: inlined into `gemmTile` twice, next to the packing
 /// loops, it ran out of registers and spilled accumulators inside its loop.
 @inline(never)

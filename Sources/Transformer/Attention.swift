@@ -5,6 +5,20 @@ import Kernels
 /// each GEMM stays large enough to run at speed.
 let attentionBlockRows = 64
 
+/// `n` rounded up to whole 32-column tiles.
+@inline(__always)
+func roundedUp(_ n: Int) -> Int { (n + GEMM.nr - 1) / GEMM.nr * GEMM.nr }
+
+/// Keys or values (`rows x headDim`, row stride `stride`) transposed into `dst` (`headDim x ld`)
+/// with the columns past `rows` zeroed, so that score tiles read whole 32-column tiles in place.
+@inline(__always)
+func transposePadded(
+    _ x: UnsafePointer<Float>, rows: Int, headDim: Int, stride: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
+) {
+    transpose(x, rows: rows, cols: headDim, ld: stride, into: dst, ld: ld)
+    if ld > rows { for d in 0..<headDim { (dst + d * ld + rows).update(repeating: 0, count: ld - rows) } }
+}
+
 /// Causal self-attention for one head of one sequence, shared by training and cached inference.
 ///
 /// Queries are `rows x headDim` (row stride `qStride`), keys and values `keys x headDim` (row
@@ -38,35 +52,25 @@ func attentionHeadForwardTiled(
     out: UnsafeMutablePointer<Float>, outStride: Int, probs: UnsafeMutablePointer<Float>,
     rows: Int, keys: Int, headDim: Int
 ) {
-    let mr = GEMM.mr, nr = GEMM.nr
+    let mr = GEMM.mr
     let offset = keys - rows, scale = 1 / Float(headDim).squareRoot()
-    let ktLd = (keys + nr - 1) / nr * nr
+    let ktLd = roundedUp(keys)
     Scratch.withFloats(headDim * ktLd + GEMMTile.scratchCount(depth: max(keys, headDim))) { kt in
         let tileScratch = kt + headDim * ktLd
-        // Kᵀ, zero-padded to whole 32-key tiles, so that score tiles read it in place.
-        transpose(k, rows: keys, cols: headDim, ld: kvStride, into: kt, ld: ktLd)
-        if ktLd > keys { for d in 0..<headDim { (kt + d * ktLd + keys).update(repeating: 0, count: ktLd - keys) } }
+        transposePadded(k, rows: keys, headDim: headDim, stride: kvStride, into: kt, ld: ktLd)
         var i0 = 0
         while i0 < rows {
             let i1 = min(rows, i0 + mr), m = i1 - i0
             let visible = i1 + offset // keys the tile's last row sees
             let p = probs + i0 * keys
             // p[tile, :visible] = q[tile] · kᵀ[:, :visible]
-            var j0 = 0
-            while j0 < visible {
-                gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: q + i0 * qStride, aRow: qStride, aColumn: 1,
-                         b: kt + j0, bRow: ktLd, bPadded: true, beta: 0, c: p + j0, ldc: keys, cPadded: j0 + nr <= keys,
+            gemmRowPanel(rows: m, cols: visible, depth: headDim, a: q + i0 * qStride, aRow: qStride, aColumn: 1,
+                         b: kt, bRow: ktLd, bPadded: true, beta: 0, c: p, ldc: keys, cPadded: roundedUp(visible) <= keys,
                          scratch: tileScratch)
-                j0 += nr
-            }
             causalSoftmaxForward(p, rows: m, cols: visible, ld: keys, offset: i0 + offset, scale: scale)
             // out[tile] = p[tile, :visible] · v[:visible]
-            var c0 = 0
-            while c0 < headDim {
-                gemmTile(rows: m, cols: min(nr, headDim - c0), depth: visible, a: p, aRow: keys, aColumn: 1,
-                         b: v + c0, bRow: kvStride, beta: 0, c: out + i0 * outStride + c0, ldc: outStride, scratch: tileScratch)
-                c0 += nr
-            }
+            gemmRowPanel(rows: m, cols: headDim, depth: visible, a: p, aRow: keys, aColumn: 1,
+                         b: v, bRow: kvStride, beta: 0, c: out + i0 * outStride, ldc: outStride, scratch: tileScratch)
             i0 = i1
         }
     }
@@ -127,52 +131,37 @@ func attentionHeadBackwardTiled(
     dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
     scratch: UnsafeMutablePointer<Float>, rows t: Int, headDim: Int
 ) {
-    let mr = GEMM.mr, nr = GEMM.nr
+    let mr = GEMM.mr
     let scale = 1 / Float(headDim).squareRoot()
-    let vtLd = (t + nr - 1) / nr * nr
+    let vtLd = roundedUp(t)
     Scratch.withFloats(headDim * vtLd + GEMMTile.scratchCount(depth: max(t, headDim))) { vt in
         let tileScratch = vt + headDim * vtLd
-        transpose(v, rows: t, cols: headDim, ld: stride, into: vt, ld: vtLd)
-        if vtLd > t { for d in 0..<headDim { (vt + d * vtLd + t).update(repeating: 0, count: vtLd - t) } }
+        transposePadded(v, rows: t, headDim: headDim, stride: stride, into: vt, ld: vtLd)
         var i0 = 0
         while i0 < t {
             let i1 = min(t, i0 + mr), m = i1 - i0, visible = i1
             let dp = scratch + i0 * t
             // dprobs[tile, :visible] = dOut[tile] · vᵀ[:, :visible]
-            var j0 = 0
-            while j0 < visible {
-                gemmTile(rows: m, cols: min(nr, visible - j0), depth: headDim, a: dOut + i0 * dOutStride, aRow: dOutStride,
-                         aColumn: 1, b: vt + j0, bRow: vtLd, bPadded: true, beta: 0, c: dp + j0, ldc: t, cPadded: j0 + nr <= t,
+            gemmRowPanel(rows: m, cols: visible, depth: headDim, a: dOut + i0 * dOutStride, aRow: dOutStride, aColumn: 1,
+                         b: vt, bRow: vtLd, bPadded: true, beta: 0, c: dp, ldc: t, cPadded: roundedUp(visible) <= t,
                          scratch: tileScratch)
-                j0 += nr
-            }
             // dscores = scale * probs * (dprobs - rowsum(dprobs * probs)), 0 where masked
             causalSoftmaxBackward(dp, probs: probs + i0 * t, rows: m, cols: visible, ld: t, offset: i0, scale: scale)
             // dq[tile] = dscores[tile, :visible] · k[:visible]
-            var c0 = 0
-            while c0 < headDim {
-                gemmTile(rows: m, cols: min(nr, headDim - c0), depth: visible, a: dp, aRow: t, aColumn: 1,
-                         b: k + c0, bRow: stride, beta: 0, c: dq + i0 * stride + c0, ldc: stride, scratch: tileScratch)
-                c0 += nr
-            }
+            gemmRowPanel(rows: m, cols: headDim, depth: visible, a: dp, aRow: t, aColumn: 1,
+                         b: k, bRow: stride, beta: 0, c: dq + i0 * stride, ldc: stride, scratch: tileScratch)
             i0 = i1
         }
         var j0 = 0
         while j0 < t {
             let m = min(mr, t - j0), depth = t - j0
-            var c0 = 0
-            while c0 < headDim {
-                let cols = min(nr, headDim - c0)
-                // dv[keys] += probs[j0..., keys]ᵀ · dOut[j0...]
-                gemmTile(rows: m, cols: cols, depth: depth, a: probs + j0 * t + j0, aRow: 1, aColumn: t,
-                         b: dOut + j0 * dOutStride + c0, bRow: dOutStride, beta: 1, c: dv + j0 * stride + c0, ldc: stride,
+            // dv[keys] += probs[j0..., keys]ᵀ · dOut[j0...]
+            gemmRowPanel(rows: m, cols: headDim, depth: depth, a: probs + j0 * t + j0, aRow: 1, aColumn: t,
+                         b: dOut + j0 * dOutStride, bRow: dOutStride, beta: 1, c: dv + j0 * stride, ldc: stride,
                          scratch: tileScratch)
-                // dk[keys] += dscores[j0..., keys]ᵀ · q[j0...]
-                gemmTile(rows: m, cols: cols, depth: depth, a: scratch + j0 * t + j0, aRow: 1, aColumn: t,
-                         b: q + j0 * stride + c0, bRow: stride, beta: 1, c: dk + j0 * stride + c0, ldc: stride,
-                         scratch: tileScratch)
-                c0 += nr
-            }
+            // dk[keys] += dscores[j0..., keys]ᵀ · q[j0...]
+            gemmRowPanel(rows: m, cols: headDim, depth: depth, a: scratch + j0 * t + j0, aRow: 1, aColumn: t,
+                         b: q + j0 * stride, bRow: stride, beta: 1, c: dk + j0 * stride, ldc: stride, scratch: tileScratch)
             j0 += m
         }
     }
