@@ -26,16 +26,6 @@ public func embeddingBackward(
     }
 }
 
-/// `x[r] += bias` for each of `rows` rows of width `cols`.
-public func addBias(
-    _ bias: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-    pool: ThreadPool = .shared
-) {
-    pool.parallelRanges(rows, costPerItem: cols) { range, _ in
-        for r in range { add(x + r * cols, bias, into: x + r * cols, count: cols) }
-    }
-}
-
 /// `dbias += sum over rows of dy[r]`: the gradient of a bias broadcast over rows.
 public func accumulateColumnSums(
     _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into dbias: UnsafeMutablePointer<Float>,
