@@ -27,8 +27,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
+        // The AMX-BF16 tile micro-kernel (Swift cannot emit tile instructions).
+        .target(name: "CAMX"),
         .target(
             name: "Kernels",
+            dependencies: ["CAMX"],
             swiftSettings: nativeCPU + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(name: "Support"),

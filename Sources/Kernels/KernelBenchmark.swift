@@ -51,7 +51,7 @@ public enum KernelBenchmark {
     ]
 
     /// Best GFLOP/s over repetitions lasting at least `seconds` (at least 3 runs).
-    public static func gflops(_ shape: Shape, pool: ThreadPool, seconds: Double = 0.3) -> Double {
+    public static func gflops(_ shape: Shape, pool: ThreadPool, seconds: Double = 0.3, precision: MatmulPrecision = .fp32) -> Double {
         let aCount = shape.m * shape.k, bCount = shape.k * shape.n, cCount = shape.m * shape.n
         let a = UnsafeMutablePointer<Float>.allocate(capacity: aCount)
         let b = UnsafeMutablePointer<Float>.allocate(capacity: bCount)
@@ -63,7 +63,7 @@ public enum KernelBenchmark {
         let lda = shape.transA ? shape.m : shape.k
         let ldb = shape.transB ? shape.k : shape.n
         let run = {
-            sgemm(shape.transA ? .transposed : .none, shape.transB ? .transposed : .none,
+            gemm(precision, shape.transA ? .transposed : .none, shape.transB ? .transposed : .none,
                   m: shape.m, n: shape.n, k: shape.k, a: a, lda: lda, b: b, ldb: ldb,
                   c: c, ldc: shape.n, pool: pool)
         }

@@ -34,6 +34,9 @@ struct BenchKernels: ParsableCommand {
     @Flag(help: "Skip the numpy peer.")
     var noPeer = false
 
+    @Option(help: "TinyLM's product: fp32 (sgemm) or bf16 (operands rounded to bfloat16, fp32 sums; AMX tiles where the CPU has them). The peer stays fp32.")
+    var precision: MatmulPrecision = .fp32
+
     func run() throws {
         let shapes = KernelBenchmark.standardShapes.filter { shape in
             filter.map { shape.name.contains($0) } ?? true
@@ -48,6 +51,9 @@ struct BenchKernels: ParsableCommand {
         let all = ThreadPool.shared.threadCount
         let threadCounts = all > 1 ? [1, all] : [1]
         print("tinylm bench kernels: \(all) threads available; best of ≥\(seconds)s per figure")
+        if precision == .bf16 {
+            print("TinyLM precision: bf16 \(amxAvailable ? "on AMX tiles" : "emulated (this CPU has no usable AMX-BF16)"); the peer is fp32")
+        }
         for threads in threadCounts where !shapes.isEmpty {
             let pool = threads == all ? ThreadPool.shared : ThreadPool(threadCount: threads)
             if threads > 1 {
@@ -73,7 +79,7 @@ struct BenchKernels: ParsableCommand {
                 // Alternate rounds of ours and theirs; the best of each counts.
                 var ours = 0.0, theirs: Double?
                 for _ in 0..<rounds {
-                    ours = max(ours, KernelBenchmark.gflops(shape, pool: pool, seconds: seconds))
+                    ours = max(ours, KernelBenchmark.gflops(shape, pool: pool, seconds: seconds, precision: precision))
                     if let peer {
                         let answer = try? peer.request(PeerRequest(shape, seconds: seconds), as: PeerAnswer.self)
                         if let value = answer?.gflops { theirs = max(theirs ?? 0, value) }

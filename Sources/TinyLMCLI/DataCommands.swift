@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernels
 import Foundation
 import Tokenizer
 
@@ -11,6 +12,7 @@ struct DataCommand: ParsableCommand {
 }
 
 extension DocumentBoundary: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {}
 
 struct DataPrepare: ParsableCommand {
     static let configuration = CommandConfiguration(
