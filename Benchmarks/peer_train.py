@@ -3,7 +3,7 @@
 
 A line-oriented server so that TinyLM and PyTorch can be measured in alternating rounds under the
 same load on a shared machine. argv[1] is the folder holding torch_train_bench.py. Each input line
-is a JSON request {config, steps, warmup, threads}; the answer is one line with the fields of the
+is a JSON request {config, steps, warmup, threads, amp} (amp: the peer's --amp, bf16 autocast); the answer is one line with the fields of the
 peer's own `run()` result that TinyLM reports: tokens/s from the median over clean steps (steps
 during which other processes used < 0.1 cores), the clean-step count and the median over all
 steps. Nothing of the benchmark is reimplemented here: each round calls the peer's `run()`.
@@ -23,7 +23,7 @@ def main():
         if not line.strip():
             continue
         r = json.loads(line)
-        result = peer.run(r["config"], r["steps"], r["warmup"], r["threads"], False, False)
+        result = peer.run(r["config"], r["steps"], r["warmup"], r["threads"], False, bool(r.get("amp", False)))
         print(json.dumps({
             "tokens_per_s": result["tokens_per_s"],
             "step_s_median": result["step_s_median"],

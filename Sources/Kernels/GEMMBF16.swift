@@ -6,7 +6,7 @@ import CAMX
 /// layers: both operands are rounded to bfloat16 (round to nearest even) and the products are
 /// summed in fp32. Everything else (weights, activations between products, norms, softmax, the
 /// optimizer) stays fp32.
-public enum MatmulPrecision: String, Sendable, CaseIterable {
+public enum MatmulPrecision: String, Sendable, CaseIterable, Codable {
     case fp32
     case bf16
 }

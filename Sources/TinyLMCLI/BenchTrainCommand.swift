@@ -19,6 +19,8 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "The folder with the peer's torch_train_bench.py.") var peerDirectory = "../shared/peers"
     @Option(help: "The line server that keeps the peer alive between rounds.") var peerServer = "Benchmarks/peer_train.py"
     @Flag(help: "Skip the PyTorch peer.") var noPeer = false
+    @Option(help: "fp32, or bf16: mixed precision (bf16 products with fp32 sums) against PyTorch's bf16 autocast.")
+    var precision: MatmulPrecision = .fp32
     @Flag(help: "Time each phase of a step (layers, loss, optimizer) over extra steps and print the breakdown.")
     var profile = false
 
@@ -41,6 +43,7 @@ struct BenchTrain: ParsableCommand {
         options.clip = 0
         options.spikeFactor = 0
         options.evalEvery = 0
+        options.precision = precision
         var rng = SplitMix64(seed: 1)
         let tokens = (0..<(batchSize * t * 4 + 1)).map { _ in Int32(rng.next() % UInt64(modelConfig.vocabularySize)) }
         let trainer = try Trainer(model: model, options: options, train: tokens, validation: nil)
@@ -50,11 +53,12 @@ struct BenchTrain: ParsableCommand {
         let flopsPerToken = 6 * Double(model.parameterCount - positions) + 12 * Double(modelConfig.layers * modelConfig.dModel * t)
         let threads = ThreadPool.shared.threadCount
 
-        print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(threads) threads")
+        print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(threads) threads, \(precision.rawValue) products")
+        if precision == .bf16 && !amxAvailable { print("note: no usable AMX-BF16 on this CPU; bf16 products are emulated") }
         // The sgemm peak for MFU: best of a measurement before and one after the rounds, since a
         // single one on a shared machine may catch a slow moment.
         let peakShape = KernelBenchmark.Shape("peak", m: 2048, n: 2048, k: 2048)
-        var peak = KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5)
+        var peak = KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5, precision: precision)
         let (peer, peerNote) = startPeer()
         print("peer: \(peerNote)")
         print("Each round: TinyLM, then PyTorch; both wait for a quiet machine and take the median step over")
@@ -75,7 +79,7 @@ struct BenchTrain: ParsableCommand {
             ours.append(tokensPerSecond)
             var line = String(format: "round %d  TinyLM %7.1f ms/step %8.0f tokens/s (clean %d/%d)", round, median * 1000, tokensPerSecond, clean, steps)
             if let peer {
-                let answer = try peer.request(PeerRequest(config: config, steps: steps, warmup: warmup, threads: threads), as: PeerAnswer.self)
+                let answer = try peer.request(PeerRequest(config: config, steps: steps, warmup: warmup, threads: threads, amp: precision == .bf16), as: PeerAnswer.self)
                 theirs.append(answer.tokens_per_s)
                 ratios.append(tokensPerSecond / answer.tokens_per_s)
                 line += String(format: "   PyTorch %7.1f ms/step %8.0f tokens/s (clean %d/%d)   ratio %.2f×",
@@ -85,19 +89,22 @@ struct BenchTrain: ParsableCommand {
         }
         let best = ours.max()!
         let gflops = flopsPerToken * best / 1e9
-        peak = max(peak, KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5))
-        print(String(format: "TinyLM   best round %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the %.0f GFLOP/s sgemm peak (2048³, best of two)",
-                     best, gflops, 100 * gflops / peak, peak))
+        peak = max(peak, KernelBenchmark.gflops(peakShape, pool: .shared, seconds: 0.5, precision: precision))
+        print(String(format: "TinyLM   best round %8.0f tokens/s  %6.1f GFLOP/s  MFU %.0f%% of the %.0f GFLOP/s %@ peak (2048³, best of two)",
+                     best, gflops, 100 * gflops / peak, peak, precision == .fp32 ? "sgemm" : "bf16 GEMM"))
         if !ratios.isEmpty {
-            print(String(format: "PyTorch  eager fp32 best round %8.0f tokens/s", theirs.max()!))
+            print(String(format: "PyTorch  %@ best round %8.0f tokens/s", peerLabel, theirs.max()!))
             print(String(format: "ratio    median over rounds %.2f×   (rounds: %@)", median(ratios),
                          ratios.map { String(format: "%.2f×", $0) }.joined(separator: " ")))
         }
         if profile { try printProfile(trainer, steps: steps) }
     }
 
+    /// What the peer runs: the same precision as TinyLM.
+    private var peerLabel: String { precision == .fp32 ? "eager fp32" : "eager bf16 autocast (--amp)" }
+
     private struct PeerRequest: Encodable {
-        var config: String, steps: Int, warmup: Int, threads: Int
+        var config: String, steps: Int, warmup: Int, threads: Int, amp: Bool
     }
 
     private struct PeerAnswer: Decodable {
@@ -123,7 +130,7 @@ struct BenchTrain: ParsableCommand {
             let peer = try PeerProcess(python: peerPython, script: peerServer, arguments: [peerDirectory], environment: [
                 "OMP_NUM_THREADS": limit, "MKL_NUM_THREADS": limit,
             ])
-            return (peer, "PyTorch eager fp32, \(script), measured in alternation")
+            return (peer, "PyTorch \(peerLabel), \(script), measured in alternation")
         } catch {
             return (nil, "unavailable: \(error)")
         }

@@ -51,6 +51,8 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Skip a step whose loss exceeds this multiple of the running mean (0: off).") var spikeFactor = 3.0
     @Option(help: "Stop after N validations without improvement (0: never).") var patience = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Linear layers' products: fp32, or bf16 (mixed precision: bf16 operands, fp32 sums, fp32 weights and optimizer; AMX tiles where the CPU has them).")
+    var precision: MatmulPrecision = .fp32
     @Option(help: "Output checkpoint directory.") var out: String
     @Flag(help: "Continue the run saved in --out.") var resume = false
 
@@ -103,9 +105,13 @@ struct PretrainCommand: ParsableCommand {
             options.spikeFactor = spikeFactor
             options.patience = patience
             options.seed = seed
+            options.precision = precision
             let model = try TransformerModel(config: modelConfig, seed: seed)
             trainer = try Trainer(model: model, options: options, train: train, validation: validation)
-            printError("training \(model.parameterCount) parameters on \(train.count) tokens for \(steps) steps of \(options.tokensPerStep) tokens (\(ThreadPool.shared.threadCount) threads)")
+            printError("training \(model.parameterCount) parameters on \(train.count) tokens for \(steps) steps of \(options.tokensPerStep) tokens (\(ThreadPool.shared.threadCount) threads, \(precision.rawValue) products)")
+        }
+        if trainer.options.matmulPrecision == .bf16 && !amxAvailable {
+            printError("note: this CPU has no usable AMX-BF16; bf16 products are emulated (same results, slower than fp32)")
         }
         installInterruptHandler()
         let interactive = standardErrorIsTerminal

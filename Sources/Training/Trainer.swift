@@ -51,6 +51,7 @@ public final class Trainer {
         optimizer.weightDecay = Float(options.weightDecay)
         workspace = try TrainingWorkspace(model: model, batch: options.batch, length: options.sequenceLength,
                                           threads: pool.threadCount)
+        workspace.precision = options.matmulPrecision
         state = TrainerState()
         state.rngState = options.seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
         state.dataSHA256 = Trainer.fingerprint(train)

@@ -1,3 +1,5 @@
+import Kernels
+
 /// Hyperparameters of a pretraining run; saved with its checkpoints so `--resume` continues the
 /// same run.
 public struct TrainingOptions: Codable, Sendable, Equatable {
@@ -28,8 +30,14 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var maxSkips = 10
     /// Stop after this many validations without a new best (0: never).
     public var patience = 0
+    /// The linear layers' matrix products: fp32, or bf16 operands with fp32 sums (mixed
+    /// precision, as PyTorch's bf16 autocast). Absent (nil) in runs saved before it existed: fp32.
+    public var precision: MatmulPrecision?
 
     public init() {}
+
+    /// `precision`, fp32 when unset.
+    public var matmulPrecision: MatmulPrecision { precision ?? .fp32 }
 
     public var tokensPerStep: Int { batch * accumulation * sequenceLength }
 

@@ -60,9 +60,9 @@ public final class TransformerModel: @unchecked Sendable {
 @inline(__always)
 func linearForward(
     _ x: UnsafePointer<Float>, rows: Int, inDim: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-    into out: UnsafeMutablePointer<Float>, outDim: Int, pool: ThreadPool
+    into out: UnsafeMutablePointer<Float>, outDim: Int, precision: MatmulPrecision = .fp32, pool: ThreadPool
 ) {
-    sgemm(.none, .transposed, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: weight, ldb: inDim,
+    gemm(precision, .none, .transposed, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: weight, ldb: inDim,
           beta: 0, c: out, ldc: outDim, bias: bias, pool: pool)
 }
 
@@ -72,13 +72,14 @@ func linearForward(
 func linearBackward(
     _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, inDim: Int, outDim: Int,
     weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
-    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, alpha: Float = 1, pool: ThreadPool
+    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, alpha: Float = 1,
+    precision: MatmulPrecision = .fp32, pool: ThreadPool
 ) {
     if let dx {
-        sgemm(.none, .none, m: rows, n: inDim, k: outDim, alpha: alpha, a: dy, lda: outDim, b: weight, ldb: inDim,
+        gemm(precision, .none, .none, m: rows, n: inDim, k: outDim, alpha: alpha, a: dy, lda: outDim, b: weight, ldb: inDim,
               beta: accumulate ? 1 : 0, c: dx, ldc: inDim, pool: pool)
     }
-    sgemm(.transposed, .none, m: outDim, n: inDim, k: rows, alpha: alpha, a: dy, lda: outDim, b: x, ldb: inDim,
+    gemm(precision, .transposed, .none, m: outDim, n: inDim, k: rows, alpha: alpha, a: dy, lda: outDim, b: x, ldb: inDim,
           beta: 1, c: dWeight, ldc: inDim, pool: pool)
     if let dBias { accumulateColumnSums(dy, rows: rows, cols: outDim, into: dBias, scale: alpha, pool: pool) }
 }

@@ -24,6 +24,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
     // Backward scratch.
     let dResidual: FloatBuffer, dBranch: FloatBuffer, dWide: FloatBuffer, dWide2: FloatBuffer
     let dProbs: FloatBuffer     // [threads][T T]
+    /// The precision of the linear layers' products (attention and everything else stay fp32).
+    public var precision: MatmulPrecision = .fp32
     /// Tokens that counted in the last forward (targets not -1).
     public internal(set) var counted = 0
     /// Whether the last forward left the loss gradient (for a row weight of 1) in `logits`.
@@ -106,7 +108,7 @@ extension TransformerModel {
             let qkv = w.qkv.pointer + i * n * c.qkvDim
             Profiler.measure("qkv") {
                 linearForward(ln1, rows: n, inDim: d, weight: p + layer.qkvWeight, bias: c.bias ? p + layer.qkvBias : nil,
-                              into: qkv, outDim: c.qkvDim, pool: pool)
+                              into: qkv, outDim: c.qkvDim, precision: w.precision, pool: pool)
             }
             if let rotary {
                 rotary.apply(qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t)
@@ -119,7 +121,7 @@ extension TransformerModel {
             let branch = w.dBranch.pointer // scratch in the forward pass
             Profiler.measure("attention out") {
                 linearForward(att, rows: n, inDim: c.heads * c.headDim, weight: p + layer.outWeight,
-                              bias: c.bias ? p + layer.outBias : nil, into: branch, outDim: d, pool: pool)
+                              bias: c.bias ? p + layer.outBias : nil, into: branch, outDim: d, precision: w.precision, pool: pool)
             }
             if let dropout { multiply(branch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d) }
             Profiler.measure("residual") {
@@ -134,7 +136,7 @@ extension TransformerModel {
             let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
             Profiler.measure("mlp up") {
                 linearForward(ln2, rows: n, inDim: d, weight: p + layer.upWeight, bias: c.bias ? p + layer.upBias : nil,
-                              into: hIn, outDim: c.mlpInDim, pool: pool)
+                              into: hIn, outDim: c.mlpInDim, precision: w.precision, pool: pool)
             }
             Profiler.measure("activation") {
                 if c.activation == .swiglu {
@@ -145,7 +147,7 @@ extension TransformerModel {
             }
             Profiler.measure("mlp down") {
                 linearForward(act, rows: n, inDim: c.dFF, weight: p + layer.downWeight, bias: c.bias ? p + layer.downBias : nil,
-                              into: branch, outDim: d, pool: pool)
+                              into: branch, outDim: d, precision: w.precision, pool: pool)
             }
             if let dropout { multiply(branch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d) }
             Profiler.measure("residual") {
@@ -161,7 +163,7 @@ extension TransformerModel {
         }
         Profiler.measure("lm head") {
             linearForward(w.finalNorm.pointer, rows: n, inDim: d, weight: p + layout.lmHead, bias: nil,
-                          into: w.logits.pointer, outDim: c.vocabularySize, pool: pool)
+                          into: w.logits.pointer, outDim: c.vocabularySize, precision: w.precision, pool: pool)
         }
         Profiler.measure("loss") {
             w.targets.withUnsafeBufferPointer {
@@ -206,7 +208,7 @@ extension TransformerModel {
         Profiler.measure("lm head backward") {
             linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,
                            weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil,
-                           alpha: outputScale, pool: pool)
+                           alpha: outputScale, precision: w.precision, pool: pool)
         }
         let dx = w.dResidual.pointer
         dx.update(repeating: 0, count: n * d)
@@ -227,7 +229,7 @@ extension TransformerModel {
             Profiler.measure("mlp down backward") {
                 linearBackward(dBranch, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
                                dx: dAct, accumulate: false, dWeight: g + layer.downWeight,
-                               dBias: c.bias ? g + layer.downBias : nil, pool: pool)
+                               dBias: c.bias ? g + layer.downBias : nil, precision: w.precision, pool: pool)
             }
             Profiler.measure("activation backward") {
                 if c.activation == .swiglu {
@@ -240,7 +242,7 @@ extension TransformerModel {
             Profiler.measure("mlp up backward") {
                 linearBackward(dIn, x: ln2, rows: n, inDim: d, outDim: c.mlpInDim, weight: p + layer.upWeight,
                                dx: dBranch, accumulate: false, dWeight: g + layer.upWeight,
-                               dBias: c.bias ? g + layer.upBias : nil, pool: pool)
+                               dBias: c.bias ? g + layer.upBias : nil, precision: w.precision, pool: pool)
             }
             Profiler.measure("norm backward") {
                 normBackward(dBranch, x: xMid, weight: p + layer.norm2Weight, mean: w.norm2Mean.pointer + i * n,
@@ -255,7 +257,7 @@ extension TransformerModel {
             Profiler.measure("attention out backward") {
                 linearBackward(dBranch, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
                                dx: dAtt, accumulate: false, dWeight: g + layer.outWeight,
-                               dBias: c.bias ? g + layer.outBias : nil, pool: pool)
+                               dBias: c.bias ? g + layer.outBias : nil, precision: w.precision, pool: pool)
             }
             let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
             Profiler.measure("attention backward") {
@@ -271,7 +273,7 @@ extension TransformerModel {
             Profiler.measure("qkv backward") {
                 linearBackward(dqkv, x: ln1, rows: n, inDim: d, outDim: c.qkvDim, weight: p + layer.qkvWeight,
                                dx: dBranch, accumulate: false, dWeight: g + layer.qkvWeight,
-                               dBias: c.bias ? g + layer.qkvBias : nil, pool: pool)
+                               dBias: c.bias ? g + layer.qkvBias : nil, precision: w.precision, pool: pool)
             }
             Profiler.measure("norm backward") {
                 normBackward(dBranch, x: x, weight: p + layer.norm1Weight, mean: w.norm1Mean.pointer + i * n,

@@ -6,7 +6,8 @@ import Transformer
 @testable import Training
 
 /// A small run: a model of a few thousand parameters on a repeating token pattern.
-func smallRun(steps: Int = 8, dropout: Double = 0.1, maxSkips: Int = 10, spikeFactor: Double = 3) throws -> (Trainer, [Int32]) {
+func smallRun(steps: Int = 8, dropout: Double = 0.1, maxSkips: Int = 10, spikeFactor: Double = 3,
+              precision: MatmulPrecision = .fp32) throws -> (Trainer, [Int32]) {
     var config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 2, heads: 2, dFF: 32)
     config.dropout = dropout
     let model = try TransformerModel(config: config, seed: 4)
@@ -20,6 +21,7 @@ func smallRun(steps: Int = 8, dropout: Double = 0.1, maxSkips: Int = 10, spikeFa
     options.maxSkips = maxSkips
     options.spikeFactor = spikeFactor
     options.seed = 11
+    options.precision = precision
     var rng = SplitMix64(seed: 2)
     let train = (0..<600).map { i in Int32((i * 5 + Int(rng.next() % 3)) % 17) }
     let validation = (0..<100).map { i in Int32((i * 5) % 17) }
@@ -34,13 +36,14 @@ func temporaryPath() -> String {
 
 @Suite("trainer")
 struct TrainerTests {
-    @Test("an interrupted and resumed run ends bit-identical to an uninterrupted one (dropout on)")
-    func resumeIsBitIdentical() throws {
-        let (straight, _) = try smallRun()
+    @Test("an interrupted and resumed run ends bit-identical to an uninterrupted one (dropout on)",
+          arguments: MatmulPrecision.allCases)
+    func resumeIsBitIdentical(_ precision: MatmulPrecision) throws {
+        let (straight, _) = try smallRun(precision: precision)
         let whole = temporaryPath()
         #expect(try PretrainLoop.run(straight, directory: whole, tokenizer: nil) == .finished)
 
-        let (first, train) = try smallRun()
+        let (first, train) = try smallRun(precision: precision)
         let directory = temporaryPath()
         var calls = 0
         let outcome = try PretrainLoop.run(first, directory: directory, tokenizer: nil, shouldStop: {
@@ -51,6 +54,7 @@ struct TrainerTests {
         #expect(first.state.step == 5)
         let resumed = try Trainer.resume(from: directory, train: train, validation: first.validation)
         #expect(resumed.state == first.state)
+        #expect(resumed.options.matmulPrecision == precision && resumed.workspace.precision == precision)
         #expect(try PretrainLoop.run(resumed, directory: directory, tokenizer: nil) == .finished)
         #expect(resumed.model.parameters.array == straight.model.parameters.array, "parameters bit-identical")
         #expect(resumed.optimizer.m.array == straight.optimizer.m.array)
@@ -69,6 +73,27 @@ struct TrainerTests {
         for _ in 0..<60 { _ = try trainer.step() }
         let after = try trainer.evaluate()!
         #expect(after < before - 0.5, "validation loss \(before) → \(after)")
+    }
+
+    @Test("bf16 products: a step's gradients are fp32's up to bf16 rounding, and the run learns as fp32 does")
+    func mixedPrecision() throws {
+        let (full, _) = try smallRun(steps: 60, dropout: 0)
+        let (mixed, _) = try smallRun(steps: 60, dropout: 0, precision: .bf16)
+        #expect(mixed.workspace.precision == .bf16 && full.workspace.precision == .fp32)
+        // The same first batch through both: the losses and gradients differ only by rounding.
+        let lossFull = try full.step().loss, lossMixed = try mixed.step().loss
+        #expect(abs(lossMixed - lossFull) < 1e-2 * abs(lossFull), "first loss \(lossFull) vs \(lossMixed)")
+        let gf = full.workspace.gradients.array, gm = mixed.workspace.gradients.array
+        var difference = 0.0, norm = 0.0
+        for i in gf.indices { difference += Double(gf[i] - gm[i]) * Double(gf[i] - gm[i]); norm += Double(gf[i]) * Double(gf[i]) }
+        let relative = (difference / norm).squareRoot()
+        #expect(relative > 1e-5, "the bf16 run rounds (relative gradient difference \(relative))")
+        #expect(relative < 3e-2, "relative gradient difference \(relative)")
+        for _ in 1..<60 { _ = try full.step(); _ = try mixed.step() }
+        let before = try smallRun(dropout: 0).0.evaluate()!
+        let afterFull = try full.evaluate()!, afterMixed = try mixed.evaluate()!
+        #expect(afterMixed < before - 0.5, "bf16 validation loss \(before) → \(afterMixed)")
+        #expect(abs(afterMixed - afterFull) < 0.05 * afterFull, "validation loss fp32 \(afterFull), bf16 \(afterMixed)")
     }
 
     @Test("a NaN loss skips the step without touching the parameters; too many in a row stop the run and keep the last checkpoint")
