@@ -100,12 +100,7 @@ struct GEMMBF16Tests {
         var rng = SplitMix64(seed: 10)
         for _ in 0..<300 {
             let i = Int(rng.next() % UInt64(m)), j = Int(rng.next() % UInt64(n))
-            var s = 0.0
-            for p in 0..<k {
-                let av = ta == .none ? a[i * lda + p] : a[p * lda + i]
-                let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
-                s += Double(Self.referenceRound(av)) * Double(Self.referenceRound(bv))
-            }
+            let s = GEMMTests.entry(i, j, ta, tb, k: k, a: a, lda: lda, b: b, ldb: ldb, round: Self.referenceRound)
             #expect(abs(Double(c[i * n + j]) - s - Double(bias[j])) <= 2e-6 * Double(k), "C[\(i), \(j)]")
         }
     }

@@ -23,6 +23,20 @@ struct GEMMTests {
         return out
     }
 
+    /// One entry of op(A)·op(B) in doubles, with the operands passed through `round` first.
+    static func entry(
+        _ i: Int, _ j: Int, _ ta: Transpose, _ tb: Transpose, k: Int, a: [Float], lda: Int, b: [Float], ldb: Int,
+        round: (Float) -> Float = { $0 }
+    ) -> Double {
+        var s = 0.0
+        for p in 0..<k {
+            let av = ta == .none ? a[i * lda + p] : a[p * lda + i]
+            let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
+            s += Double(round(av)) * Double(round(bv))
+        }
+        return s
+    }
+
     struct Case: CustomTestStringConvertible, Sendable {
         var ta: Transpose, tb: Transpose, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float, bias: Bool
         var testDescription: String { "\(ta)/\(tb) \(m)x\(n)x\(k) pad \(pad) α \(alpha) β \(beta)\(bias ? " bias" : "")" }
@@ -123,12 +137,7 @@ struct GEMMTests {
         var rng = SplitMix64(seed: 10)
         for _ in 0..<400 {
             let i = Int(rng.next() % UInt64(m)), j = Int(rng.next() % UInt64(n))
-            var s = 0.0
-            for p in 0..<k {
-                let av = ta == .none ? a[i * lda + p] : a[p * lda + i]
-                let bv = tb == .none ? b[p * ldb + j] : b[j * ldb + p]
-                s += Double(av) * Double(bv)
-            }
+            let s = Self.entry(i, j, ta, tb, k: k, a: a, lda: lda, b: b, ldb: ldb)
             let expected = Double(alpha) * s + Double(beta) * Double(c0[i * n + j]) + Double(bias[j])
             #expect(abs(Double(c[i * n + j]) - expected) <= 2e-6 * Double(k), "C[\(i), \(j)]")
         }
