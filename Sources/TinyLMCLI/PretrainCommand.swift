@@ -34,7 +34,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config = "tiny"
     @Option(help: "Vocabulary size (default: the tokenizer's).") var vocabSize: Int?
     @Option(help: "Tokens per sequence (default: the model's context).") var context: Int?
-    @Option(help: "Optimizer steps.") var steps = 1000
+    @Option(help: "Optimizer steps (default 1000; with --resume, the run's own unless given).") var steps: Int?
     @Option(help: "Sequences per micro-batch.") var batch = 8
     @Option(help: "Micro-batches per step.") var accum = 1
     @Option(help: "Peak learning rate.") var lr = 1e-3
@@ -90,6 +90,7 @@ struct PretrainCommand: ParsableCommand {
                 throw ValidationError("--vocab-size \(modelConfig.vocabularySize) is smaller than the tokenizer's \(tok.vocabularySize)")
             }
             var options = TrainingOptions()
+            let steps = self.steps ?? 1000
             options.steps = steps
             options.batch = batch
             options.accumulation = accum

@@ -75,7 +75,10 @@ struct ProcessTests {
         #expect(run.terminationStatus == 130, "exit status after Ctrl-C")
         let state = try Safetensors.File(path: interrupted + "/trainer_state.safetensors")
         #expect(state.metadata["trainer_state"] != nil)
-        let resume = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0) + ["--resume"])
+        // Without --steps, as a user resumes: the run keeps its own 2000 (not the option's default).
+        var resumeArguments = CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0)
+        resumeArguments.removeSubrange(resumeArguments.firstIndex(of: "--steps")!...resumeArguments.firstIndex(of: "--steps")! + 1)
+        let resume = try CLIRun.start(resumeArguments + ["--resume"])
         resume.waitUntilExit()
         #expect(resume.terminationStatus == 0)
         let a = try Checkpoint.load(from: straight).parameters.array
