@@ -36,16 +36,25 @@ typedef struct {
 } tile_config;
 
 __attribute__((target("amx-tile,amx-bf16")))
-void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks, float *out) {
+void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks,
+                float *out, long ldo, const float *init, long ldi) {
     tile_config config;
     memset(&config, 0, sizeof config);
     config.palette = 1;
     for (int t = 0; t < 8; t++) { config.colsb[t] = 64; config.rows[t] = 16; }
     _tile_loadconfig(&config);
-    const long stride = 32 * panels * sizeof(float);
+    const long stride = ldo * (long)sizeof(float), istride = ldi * (long)sizeof(float);
     for (long p = 0; p < panels; p++) {
         const uint16_t *bp = b + p * blocks * 1024;
-        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        if (init) {
+            const float *i = init + p * 32;
+            _tile_loadd(0, i, istride);
+            _tile_loadd(1, i + 16, istride);
+            _tile_loadd(2, (const char *)i + 16 * istride, istride);
+            _tile_loadd(3, (const char *)i + 16 * istride + 64, istride);
+        } else {
+            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        }
         for (long k = 0; k < blocks; k++) {
             _tile_loadd(4, a + k * 1024, 64);
             _tile_loadd(6, bp + k * 1024, 64);
@@ -68,7 +77,8 @@ void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks, 
 
 int camx_available(void) { return 0; }
 
-void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks, float *out) {
+void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks,
+                float *out, long ldo, const float *init, long ldi) {
     (void)a; (void)b; (void)panels; (void)blocks; (void)out;
 }
 

@@ -257,16 +257,31 @@ public enum BF16 {
             let chunks = (nPanels + panelsPerCall - 1) / panelsPerCall
             let wanted = parallel ? pool.threadCount * 4 : 1
             let rowGroups = max(1, min(mPanels, (wanted + chunks - 1) / chunks))
+            // With alpha 1 and beta 0 or 1 (and no bias when accumulating) the tiles need no epilogue.
+            let direct = alpha == 1 && (beta == 0 || (beta == 1 && bias == nil))
             let multiply: (Int) -> Void = { task in
                 let chunk = task % chunks, group = task / chunks
                 let q0 = chunk * panelsPerCall, panels = min(panelsPerCall, nPanels - q0)
                 let p0 = mPanels * group / rowGroups, p1 = mPanels * (group + 1) / rowGroups
+                // Panels whose 32 columns all exist; a ragged last panel goes through scratch.
+                let whole = min(panels, (n - q0 * block) / block)
                 Scratch.withFloats(block * block * panelsPerCall) { out in
                     for p in p0..<p1 {
-                        camx_panel(packedA + p * panelValues, packedB + q0 * panelValues, panels, blocks, out)
-                        store(out, stride: panels * block, rows: min(block, m - p * block),
-                              cols: min(panels * block, n - q0 * block), alpha: alpha, beta: beta,
-                              c: c + p * block * ldc + q0 * block, ldc: ldc, bias: bias.map { $0 + q0 * block })
+                        let aPanel = packedA + p * panelValues, cBlock = c + p * block * ldc + q0 * block
+                        var done = 0
+                        if direct && whole > 0 && m - p * block >= block {
+                            // The tiles start from C or the bias and store straight into C.
+                            let (initial, stride): (UnsafePointer<Float>?, Int) =
+                                beta == 1 ? (UnsafePointer(cBlock), ldc) : (bias.map { $0 + q0 * block }, 0)
+                            camx_panel(aPanel, packedB + q0 * panelValues, whole, blocks, cBlock, ldc, initial, stride)
+                            done = whole
+                        }
+                        guard done < panels else { continue }
+                        let q = q0 + done
+                        camx_panel(aPanel, packedB + q * panelValues, panels - done, blocks, out, (panels - done) * block, nil, 0)
+                        store(out, stride: (panels - done) * block, rows: min(block, m - p * block),
+                              cols: min((panels - done) * block, n - q * block), alpha: alpha, beta: beta,
+                              c: c + p * block * ldc + q * block, ldc: ldc, bias: bias.map { $0 + q * block })
                     }
                 }
             }

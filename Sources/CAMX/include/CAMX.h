@@ -10,14 +10,18 @@
 /// process permission to use tile data (requested here, once per process); 0 otherwise.
 int camx_available(void);
 
-/// C[32 x 32*panels] = A · B for one packed row panel of A and `panels` packed column panels
-/// of B, written as fp32 to `out` (row stride 32*panels floats).
+/// C[32 x 32*panels] = init + A · B for one packed row panel of A and `panels` packed column
+/// panels of B, stored as fp32 to `out` (row stride `ldo` floats).
+///
+/// `init` (row stride `ldi` floats; 0 repeats one row, e.g. a bias) gives the starting values of
+/// the accumulators, or is NULL for zeros; it may be `out` itself.
 ///
 /// Layouts, both over `blocks` blocks of 32 depth, bf16 as uint16:
 /// - A panel: [block][row 0..31][32 depth values] (1024 values per block).
 /// - B panel: [block][half 0..1][depth pair 0..15][column 0..15][2] (VNNI; 1024 values per
 ///   block), panel after panel.
 /// Accumulation is fp32 inside the tiles.
-void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks, float *out);
+void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks,
+                float *out, long ldo, const float *init, long ldi);
 
 #endif
