@@ -63,12 +63,7 @@ struct GEMMBF16Tests {
 
     @Test("every layout and edge shape, strided, accumulating, alike on 1 and 3 threads", arguments: cases)
     func matchesReference(_ t: GEMMTests.Case) {
-        let lda = (t.ta == .none ? t.k : t.m) + t.pad
-        let ldb = (t.tb == .none ? t.n : t.k) + t.pad
-        let ldc = t.n + t.pad
-        let a = randomFloats((t.ta == .none ? t.m : t.k) * lda, seed: 1)
-        let b = randomFloats((t.tb == .none ? t.k : t.n) * ldb, seed: 2)
-        let c0 = randomFloats(t.m * ldc, seed: 3)
+        let (lda, ldb, ldc, a, b, c0) = t.operands()
         let bias = t.bias ? randomFloats(t.n, seed: 4) : nil
         let expected = Self.reference(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda, b: b, ldb: ldb,
                                       beta: t.beta, c: c0, ldc: ldc, bias: bias)

@@ -39,6 +39,13 @@ struct GEMMTests {
 
     struct Case: CustomTestStringConvertible, Sendable {
         var ta: Transpose, tb: Transpose, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float, bias: Bool
+        /// Strides and random contents of A, B and the starting C.
+        func operands() -> (lda: Int, ldb: Int, ldc: Int, a: [Float], b: [Float], c: [Float]) {
+            let lda = (ta == .none ? k : m) + pad, ldb = (tb == .none ? n : k) + pad, ldc = n + pad
+            return (lda, ldb, ldc, randomFloats((ta == .none ? m : k) * lda, seed: 1),
+                    randomFloats((tb == .none ? k : n) * ldb, seed: 2), randomFloats(m * ldc, seed: 3))
+        }
+
         var testDescription: String { "\(ta)/\(tb) \(m)x\(n)x\(k) pad \(pad) α \(alpha) β \(beta)\(bias ? " bias" : "")" }
     }
 
@@ -69,12 +76,7 @@ struct GEMMTests {
 
     @Test("every layout and edge shape, strided, accumulating", arguments: cases)
     func matchesReference(_ t: Case) {
-        let lda = (t.ta == .none ? t.k : t.m) + t.pad
-        let ldb = (t.tb == .none ? t.n : t.k) + t.pad
-        let ldc = t.n + t.pad
-        let a = randomFloats((t.ta == .none ? t.m : t.k) * lda, seed: 1)
-        let b = randomFloats((t.tb == .none ? t.k : t.n) * ldb, seed: 2)
-        let c0 = randomFloats(t.m * ldc, seed: 3)
+        let (lda, ldb, ldc, a, b, c0) = t.operands()
         var expected = Self.reference(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: Double(t.alpha),
                                       a: a, lda: lda, b: b, ldb: ldb, beta: Double(t.beta),
                                       c: c0, ldc: ldc)
