@@ -19,8 +19,9 @@ public var amxAvailable: Bool { camx_available() != 0 }
 /// fp32 accumulation; the arguments mean what they mean for `sgemm`.
 ///
 /// On a CPU with AMX-BF16 the operands are packed into bf16 tile panels (the rounding happens
-/// while packing) and a C micro-kernel multiplies 32 x 32 blocks on the tiles; the epilogue
-/// (alpha, beta, bias) is applied here as each block is stored.
+/// while packing) and a C micro-kernel multiplies 32 x 32 blocks on the tiles. With alpha 1 and
+/// beta 0 or 1 the tiles start from C or the bias and store into C; otherwise, and on ragged
+/// edges, alpha, beta and the bias are applied here as each block is stored.
 public func gemmBF16(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -65,7 +66,7 @@ public enum BF16 {
     /// Rows and columns of one micro-kernel block, and the depth of one tile step.
     static let block = 32
     /// Values (UInt16) of one packed 32 x 32 block of an operand.
-    static let blockValues = 1024
+    static let blockValues = block * block
     /// Column panels per micro-kernel call: the 32 x 256 fp32 result is 32 KiB.
     static let panelsPerCall = 8
 

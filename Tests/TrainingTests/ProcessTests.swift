@@ -77,7 +77,8 @@ struct ProcessTests {
         #expect(state.metadata["trainer_state"] != nil)
         // Without --steps, as a user resumes: the run keeps its own 2000 (not the option's default).
         var resumeArguments = CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0)
-        resumeArguments.removeSubrange(resumeArguments.firstIndex(of: "--steps")!...resumeArguments.firstIndex(of: "--steps")! + 1)
+        let stepsOption = resumeArguments.firstIndex(of: "--steps")!
+        resumeArguments.removeSubrange(stepsOption...stepsOption + 1)
         let resume = try CLIRun.start(resumeArguments + ["--resume"])
         resume.waitUntilExit()
         #expect(resume.terminationStatus == 0)

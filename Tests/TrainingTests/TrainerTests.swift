@@ -80,6 +80,7 @@ struct TrainerTests {
         let (full, _) = try smallRun(steps: 60, dropout: 0)
         let (mixed, _) = try smallRun(steps: 60, dropout: 0, precision: .bf16)
         #expect(mixed.workspace.precision == .bf16 && full.workspace.precision == .fp32)
+        let before = try full.evaluate()!
         // The same first batch through both: the losses and gradients differ only by rounding.
         let lossFull = try full.step().loss, lossMixed = try mixed.step().loss
         #expect(abs(lossMixed - lossFull) < 1e-2 * abs(lossFull), "first loss \(lossFull) vs \(lossMixed)")
@@ -90,7 +91,6 @@ struct TrainerTests {
         #expect(relative > 1e-5, "the bf16 run rounds (relative gradient difference \(relative))")
         #expect(relative < 3e-2, "relative gradient difference \(relative)")
         for _ in 1..<60 { _ = try full.step(); _ = try mixed.step() }
-        let before = try smallRun(dropout: 0).0.evaluate()!
         let afterFull = try full.evaluate()!, afterMixed = try mixed.evaluate()!
         #expect(afterMixed < before - 0.5, "bf16 validation loss \(before) → \(afterMixed)")
         #expect(abs(afterMixed - afterFull) < 0.05 * afterFull, "validation loss fp32 \(afterFull), bf16 \(afterMixed)")
