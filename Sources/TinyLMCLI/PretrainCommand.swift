@@ -81,6 +81,9 @@ struct PretrainCommand: ParsableCommand {
         if resume {
             trainer = try Trainer.resume(from: out, train: train, validation: validation, steps: steps)
             printError("resuming \(out) at step \(trainer.state.step) of \(trainer.options.steps)")
+            for ignored in ignoredOnResume(trainer, tokenizerVocabulary: tok.vocabularySize) {
+                printError("note: \(ignored) is ignored: a resumed run keeps the value it was started with, so that it ends as an uninterrupted run would")
+            }
         } else {
             var modelConfig = try ModelConfig.load(config)
             modelConfig.vocabularySize = vocabSize ?? tok.vocabularySize
@@ -140,6 +143,54 @@ struct PretrainCommand: ParsableCommand {
             let val = trainer.state.lastValidationLoss.map { String(format: "%.4f (perplexity %.2f)", $0, Foundation.exp($0)) } ?? "not measured"
             print("done: \(trainer.state.step) steps in \(formatDuration(elapsed)); validation loss \(val); checkpoint \(out)")
         }
+    }
+}
+
+extension PretrainCommand {
+    /// The options given on this command line whose values differ from the resumed run's saved
+    /// ones, as `--name value (saved: value)`. Only `--steps` changes a resumed run; the model
+    /// (`--config`, `--vocab-size`, `--dropout`) is the checkpoint's.
+    func ignoredOnResume(_ trainer: Trainer, tokenizerVocabulary: Int) -> [String] {
+        let saved = trainer.options, savedModel = trainer.model.config
+        let given = Set(CommandLine.arguments.compactMap { argument -> String? in
+            guard argument.hasPrefix("--") else { return nil }
+            return String(argument.dropFirst(2).prefix { $0 != "=" })
+        })
+        var ignored: [String] = []
+        func compare(_ name: String, _ value: some Equatable & CustomStringConvertible, _ savedValue: some Equatable & CustomStringConvertible) {
+            if given.contains(name) && value.description != savedValue.description {
+                ignored.append("--\(name) \(value) (saved: \(savedValue))")
+            }
+        }
+        compare("batch", batch, saved.batch)
+        compare("accum", accum, saved.accumulation)
+        if let context { compare("context", context, saved.sequenceLength) }
+        compare("lr", lr, saved.schedule.maxLR)
+        compare("min-lr", minLr, saved.schedule.minLR)
+        compare("warmup", warmup, saved.schedule.warmup)
+        compare("weight-decay", weightDecay, saved.weightDecay)
+        compare("beta1", beta1, saved.beta1)
+        compare("beta2", beta2, saved.beta2)
+        compare("clip", clip, saved.clip)
+        compare("eval-every", evalEvery, saved.evalEvery)
+        compare("eval-tokens", evalTokens, saved.evalTokens)
+        compare("save-every", saveEvery, saved.saveEvery)
+        compare("spike-factor", spikeFactor, saved.spikeFactor)
+        compare("patience", patience, saved.patience)
+        compare("seed", seed, saved.seed)
+        compare("precision", precision.rawValue, saved.matmulPrecision.rawValue)
+        if let vocabSize { compare("vocab-size", vocabSize, savedModel.vocabularySize) }
+        if let dropout { compare("dropout", dropout, savedModel.dropout) }
+        if given.contains("config") {
+            var model = try? ModelConfig.load(config)
+            if var loaded = model {
+                loaded.vocabularySize = vocabSize ?? tokenizerVocabulary
+                if let dropout { loaded.dropout = dropout }
+                model = loaded
+            }
+            if model != savedModel { ignored.append("--config \(config) (the checkpoint's model differs from it)") }
+        }
+        return ignored
     }
 }
 

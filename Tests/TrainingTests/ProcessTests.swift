@@ -19,16 +19,34 @@ struct CLIRun {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    static func start(_ arguments: [String]) throws -> Process {
+    /// Starts `tinylm`; with `errorFile`, its standard error goes there.
+    static func start(_ arguments: [String], errorFile: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary!)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: repository)
         process.environment = ProcessInfo.processInfo.environment.merging(["TINYLM_THREADS": "2"]) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let errorFile {
+            FileManager.default.createFile(atPath: errorFile, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errorFile)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
+    }
+
+    /// Waits for `process` to end; one still running after `seconds` is killed and fails the
+    /// test, so that a hung run cannot hang the suite.
+    static func wait(_ process: Process, seconds: Double = 300, sourceLocation: SourceLocation = #_sourceLocation) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("tinylm \(process.arguments?.first ?? "") still ran after \(Int(seconds)) s; killed", sourceLocation: sourceLocation)
+        }
+        process.waitUntilExit()
     }
 
     /// A corpus and a config for a run of a few seconds.
@@ -59,7 +77,7 @@ struct ProcessTests {
         let (corpus, config) = try CLIRun.fixture()
         let straight = temporaryPath()
         let full = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: straight, steps: 2000, saveEvery: 0))
-        full.waitUntilExit()
+        CLIRun.wait(full)
         #expect(full.terminationStatus == 0)
 
         let interrupted = temporaryPath()
@@ -71,17 +89,22 @@ struct ProcessTests {
             Thread.sleep(forTimeInterval: 0.02)
         }
         kill(run.processIdentifier, SIGINT)
-        run.waitUntilExit()
+        CLIRun.wait(run)
         #expect(run.terminationStatus == 130, "exit status after Ctrl-C")
         let state = try Safetensors.File(path: interrupted + "/trainer_state.safetensors")
         #expect(state.metadata["trainer_state"] != nil)
         // Without --steps, as a user resumes: the run keeps its own 2000 (not the option's default).
+        // A changed --lr is ignored, and said so; the unchanged --config and --seed are not named.
         var resumeArguments = CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0)
         let stepsOption = resumeArguments.firstIndex(of: "--steps")!
         resumeArguments.removeSubrange(stepsOption...stepsOption + 1)
-        let resume = try CLIRun.start(resumeArguments + ["--resume"])
-        resume.waitUntilExit()
+        let errors = temporaryPath() + "/stderr.txt"
+        let resume = try CLIRun.start(resumeArguments + ["--resume", "--lr=0.5"], errorFile: errors)
+        CLIRun.wait(resume)
         #expect(resume.terminationStatus == 0)
+        let messages = try String(contentsOfFile: errors, encoding: .utf8)
+        #expect(messages.contains("note: --lr 0.5 (saved: 0.001) is ignored"), "\(messages)")
+        #expect(!messages.contains("--config") && !messages.contains("--seed"), "\(messages)")
         let a = try Checkpoint.load(from: straight).parameters.array
         let b = try Checkpoint.load(from: interrupted).parameters.array
         #expect(a == b, "parameters after an interrupted + resumed run equal an uninterrupted run's")
@@ -103,7 +126,7 @@ struct ProcessTests {
             let process = try CLIRun.start(attempt == 0 ? args : args + ["--resume"])
             Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.2, using: &rng))
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            CLIRun.wait(process)
             guard FileManager.default.fileExists(atPath: out + "/trainer_state.safetensors") else { continue }
             // Whatever moment the kill hit, the checkpoint is whole.
             let model = try Checkpoint.load(from: out)
@@ -116,7 +139,7 @@ struct ProcessTests {
             lastStep = step ?? lastStep
         }
         let finish = try CLIRun.start(args + ["--resume"])
-        finish.waitUntilExit()
+        CLIRun.wait(finish)
         #expect(finish.terminationStatus == 0)
         #expect(try Checkpoint.load(from: out).parameters.array.allSatisfy { $0.isFinite })
         // No temporary files are left behind by the atomic writes of the finished run.
