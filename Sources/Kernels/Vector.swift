@@ -55,14 +55,26 @@ public func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Float {
 
 /// The largest element; `-infinity` for an empty vector. NaN elements are ignored.
 public func maximum(_ x: UnsafePointer<Float>, count n: Int) -> Float {
-    var m = SIMD16<Float>(repeating: -.infinity)
+    // Four running maxima: one compare-and-blend chain would wait on its own latency every vector.
+    var m0 = SIMD16<Float>(repeating: -.infinity), m1 = m0, m2 = m0, m3 = m0
     var i = 0
+    while i + 64 <= n {
+        let v0 = load16(x + i), v1 = load16(x + i + 16), v2 = load16(x + i + 32), v3 = load16(x + i + 48)
+        m0.replace(with: v0, where: v0 .> m0)
+        m1.replace(with: v1, where: v1 .> m1)
+        m2.replace(with: v2, where: v2 .> m2)
+        m3.replace(with: v3, where: v3 .> m3)
+        i += 64
+    }
     while i + 16 <= n {
         let v = load16(x + i)
-        m.replace(with: v, where: v .> m)
+        m0.replace(with: v, where: v .> m0)
         i += 16
     }
-    var best = horizontalMax(m)
+    m0.replace(with: m1, where: m1 .> m0)
+    m2.replace(with: m3, where: m3 .> m2)
+    m0.replace(with: m2, where: m2 .> m0)
+    var best = horizontalMax(m0)
     while i < n {
         best = Swift.max(best, x[i])
         i += 1

@@ -25,6 +25,17 @@ struct VectorTests {
         expectClose(acc, zip(x, y).map { 0.5 * Double($0) + Double($1) }, tolerance: 1e-7, "axpy")
     }
 
+    @Test("max finds its element at every position, past NaN elements")
+    func maximumEveryPosition() {
+        let n = 200 // three 64-float blocks, a 16-float vector and a scalar tail
+        for position in 0..<n {
+            var x = [Float](repeating: -1, count: n)
+            x[position] = 5
+            x[(position + 37) % n] = .nan
+            #expect(x.withUnsafeBufferPointer { maximum($0.baseAddress!, count: n) } == 5, "max at \(position)")
+        }
+    }
+
     @Test("exp16 is within 2 ulp of exp over the whole finite range")
     func expAccuracy() {
         var worst = 0.0
