@@ -78,6 +78,51 @@ public enum KernelBenchmark {
         return shape.flops / best / 1e9
     }
 
+    /// Every linear-layer product of one training step of a GPT-2-style model, in the order the
+    /// step runs them: per layer the forward `X·Wᵀ` of qkv, attention out, MLP up and down, then
+    /// the lm head's; backward the lm head's input and weight gradients (`dY·W`, `dYᵀ·X`), then
+    /// each layer's in reverse.
+    public static func stepShapes(tokens n: Int, dModel d: Int, layers: Int, vocabularySize: Int) -> [Shape] {
+        let linears = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)]
+        var forward: [Shape] = [], backward: [Shape] = []
+        for _ in 0..<layers {
+            for (i, o) in linears {
+                forward.append(Shape("fwd", transB: true, m: n, n: o, k: i))
+                backward.append(Shape("dW", transA: true, m: o, n: i, k: n))
+                backward.append(Shape("dX", m: n, n: i, k: o))
+            }
+        }
+        let head = [Shape("dW", transA: true, m: vocabularySize, n: d, k: n), Shape("dX", m: n, n: d, k: vocabularySize)]
+        return forward + [Shape("fwd", transB: true, m: n, n: vocabularySize, k: d)] + head + backward.reversed()
+    }
+
+    /// Seconds for `shapes` run back to back, each on operands of its own (as in a training step,
+    /// where a product's inputs were last touched long before): the best and the median of
+    /// `repeats` runs.
+    public static func sequenceSeconds(_ shapes: [Shape], pool: ThreadPool, repeats: Int = 10) -> (best: Double, median: Double) {
+        var rng = SplitMix64(seed: 1)
+        let operands = shapes.map { shape -> (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) in
+            let a = UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.k)
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: shape.k * shape.n)
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.n)
+            for i in 0..<(shape.m * shape.k) { a[i] = rng.nextFloat() - 0.5 }
+            for i in 0..<(shape.k * shape.n) { b[i] = rng.nextFloat() - 0.5 }
+            c.initialize(repeating: 0, count: shape.m * shape.n)
+            return (a, b, c)
+        }
+        defer { for (a, b, c) in operands { a.deallocate(); b.deallocate(); c.deallocate() } }
+        let run = {
+            for (shape, (a, b, c)) in zip(shapes, operands) {
+                sgemm(shape.transA ? .transposed : .none, shape.transB ? .transposed : .none,
+                      m: shape.m, n: shape.n, k: shape.k, a: a, lda: shape.transA ? shape.m : shape.k,
+                      b: b, ldb: shape.transB ? shape.k : shape.n, c: c, ldc: shape.n, pool: pool)
+            }
+        }
+        run()
+        let times = (0..<max(1, repeats)).map { _ in elapsed(run) }.sorted()
+        return (times[0], times[times.count / 2])
+    }
+
     /// Mean wall time of an empty `parallelFor` over `threadCount` tasks, in microseconds.
     public static func dispatchMicroseconds(pool: ThreadPool, iterations: Int = 20_000) -> Double {
         let tasks = pool.threadCount

@@ -45,7 +45,8 @@ struct BenchKernels: ParsableCommand {
             throw ValidationError("--rounds and --seconds must be positive")
         }
         let attention = filter.map { "attention head".contains($0) } ?? true
-        guard !shapes.isEmpty || attention else {
+        let steps = precision == .fp32 && (filter.map { "step".contains($0) } ?? true)
+        guard !shapes.isEmpty || attention || steps else {
             throw ValidationError("no benchmark shape matches --filter '\(filter ?? "")'")
         }
         let all = ThreadPool.shared.threadCount
@@ -54,7 +55,7 @@ struct BenchKernels: ParsableCommand {
         if precision == .bf16 {
             print("TinyLM precision: bf16 \(amxAvailable ? "on AMX tiles" : "emulated (this CPU has no usable AMX-BF16)"); the peer is fp32")
         }
-        for threads in threadCounts where !shapes.isEmpty {
+        for threads in threadCounts where !shapes.isEmpty || (steps && threads == all) {
             let pool = threads == all ? ThreadPool.shared : ThreadPool(threadCount: threads)
             if threads > 1 {
                 let micro = KernelBenchmark.dispatchMicroseconds(pool: pool)
@@ -90,8 +91,35 @@ struct BenchKernels: ParsableCommand {
                       + pad(String(format: "%.1f", ours), 13)
                       + pad(theirs.map { String(format: "%.1f", $0) } ?? "–", 11) + ratio)
             }
+            if threads == all && steps {
+                try printSteps(pool: pool, peer: peer)
+            }
         }
         if attention { printAttention() }
+    }
+
+    /// Every linear-layer product of one training step of `tiny` and `small` (the peer
+    /// benchmark's batches), run back to back on operands of their own, so that each starts from
+    /// memory as in a real step: the time the step's products need, beside the peer's.
+    private func printSteps(pool: ThreadPool, peer: PeerProcess?) throws {
+        print("\none step's linear products back to back, cold operands (best of 10 runs, alternating)")
+        print(pad("config", 18) + pad("GFLOP", 18) + pad("TinyLM ms", 13) + pad("peer ms", 11) + "ratio")
+        for (name, batch) in [("tiny", 16), ("small", 8)] {
+            let config = ModelConfig.presets[name]!
+            let shapes = KernelBenchmark.stepShapes(tokens: batch * config.contextLength, dModel: config.dModel,
+                                                    layers: config.layers, vocabularySize: config.vocabularySize)
+            let flops = shapes.reduce(0) { $0 + $1.flops }
+            var ours = Double.infinity, theirs: Double?
+            for _ in 0..<rounds {
+                ours = min(ours, KernelBenchmark.sequenceSeconds(shapes, pool: pool).best)
+                if let peer, let answer = try? peer.request(SequenceRequest(shapes: shapes, repeats: 10), as: SequenceAnswer.self) {
+                    theirs = min(theirs ?? .infinity, answer.best)
+                }
+            }
+            let ratio = theirs.map { String(format: "%.2f×", $0 / ours) } ?? "–"
+            print(pad(name, 18) + pad(String(format: "%.2f", flops / 1e9), 18) + pad(String(format: "%.1f", ours * 1e3), 13)
+                  + pad(theirs.map { String(format: "%.1f", $0 * 1e3) } ?? "–", 11) + ratio)
+        }
     }
 
     /// One causal attention head as a training step runs it (one pool task, so one thread), in
@@ -129,6 +157,14 @@ private struct PeerRequest: Encodable {
         k = shape.k
         self.seconds = seconds
     }
+}
+
+private struct SequenceRequest: Encodable {
+    var shapes: [KernelBenchmark.Shape], repeats: Int
+}
+
+private struct SequenceAnswer: Decodable {
+    var best: Double, median: Double
 }
 
 private struct PeerAnswer: Decodable {

@@ -36,4 +36,22 @@ struct ProfilerTests {
         let all = KernelBenchmark.cleanMedian(noisy)
         #expect(all.clean == 1 && all.median == 3.5)
     }
+
+    @Test("a step's products: each linear layer's forward, input and weight gradient, 6·N·parameters FLOPs")
+    func stepShapes() {
+        let (n, d, layers, vocab) = (64, 16, 3, 50)
+        let shapes = KernelBenchmark.stepShapes(tokens: n, dModel: d, layers: layers, vocabularySize: vocab)
+        #expect(shapes.count == 3 * (4 * layers + 1))
+        let parameters = layers * 12 * d * d + vocab * d // weights of qkv, out, up, down; lm head
+        #expect(shapes.reduce(0) { $0 + $1.flops } == Double(6 * n * parameters))
+        for forward in shapes where forward.name == "fwd" {
+            let (o, i) = (forward.n, forward.k)
+            #expect(forward.m == n && forward.transB && !forward.transA)
+            #expect(shapes.contains { $0.name == "dX" && $0.m == n && $0.n == i && $0.k == o && !$0.transA && !$0.transB })
+            #expect(shapes.contains { $0.name == "dW" && $0.m == o && $0.n == i && $0.k == n && $0.transA && !$0.transB })
+        }
+        // Backward follows the forward: the lm head's gradients come right after its forward.
+        let head = shapes.firstIndex { $0.name == "fwd" && $0.n == vocab }!
+        #expect(head == 4 * layers && shapes[head + 1].m == vocab && shapes[head + 2].k == vocab)
+    }
 }
