@@ -221,13 +221,18 @@ extension TransformerModel {
         for (i, layer) in layout.layers.enumerated().reversed() {
             let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d
             let dBranch = w.dBranch.pointer
-            // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip.
-            dBranch.update(from: dx, count: n * d)
-            if let dropout { multiply(dBranch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d) }
+            // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip. The branch
+            // reads it (through its dropout mask, if any) before its norm adds to it.
+            var dOut = UnsafePointer(dx)
+            if let dropout {
+                dBranch.update(from: dx, count: n * d)
+                multiply(dBranch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d)
+                dOut = UnsafePointer(dBranch)
+            }
             let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
             Profiler.measure("mlp down backward") {
-                linearBackward(dBranch, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
+                linearBackward(dOut, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
                                dx: dAct, accumulate: false, dWeight: g + layer.downWeight,
                                dBias: c.bias ? g + layer.downBias : nil, precision: w.precision, pool: pool)
             }
@@ -250,18 +255,21 @@ extension TransformerModel {
                              dBias: c.normHasBias ? g + layer.norm2Bias : nil, rows: n, pool: pool)
             }
             // Attention branch: dx is now the gradient of xMid, and of x through the skip.
-            dBranch.update(from: dx, count: n * d)
-            if let dropout { multiply(dBranch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d) }
+            dOut = UnsafePointer(dx)
+            if let dropout {
+                dBranch.update(from: dx, count: n * d)
+                multiply(dBranch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d)
+                dOut = UnsafePointer(dBranch)
+            }
             let att = w.att.pointer + i * n * c.heads * c.headDim
             let dAtt = w.dWide2.pointer
             Profiler.measure("attention out backward") {
-                linearBackward(dBranch, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
+                linearBackward(dOut, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
                                dx: dAtt, accumulate: false, dWeight: g + layer.outWeight,
                                dBias: c.bias ? g + layer.outBias : nil, precision: w.precision, pool: pool)
             }
             let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
             Profiler.measure("attention backward") {
-                dqkv.update(repeating: 0, count: n * c.qkvDim)
                 attentionBackward(dAtt: dAtt, qkv: qkv, probs: w.probs.pointer + i * w.batch * c.heads * t * t,
                                   dqkv: dqkv, scratch: w.dProbs, batch: w.batch, length: t, pool: pool)
             }
@@ -353,6 +361,12 @@ extension TransformerModel {
         let body = { (task: Int, worker: Int) in
             let b = task / c.kvHeads, kvh = task % c.kvHeads
             let rowBase = qkv + b * t * c.qkvDim, dRowBase = dqkv + b * t * c.qkvDim
+            // dq is written whole; dk and dv add up over the group's heads, so they start at 0,
+            // zeroed here, by the task that uses them, rather than in one pass over all of dqkv.
+            for row in 0..<t {
+                (dRowBase + row * c.qkvDim + (c.heads + kvh) * hd).update(repeating: 0, count: hd)
+                (dRowBase + row * c.qkvDim + (c.heads + c.kvHeads + kvh) * hd).update(repeating: 0, count: hd)
+            }
             for h in (kvh * group)..<((kvh + 1) * group) {
                 attentionHeadBackward(
                     dOut: dAtt + b * t * c.heads * hd + h * hd, dOutStride: c.heads * hd,
