@@ -28,7 +28,7 @@ struct CLIRun {
         process.environment = ProcessInfo.processInfo.environment.merging(["TINYLM_THREADS": "2"]) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         if let errorFile {
-            FileManager.default.createFile(atPath: errorFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: errorFile)
         } else {
             process.standardError = FileHandle.nullDevice
@@ -38,15 +38,19 @@ struct CLIRun {
     }
 
     /// Waits for `process` to end; one still running after `seconds` is killed and fails the
-    /// test, so that a hung run cannot hang the suite.
+    /// test, so that a hung run cannot hang the suite. It polls instead of calling
+    /// `waitUntilExit()`, which waits on the calling thread's run loop: on the worker threads
+    /// tests run on, that wait can miss the exit and spin for ever.
     static func wait(_ process: Process, seconds: Double = 300, sourceLocation: SourceLocation = #_sourceLocation) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        func poll(until deadline: Date) {
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        poll(until: Date().addingTimeInterval(seconds))
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             Issue.record("tinylm \(process.arguments?.first ?? "") still ran after \(Int(seconds)) s; killed", sourceLocation: sourceLocation)
+            poll(until: Date().addingTimeInterval(10))
         }
-        process.waitUntilExit()
     }
 
     /// A corpus and a config for a run of a few seconds.
@@ -78,7 +82,7 @@ struct ProcessTests {
         let straight = temporaryPath()
         let full = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: straight, steps: 2000, saveEvery: 0))
         CLIRun.wait(full)
-        #expect(full.terminationStatus == 0)
+        #expect(!full.isRunning && full.terminationStatus == 0)
 
         let interrupted = temporaryPath()
         let run = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: interrupted, steps: 2000, saveEvery: 0))
@@ -90,7 +94,7 @@ struct ProcessTests {
         }
         kill(run.processIdentifier, SIGINT)
         CLIRun.wait(run)
-        #expect(run.terminationStatus == 130, "exit status after Ctrl-C")
+        #expect(!run.isRunning && run.terminationStatus == 130, "exit status after Ctrl-C")
         let state = try Safetensors.File(path: interrupted + "/trainer_state.safetensors")
         #expect(state.metadata["trainer_state"] != nil)
         // Without --steps, as a user resumes: the run keeps its own 2000 (not the option's default).
@@ -101,7 +105,7 @@ struct ProcessTests {
         let errors = temporaryPath() + "/stderr.txt"
         let resume = try CLIRun.start(resumeArguments + ["--resume", "--lr=0.5"], errorFile: errors)
         CLIRun.wait(resume)
-        #expect(resume.terminationStatus == 0)
+        #expect(!resume.isRunning && resume.terminationStatus == 0)
         let messages = try String(contentsOfFile: errors, encoding: .utf8)
         #expect(messages.contains("note: --lr 0.5 (saved: 0.001) is ignored"), "\(messages)")
         #expect(!messages.contains("--config") && !messages.contains("--seed"), "\(messages)")
@@ -140,7 +144,7 @@ struct ProcessTests {
         }
         let finish = try CLIRun.start(args + ["--resume"])
         CLIRun.wait(finish)
-        #expect(finish.terminationStatus == 0)
+        #expect(!finish.isRunning && finish.terminationStatus == 0)
         #expect(try Checkpoint.load(from: out).parameters.array.allSatisfy { $0.isFinite })
         // No temporary files are left behind by the atomic writes of the finished run.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp-") }
