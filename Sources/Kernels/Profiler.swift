@@ -21,7 +21,7 @@ public enum Profiler {
     }
 
     /// Runs `body`, adding its wall time to `phase` when the profiler is on.
-    @inline(__always)
+    @inline(__always) @discardableResult
     public static func measure<Result>(_ phase: StaticString, _ body: () throws -> Result) rethrows -> Result {
         guard isEnabled else { return try body() }
         let start = now()
