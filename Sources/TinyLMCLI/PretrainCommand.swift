@@ -157,7 +157,7 @@ extension PretrainCommand {
             return String(argument.dropFirst(2).prefix { $0 != "=" })
         })
         var ignored: [String] = []
-        func compare(_ name: String, _ value: some Equatable & CustomStringConvertible, _ savedValue: some Equatable & CustomStringConvertible) {
+        func compare(_ name: String, _ value: some CustomStringConvertible, _ savedValue: some CustomStringConvertible) {
             if given.contains(name) && value.description != savedValue.description {
                 ignored.append("--\(name) \(value) (saved: \(savedValue))")
             }
@@ -182,11 +182,12 @@ extension PretrainCommand {
         if let vocabSize { compare("vocab-size", vocabSize, savedModel.vocabularySize) }
         if let dropout { compare("dropout", dropout, savedModel.dropout) }
         if given.contains("config") {
-            var model = try? ModelConfig.load(config)
-            if var loaded = model {
-                loaded.vocabularySize = vocabSize ?? tokenizerVocabulary
-                if let dropout { loaded.dropout = dropout }
-                model = loaded
+            // As a new run would build it from these options.
+            let model = (try? ModelConfig.load(config)).map { loaded in
+                var model = loaded
+                model.vocabularySize = vocabSize ?? tokenizerVocabulary
+                if let dropout { model.dropout = dropout }
+                return model
             }
             if model != savedModel { ignored.append("--config \(config) (the checkpoint's model differs from it)") }
         }

@@ -218,17 +218,19 @@ extension TransformerModel {
                          dBias: c.normHasBias ? g + layout.finalNormBias : nil, rows: n, pool: pool)
         }
 
+        let dBranch = w.dBranch.pointer
+        /// What a branch reads as its output gradient: dx itself, or a copy through the branch's
+        /// dropout mask. The branch reads it before its norm's backward adds to dx.
+        func branchGradient(mask: Int) -> UnsafePointer<Float> {
+            guard let dropout else { return UnsafePointer(dx) }
+            dBranch.update(from: dx, count: n * d)
+            multiply(dBranch, by: dropout.pointer + mask * n * d, count: n * d)
+            return UnsafePointer(dBranch)
+        }
         for (i, layer) in layout.layers.enumerated().reversed() {
             let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d
-            let dBranch = w.dBranch.pointer
-            // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip. The branch
-            // reads it (through its dropout mask, if any) before its norm adds to it.
-            var dOut = UnsafePointer(dx)
-            if let dropout {
-                dBranch.update(from: dx, count: n * d)
-                multiply(dBranch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d)
-                dOut = UnsafePointer(dBranch)
-            }
+            // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip.
+            var dOut = branchGradient(mask: 2 + 2 * i)
             let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
             Profiler.measure("mlp down backward") {
@@ -255,12 +257,7 @@ extension TransformerModel {
                              dBias: c.normHasBias ? g + layer.norm2Bias : nil, rows: n, pool: pool)
             }
             // Attention branch: dx is now the gradient of xMid, and of x through the skip.
-            dOut = UnsafePointer(dx)
-            if let dropout {
-                dBranch.update(from: dx, count: n * d)
-                multiply(dBranch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d)
-                dOut = UnsafePointer(dBranch)
-            }
+            dOut = branchGradient(mask: 1 + 2 * i)
             let att = w.att.pointer + i * n * c.heads * c.headDim
             let dAtt = w.dWide2.pointer
             Profiler.measure("attention out backward") {
