@@ -19,16 +19,19 @@ import numpy as np
 _operands = {}
 
 
+def new_operands(shape, rng):
+    """Random A and B of a shape (transposed ones as views) and an output matrix."""
+    m, n, k = shape["m"], shape["n"], shape["k"]
+    a = rng.random((k, m) if shape["transA"] else (m, k), dtype=np.float32) - 0.5
+    b = rng.random((n, k) if shape["transB"] else (k, n), dtype=np.float32) - 0.5
+    return a.T if shape["transA"] else a, b.T if shape["transB"] else b, np.zeros((m, n), dtype=np.float32)
+
+
 def operands(shape):
     key = (shape["transA"], shape["transB"], shape["m"], shape["n"], shape["k"])
     if key not in _operands:
-        m, n, k = shape["m"], shape["n"], shape["k"]
-        rng = np.random.default_rng(1)
-        a = rng.random((k, m) if shape["transA"] else (m, k), dtype=np.float32) - 0.5
-        b = rng.random((n, k) if shape["transB"] else (k, n), dtype=np.float32) - 0.5
         _operands.clear()
-        _operands[key] = (a.T if shape["transA"] else a, b.T if shape["transB"] else b,
-                          np.empty((m, n), dtype=np.float32))
+        _operands[key] = new_operands(shape, np.random.default_rng(1))
     return _operands[key]
 
 
@@ -54,13 +57,7 @@ def sequence_seconds(request):
         _sequences.clear()
         _operands.clear()
         rng = np.random.default_rng(1)
-        runs = []
-        for shape in request["shapes"]:
-            m, n, k = shape["m"], shape["n"], shape["k"]
-            a = rng.random((k, m) if shape["transA"] else (m, k), dtype=np.float32) - 0.5
-            b = rng.random((n, k) if shape["transB"] else (k, n), dtype=np.float32) - 0.5
-            runs.append((a.T if shape["transA"] else a, b.T if shape["transB"] else b, np.zeros((m, n), dtype=np.float32)))
-        _sequences[key] = runs
+        _sequences[key] = [new_operands(shape, rng) for shape in request["shapes"]]
     runs = _sequences[key]
 
     def run():
