@@ -78,22 +78,16 @@ public enum KernelBenchmark {
         return shape.flops / best / 1e9
     }
 
-    /// Every linear-layer product of one training step of a GPT-2-style model, in the order the
-    /// step runs them: per layer the forward `X·Wᵀ` of qkv, attention out, MLP up and down, then
-    /// the lm head's; backward the lm head's input and weight gradients (`dY·W`, `dYᵀ·X`), then
-    /// each layer's in reverse.
-    public static func stepShapes(tokens n: Int, dModel d: Int, layers: Int, vocabularySize: Int) -> [Shape] {
-        let linears = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)]
-        var forward: [Shape] = [], backward: [Shape] = []
-        for _ in 0..<layers {
-            for (i, o) in linears {
-                forward.append(Shape("fwd", transB: true, m: n, n: o, k: i))
-                backward.append(Shape("dW", transA: true, m: o, n: i, k: n))
-                backward.append(Shape("dX", m: n, n: i, k: o))
-            }
+    /// Every product of one training step of a model whose linear layers, in forward order, are
+    /// `linears` (`(in, out)` features each): the forward `X·Wᵀ` of each in order, then backward
+    /// in reverse order, each layer's input gradient `dY·W` then its weight gradient `dYᵀ·X`.
+    /// The model describes its own linears (`TransformerModel.trainingStepProducts`).
+    public static func stepShapes(linears: [(inFeatures: Int, outFeatures: Int)], tokens n: Int) -> [Shape] {
+        let forward = linears.map { Shape("fwd", transB: true, m: n, n: $0.outFeatures, k: $0.inFeatures) }
+        let backward = linears.reversed().flatMap { l in
+            [Shape("dX", m: n, n: l.inFeatures, k: l.outFeatures), Shape("dW", transA: true, m: l.outFeatures, n: l.inFeatures, k: n)]
         }
-        let head = [Shape("dW", transA: true, m: vocabularySize, n: d, k: n), Shape("dX", m: n, n: d, k: vocabularySize)]
-        return forward + [Shape("fwd", transB: true, m: n, n: vocabularySize, k: d)] + head + backward.reversed()
+        return forward + backward
     }
 
     /// Seconds for `shapes` run back to back, each on operands of its own (as in a training step,

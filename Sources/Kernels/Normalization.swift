@@ -59,7 +59,7 @@ public func layerNormForward(
 public func layerNormBackward(
     _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-    dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>,
+    dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>?,
     dbias: UnsafeMutablePointer<Float>?, rows: Int, dim: Int, pool: ThreadPool = .shared
 ) {
     normBackward(dy, x: x, weight: weight, mean: mean, rstd: rstd, dx: dx, dweight: dweight,
@@ -95,7 +95,7 @@ public func rmsNormForward(
 public func rmsNormBackward(
     _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     rstd: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-    dweight: UnsafeMutablePointer<Float>, rows: Int, dim: Int, pool: ThreadPool = .shared
+    dweight: UnsafeMutablePointer<Float>?, rows: Int, dim: Int, pool: ThreadPool = .shared
 ) {
     normBackward(dy, x: x, weight: weight, mean: nil, rstd: rstd, dx: dx, dweight: dweight,
                  dbias: nil, rows: rows, dim: dim, pool: pool)
@@ -108,7 +108,7 @@ public func rmsNormBackward(
 private func normBackward(
     _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     mean: UnsafePointer<Float>?, rstd: UnsafePointer<Float>,
-    dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>,
+    dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>?,
     dbias: UnsafeMutablePointer<Float>?, rows: Int, dim: Int, pool: ThreadPool
 ) {
     let chunks = min(rows, reductionChunks)
@@ -170,7 +170,7 @@ private func normBackward(
         }
         for chunk in 0..<chunks {
             let dw = partial + chunk * 2 * dim
-            axpy(1, dw, dweight, count: dim)
+            if let dweight { axpy(1, dw, dweight, count: dim) }
             if let dbias { axpy(1, dw + dim, dbias, count: dim) }
         }
     }

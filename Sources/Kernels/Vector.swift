@@ -125,3 +125,22 @@ public func axpy(
         i += 1
     }
 }
+
+/// The index of the first NaN or infinity in `x`, if any.
+public func firstNonFinite(_ x: UnsafePointer<Float>, count n: Int) -> Int? {
+    // x - x is 0 for finite x and NaN otherwise; a block's sum tells whether to look closer.
+    var i = 0
+    while i + 16 <= n {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+        let z = v - v
+        if z.sum() != 0 {   // NaN compares unequal to everything
+            for j in 0..<16 where !x[i + j].isFinite { return i + j }
+        }
+        i += 16
+    }
+    while i < n {
+        if !x[i].isFinite { return i }
+        i += 1
+    }
+    return nil
+}

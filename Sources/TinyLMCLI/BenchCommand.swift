@@ -106,8 +106,7 @@ struct BenchKernels: ParsableCommand {
         print(pad("config", 18) + pad("GFLOP", 18) + pad("TinyLM ms", 13) + pad("peer ms", 11) + "ratio")
         for (name, batch) in [("tiny", 16), ("small", 8)] {
             let config = ModelConfig.presets[name]!
-            let shapes = KernelBenchmark.stepShapes(tokens: batch * config.contextLength, dModel: config.dModel,
-                                                    layers: config.layers, vocabularySize: config.vocabularySize)
+            let shapes = config.trainingStepProducts(tokens: batch * config.contextLength)
             let flops = shapes.reduce(0) { $0 + $1.flops }
             var ours = Double.infinity, theirs: Double?
             for _ in 0..<rounds {

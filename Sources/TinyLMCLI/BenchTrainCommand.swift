@@ -47,10 +47,8 @@ struct BenchTrain: ParsableCommand {
         var rng = SplitMix64(seed: 1)
         let tokens = (0..<(batchSize * t * 4 + 1)).map { _ in Int32(rng.next() % UInt64(modelConfig.vocabularySize)) }
         let trainer = try Trainer(model: model, options: options, train: tokens, validation: nil)
-        // FLOPs per token as the peer counts them: 6 N (N without position embeddings) plus the
-        // attention matmuls, 12 L d T.
-        let positions = modelConfig.positions == .learned ? modelConfig.contextLength * modelConfig.dModel : 0
-        let flopsPerToken = 6 * Double(model.parameterCount - positions) + 12 * Double(modelConfig.layers * modelConfig.dModel * t)
+        // FLOPs per token as the peer counts them (nanoGPT's estimate).
+        let flopsPerToken = modelConfig.trainingFlopsPerToken(length: t)
         let threads = ThreadPool.shared.threadCount
 
         print("tinylm bench train: config \(config) (\(model.parameterCount) parameters), batch \(batchSize) x \(t) tokens, \(threads) threads, \(precision.rawValue) products")

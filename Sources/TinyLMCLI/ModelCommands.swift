@@ -148,7 +148,7 @@ struct LogitsCommand: ParsableCommand {
     func run() throws {
         let parsed = try parseIDs(ids, option: "ids")
         let loaded = try Checkpoint.load(from: model)
-        let session = InferenceSession(model: loaded)
+        let session = try InferenceSession(model: loaded, reserve: parsed.count)
         let logits = try session.feed(parsed, allRows: all)
         let v = loaded.config.vocabularySize
         let rows = stride(from: 0, to: logits.count, by: v).map { start in
@@ -188,8 +188,8 @@ struct GradientsCommand: ParsableCommand {
         let loss = try loaded.forward(ids: input, targets: goal, workspace: workspace)
         loaded.backward(workspace: workspace)
         let base = workspace.gradients.pointer
-        let entries = loaded.layout.tensors.map {
-            Safetensors.Entry(name: $0.name, shape: $0.shape, data: UnsafeBufferPointer(start: base + $0.offset, count: $0.count))
+        let entries = loaded.layout.tensors.compactMap { t in
+            t.gradientOffset.map { Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: base + $0, count: t.count)) }
         }
         try withExtendedLifetime(workspace) {
             try Safetensors.write(entries, metadata: ["loss": String(loss)], to: out)
@@ -235,11 +235,16 @@ struct TrainStepsCommand: ParsableCommand {
         options.weightDecay = weightDecay
         options.clip = clip
         options.spikeFactor = 0
-        // The sampler is not used; it only needs tokens to exist.
-        let trainer = try Trainer(model: loaded, options: options, train: [Int32](repeating: 0, count: input.length + 1), validation: nil)
+        let n = input.batch * input.length
+        for (i, step) in input.steps.enumerated() where step.ids.count != n || step.targets.count != n {
+            throw ValidationError("\(batches): steps[\(i)] holds \(step.ids.count) ids and \(step.targets.count) targets, batch × length is \(n)")
+        }
+        let data = try FixedBatches(batches: input.steps.map { MaskedExample(ids: $0.ids, targets: $0.targets) },
+                                    vocabularySize: loaded.config.vocabularySize)
+        let trainer = try Trainer(model: loaded, options: options, data: data, validation: nil)
         var losses: [Float] = []
-        for step in input.steps {
-            losses.append(try trainer.step(batches: [(step.ids, step.targets)]).loss)
+        for _ in input.steps {
+            losses.append(try trainer.step().loss)
         }
         print("[" + losses.map { String($0) }.joined(separator: ", ") + "]")
     }

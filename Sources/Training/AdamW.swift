@@ -2,36 +2,45 @@ import Foundation
 import Kernels
 import Transformer
 
-/// AdamW (decoupled weight decay) over one flat parameter buffer, with PyTorch's update order
-/// and bias correction. Tensors whose layout entry says `decays == false` (norms, biases,
-/// embeddings, by default) get no weight decay.
+/// AdamW (decoupled weight decay) over the trainable tensors of a parameter layout, with
+/// PyTorch's update order and bias correction. Moments exist for trainable tensors only (an
+/// adapter-only run keeps none for the frozen base); they are laid out as the gradient buffer.
+/// Tensors in the `decay` group get weight decay, the others (norms, biases, embeddings,
+/// adapters) none, unless `decayEmbeddingsAndNorms`.
 public final class AdamW: @unchecked Sendable {
     public var beta1: Float = 0.9
     public var beta2: Float = 0.95
     public var epsilon: Float = 1e-8
     public var weightDecay: Float = 0.1
+    /// First and second moments, `layout.gradientCount` floats each.
     public let m: FloatBuffer
     public let v: FloatBuffer
     /// Updates taken so far (the bias-correction step).
     public var step = 0
-    /// 1 where weight decay applies, per float.
-    private let decayMask: [(range: Range<Int>, decays: Bool)]
+    /// Each trainable tensor: where it sits in the parameters, where its gradient and moments sit,
+    /// its size and whether it decays.
+    private let segments: [(parameter: Int, gradient: Int, count: Int, decays: Bool)]
 
     public init(layout: ParameterLayout, decayEmbeddingsAndNorms: Bool = false) {
-        m = FloatBuffer(count: layout.count)
-        v = FloatBuffer(count: layout.count)
-        decayMask = layout.tensors.map { ($0.offset..<($0.offset + $0.count), $0.decays || decayEmbeddingsAndNorms) }
+        m = FloatBuffer(count: layout.gradientCount)
+        v = FloatBuffer(count: layout.gradientCount)
+        segments = layout.tensors.compactMap { t in
+            t.gradientOffset.map { (t.offset, $0, t.count, t.decays || decayEmbeddingsAndNorms) }
+        }
     }
 
-    /// One update of `parameters` from `gradients` with learning rate `lr`.
+    /// One update of `parameters` from `gradients` (laid out as `layout.gradientCount`) with
+    /// learning rate `lr`.
     public func update(parameters: FloatBuffer, gradients: FloatBuffer, lr: Float, pool: ThreadPool = .shared) {
         step += 1
         let b1 = beta1, b2 = beta2, eps = epsilon
         let correction1 = 1 - Float(pow(Double(b1), Double(step)))
         let correction2Root = Float((1 - pow(Double(b2), Double(step))).squareRoot())
         let stepSize = lr / correction1
-        let p = parameters.pointer, g = gradients.pointer, mp = m.pointer, vp = v.pointer
-        for (range, decays) in decayMask {
+        for (parameterOffset, gradientOffset, count, decays) in segments {
+            let p = parameters.pointer + parameterOffset, g = gradients.pointer + gradientOffset
+            let mp = m.pointer + gradientOffset, vp = v.pointer + gradientOffset
+            let range = 0..<count
             let shrink = decays ? 1 - lr * weightDecay : 1
             let blocks = (range.count + 1023) / 1024
             pool.parallelRanges(blocks, costPerItem: 1024 * 10) { chunk, _ in

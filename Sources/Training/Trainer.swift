@@ -3,18 +3,18 @@ import Kernels
 import Support
 import Transformer
 
-/// Pretraining: sample windows, forward, backward, clip, AdamW, with validation, checkpoints and
-/// a loss guard. Deterministic for a seed and thread count, across interruptions.
+/// Training: micro-batches from a batch source, forward, backward, clip, AdamW over the
+/// trainable tensors, with validation, checkpoints and a loss guard. Deterministic for a seed
+/// and thread count, across interruptions.
 public final class Trainer {
     public let model: TransformerModel
     public let options: TrainingOptions
     public let optimizer: AdamW
     public private(set) var state: TrainerState
     let workspace: TrainingWorkspace
-    let train: [Int32]
+    private var data: any BatchSource
     let validation: [Int32]?
     let pool: ThreadPool
-    private var rng: SplitMix64
     private var ids: [Int32], targets: [Int32]
 
     public static let stateFile = "trainer_state.safetensors"
@@ -30,18 +30,27 @@ public final class Trainer {
         public var tokens: Int
     }
 
-    public init(model: TransformerModel, options: TrainingOptions, train: [Int32], validation: [Int32]?,
-                pool: ThreadPool = .shared) throws {
+    /// A pretraining run on random windows of `train`.
+    public convenience init(model: TransformerModel, options: TrainingOptions, train: [Int32], validation: [Int32]?,
+                            pool: ThreadPool = .shared) throws {
         try options.validate(contextLength: model.config.contextLength)
         guard train.count > options.sequenceLength else {
             throw TrainingError.notEnoughData(tokens: train.count, needed: options.sequenceLength + 1)
         }
-        for id in train where id < 0 || Int(id) >= model.config.vocabularySize {
-            throw TransformerError.tokenOutOfRange(id: id, vocabularySize: model.config.vocabularySize)
+        let windows = try TokenWindows(tokens: train, vocabularySize: model.config.vocabularySize, seed: options.seed)
+        try self.init(model: model, options: options, data: windows, validation: validation, pool: pool)
+    }
+
+    /// A run on the batches of `data` (whose position the run's state starts from).
+    public init(model: TransformerModel, options: TrainingOptions, data: any BatchSource, validation: [Int32]?,
+                pool: ThreadPool = .shared) throws {
+        try options.validate(contextLength: model.config.contextLength)
+        guard model.layout.gradientCount > 0 else {
+            throw TrainingError.invalidOption(name: "targets", reason: "nothing to train: every tensor is frozen")
         }
         self.model = model
         self.options = options
-        self.train = train
+        self.data = data
         self.validation = validation
         self.pool = pool
         optimizer = AdamW(layout: model.layout)
@@ -53,34 +62,15 @@ public final class Trainer {
                                           threads: pool.threadCount)
         workspace.precision = options.matmulPrecision
         state = TrainerState()
-        state.rngState = options.seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
-        state.dataSHA256 = Trainer.fingerprint(train)
-        rng = SplitMix64(seed: state.rngState)
+        state.rngState = data.position
+        state.dataSHA256 = data.fingerprint
         ids = [Int32](repeating: 0, count: options.batch * options.sequenceLength)
         targets = ids
     }
 
-    static func fingerprint(_ tokens: [Int32]) -> String {
-        var hasher = SHA256()
-        tokens.withUnsafeBytes { hasher.update($0) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
-    }
-
-    /// Fills `ids`/`targets` with `batch` random windows of the training tokens.
-    private func sampleBatch() {
-        let t = options.sequenceLength, limit = UInt64(train.count - t)
-        for b in 0..<options.batch {
-            let start = Int(rng.next() % limit)
-            for j in 0..<t {
-                ids[b * t + j] = train[start + j]
-                targets[b * t + j] = train[start + j + 1]
-            }
-        }
-    }
-
     /// One optimizer step (over `accumulation` micro-batches of random windows).
     public func step() throws -> StepReport {
-        try step { _ in sampleBatch() }
+        try step { _ in data.fill(ids: &ids, targets: &targets, batch: options.batch, length: options.sequenceLength) }
     }
 
     /// One optimizer step on given micro-batches (`batch x sequenceLength` ids and targets
@@ -132,7 +122,7 @@ public final class Trainer {
         }
         state.step += 1
         state.tokensSeen += options.tokensPerStep
-        state.rngState = rng.state
+        state.rngState = data.position
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if state.consecutiveSkips >= options.maxSkips {
             throw TrainingError.tooManySkippedSteps(step: step, count: state.consecutiveSkips, lastLoss: loss)
@@ -169,19 +159,30 @@ public final class Trainer {
         var adamStep: Int
     }
 
-    /// Writes the checkpoint: first the resumable state (parameters, AdamW moments, run state)
-    /// as one file, then the plain model files. Each file is written atomically, and the
-    /// resumable state is self-contained, so a kill at any moment leaves a consistent run.
+    /// Writes the checkpoint: first the resumable state (every parameter tensor, the AdamW
+    /// moments of the trainable ones, each by name, and the run state) as one file, then the
+    /// plain model files. Each file is written atomically, and the resumable state is
+    /// self-contained, so a kill at any moment leaves a consistent run.
     public func save(to directory: String, tokenizer: Data?) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw FileError.unwritable(path: directory, reason: "cannot create the directory")
+        }
         let run = SavedRun(options: options, state: state, adamStep: optimizer.step)
         let encoded = String(decoding: try JSONEncoder().encode(run), as: UTF8.self)
-        let count = model.layout.count
-        let entries = [
-            Safetensors.Entry(name: "parameters", shape: [count], data: UnsafeBufferPointer(start: model.parameters.pointer, count: count)),
-            Safetensors.Entry(name: "adamw.m", shape: [count], data: UnsafeBufferPointer(start: optimizer.m.pointer, count: count)),
-            Safetensors.Entry(name: "adamw.v", shape: [count], data: UnsafeBufferPointer(start: optimizer.v.pointer, count: count)),
-        ]
+        let p = model.parameters.pointer
+        var entries: [Safetensors.Entry] = []
+        for t in model.layout.tensors {
+            entries.append(Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: p + t.offset, count: t.count)))
+        }
+        for t in model.layout.tensors {
+            guard let g = t.gradientOffset else { continue }
+            entries.append(Safetensors.Entry(name: Trainer.firstMoment + t.name, shape: t.shape,
+                                             data: UnsafeBufferPointer(start: optimizer.m.pointer + g, count: t.count)))
+            entries.append(Safetensors.Entry(name: Trainer.secondMoment + t.name, shape: t.shape,
+                                             data: UnsafeBufferPointer(start: optimizer.v.pointer + g, count: t.count)))
+        }
         try withExtendedLifetime((model, optimizer)) {
             try Safetensors.write(entries, metadata: ["trainer_state": encoded, "config": String(decoding: model.config.encoded(), as: UTF8.self)],
                                   to: directory + "/" + Trainer.stateFile)
@@ -189,8 +190,13 @@ public final class Trainer {
         try Checkpoint.save(model, to: directory, tokenizer: tokenizer, metadata: ["step": String(state.step)])
     }
 
+    /// Name prefixes of the AdamW moments in the state file.
+    static let firstMoment = "adamw.m.", secondMoment = "adamw.v."
+
     /// Continues a run from `directory`: its model, optimizer, options and state. `steps`, when
-    /// given, extends (or shortens) the run; the schedule keeps its original length.
+    /// given, extends (or shortens) the run; the schedule keeps its original length. The state
+    /// file must hold exactly the model's tensors (and the trainable ones' moments) by name and
+    /// shape; anything else is refused before a value is read.
     public static func resume(from directory: String, train: [Int32], validation: [Int32]?, steps: Int? = nil,
                               pool: ThreadPool = .shared) throws -> Trainer {
         let path = directory + "/" + stateFile
@@ -203,9 +209,30 @@ public final class Trainer {
             throw TrainingError.resume(path: path, reason: "the trainer state is missing or unreadable")
         }
         let config = try ModelConfig.decode(Data(configText.utf8), source: path)
-        let count = ParameterLayout(config).count
-        let parameters = FloatBuffer(count: count)
-        try file.read("parameters", shape: [count], into: parameters.pointer)
+        let layout = ParameterLayout(config)
+        // Every tensor by name and shape, before anything is allocated or read.
+        var expected: [String: [Int]] = [:]
+        for t in layout.tensors {
+            expected[t.name] = t.shape
+            if t.trainable {
+                expected[firstMoment + t.name] = t.shape
+                expected[secondMoment + t.name] = t.shape
+            }
+        }
+        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            guard let shape = expected[name] else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' is not part of this model (the state was written for another model or version)")
+            }
+            guard shape == info.shape else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' has shape \(info.shape), the model needs \(shape)")
+            }
+        }
+        if let missing = expected.keys.sorted().first(where: { file.tensors[$0] == nil }) {
+            throw TrainingError.resume(path: path, reason: "tensor '\(missing)' is missing")
+        }
+        try MemoryBudget.check(floats: 3 * layout.count, what: "the model and its optimizer state")
+        let parameters = FloatBuffer(count: layout.count)
+        for t in layout.tensors { try file.read(t.name, shape: t.shape, into: parameters.pointer + t.offset) }
         let model = try TransformerModel(config: config, parameters: parameters)
         var options = run.options
         if let steps { options.steps = steps }
@@ -213,11 +240,14 @@ public final class Trainer {
         guard trainer.state.dataSHA256 == run.state.dataSHA256 else {
             throw TrainingError.resume(path: directory, reason: "the training data differs from the run's (its tokens hash differently)")
         }
-        try file.read("adamw.m", shape: [count], into: trainer.optimizer.m.pointer)
-        try file.read("adamw.v", shape: [count], into: trainer.optimizer.v.pointer)
+        for t in layout.tensors {
+            guard let g = t.gradientOffset else { continue }
+            try file.read(firstMoment + t.name, shape: t.shape, into: trainer.optimizer.m.pointer + g)
+            try file.read(secondMoment + t.name, shape: t.shape, into: trainer.optimizer.v.pointer + g)
+        }
         trainer.optimizer.step = run.adamStep
         trainer.state = run.state
-        trainer.rng = SplitMix64(seed: run.state.rngState)
+        trainer.data.position = run.state.rngState
         return trainer
     }
 }

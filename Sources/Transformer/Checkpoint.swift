@@ -42,7 +42,8 @@ public enum Checkpoint {
         return try ModelConfig.decode(Data(data), source: path)
     }
 
-    /// Loads a model, checking that the weights hold exactly the tensors its config needs.
+    /// Loads a model, checking that the weights hold exactly the tensors its config needs, by
+    /// name and shape, before the parameter buffer is allocated, and that every value is finite.
     public static func load(from directory: String) throws -> TransformerModel {
         let config = try config(in: directory)
         let path = directory + "/" + weightsFile
@@ -52,9 +53,20 @@ public enum Checkpoint {
         if let extra = file.tensors.keys.filter({ !expected.contains($0) }).sorted().first {
             throw TransformerError.checkpoint(path: path, reason: "unexpected tensor '\(extra)' for this config (\(configFile) and the weights disagree)")
         }
+        for tensor in layout.tensors {
+            guard let info = file.tensors[tensor.name] else { throw Safetensors.Error.missingTensor(path: path, name: tensor.name) }
+            guard info.shape == tensor.shape else {
+                throw Safetensors.Error.wrongShape(path: path, name: tensor.name, expected: tensor.shape, found: info.shape)
+            }
+        }
+        try MemoryBudget.check(floats: layout.count, what: "the parameters of \(directory)")
         let buffer = FloatBuffer(count: layout.count)
         for tensor in layout.tensors {
-            try file.read(tensor.name, shape: tensor.shape, into: buffer.pointer + tensor.offset)
+            let p = buffer.pointer + tensor.offset
+            try file.read(tensor.name, shape: tensor.shape, into: p)
+            if let bad = firstNonFinite(p, count: tensor.count) {
+                throw TransformerError.checkpoint(path: path, reason: "tensor '\(tensor.name)' holds \(p[bad]) at index \(bad): weights must be finite")
+            }
         }
         return try TransformerModel(config: config, parameters: buffer)
     }

@@ -47,7 +47,7 @@ public struct TextGenerator {
         guard ids.count < context else { throw TransformerError.sequenceTooLong(tokens: ids.count + 1, contextLength: context) }
         try sampler.validate()
         if echoPrompt { onText(prompt) }
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model, reserve: ids.count + maxTokens)
         let promptText = try tokenizer.decode(ids)
         var generated: [Int32] = []
         var emitted = ""
@@ -105,7 +105,7 @@ extension TransformerModel {
             windows.append((start, length))
             start += length
         }
-        let workspace = try given ?? TrainingWorkspace(model: self, batch: min(batch, windows.count), length: t)
+        let workspace = try given ?? TrainingWorkspace(model: self, batch: min(batch, windows.count), length: t, training: false)
         var total = 0.0, counted = 0
         var index = 0
         while index < windows.count {

@@ -1,101 +1,124 @@
 import Kernels
+import Support
 
-/// Generation state for one sequence: a key/value cache per layer and buffers for up to a whole
-/// context of new tokens at once. Prefill feeds the prompt in one call; decoding feeds one token
-/// per call. Both run the same kernels as training, on keys cached from earlier calls.
+/// Generation state for one sequence: a key/value cache per layer and scratch for the tokens of
+/// one call. Prefill feeds the prompt in one call; decoding feeds one token per call. Both run
+/// the model's one block forward (`blockForward`), on keys cached from earlier calls.
+///
+/// Memory follows the work: the cache grows in chunks of `cacheChunk` positions as tokens
+/// arrive (up to the context length), and the scratch is sized for the largest call so far, so a
+/// model with a long context runs a short prompt in a small cache.
 public final class InferenceSession: @unchecked Sendable {
     public let model: TransformerModel
     /// Tokens already in the cache (the next token's position).
     public private(set) var position = 0
-    let keys: FloatBuffer, values: FloatBuffer   // [L][ctx][kvHeads hd]
-    let x: FloatBuffer, normed: FloatBuffer, branch: FloatBuffer
-    let qkv: FloatBuffer, att: FloatBuffer, hidden: FloatBuffer, act: FloatBuffer
-    let scores: FloatBuffer                        // [heads][ctx][ctx]
-    public let logits: FloatBuffer                 // [ctx][V] (rows of the last call)
+    /// Positions the cache holds before it must grow.
+    public private(set) var capacity = 0
+    /// Positions added to the cache when it grows.
+    public static let cacheChunk = 256
+    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)   // [L][capacity][kvHeads hd]
+    // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
+    private var rows = 0
+    private var x = FloatBuffer(count: 0), normed = FloatBuffer(count: 0), branch = FloatBuffer(count: 0)  // [rows d]
+    private var qkv = FloatBuffer(count: 0)      // [rows qkvDim]
+    private var att = FloatBuffer(count: 0)      // [rows H hd]
+    private var hidden = FloatBuffer(count: 0)   // [rows mlpInDim]
+    private var act = FloatBuffer(count: 0)      // [rows dFF]
+    private var scores = FloatBuffer(count: 0)   // [H][rows][keys]
+    private var logits = FloatBuffer(count: 0)   // [rows V]
 
-    public init(model: TransformerModel) {
+    /// A session whose cache starts with room for `reserve` positions (it grows past them).
+    public init(model: TransformerModel, reserve: Int = 0) throws {
         self.model = model
-        let c = model.config, ctx = c.contextLength, kvDim = c.kvHeads * c.headDim
-        keys = FloatBuffer(count: c.layers * ctx * kvDim)
-        values = FloatBuffer(count: c.layers * ctx * kvDim)
-        x = FloatBuffer(count: ctx * c.dModel)
-        normed = FloatBuffer(count: ctx * c.dModel)
-        branch = FloatBuffer(count: ctx * c.dModel)
-        qkv = FloatBuffer(count: ctx * c.qkvDim)
-        att = FloatBuffer(count: ctx * c.heads * c.headDim)
-        hidden = FloatBuffer(count: ctx * c.mlpInDim)
-        act = FloatBuffer(count: ctx * c.dFF)
-        scores = FloatBuffer(count: c.heads * ctx * ctx)
-        logits = FloatBuffer(count: ctx * c.vocabularySize)
+        try reserveCache(min(max(0, reserve), model.config.contextLength))
     }
 
-    /// Forgets the cached tokens.
+    /// Forgets the cached tokens (the memory stays).
     public func reset() { position = 0 }
+
+    /// Drops cached positions from `position` on, so the next call continues from there.
+    public func truncate(to position: Int) {
+        self.position = max(0, min(self.position, position))
+    }
+
+    /// Bytes held by the cache and scratch.
+    public var residentBytes: Int {
+        4 * [keys, values, x, normed, branch, qkv, att, hidden, act, scores, logits].reduce(0) { $0 + $1.count }
+    }
+
+    /// Grows the cache to hold at least `positions` positions, keeping what it holds.
+    private func reserveCache(_ positions: Int) throws {
+        guard positions > capacity else { return }
+        let c = model.config, kvDim = c.kvHeads * c.headDim
+        let target = min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk))
+        let floats = try CheckedSize(what: "the key/value cache").product(2, c.layers, target, kvDim)
+        try MemoryBudget.check(floats: floats, what: "the key/value cache for \(target) positions")
+        let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
+        for l in 0..<c.layers where position > 0 {
+            (newKeys.pointer + l * target * kvDim).update(from: keys.pointer + l * capacity * kvDim, count: position * kvDim)
+            (newValues.pointer + l * target * kvDim).update(from: values.pointer + l * capacity * kvDim, count: position * kvDim)
+        }
+        keys = newKeys
+        values = newValues
+        capacity = target
+    }
+
+    /// Sizes the per-call scratch for `n` rows attending to `total` keys.
+    private func reserveScratch(rows n: Int, keys total: Int) throws {
+        let c = model.config
+        if n > rows {
+            let size = CheckedSize(what: "the scratch for \(n) tokens")
+            let perRow = try size.sum([3 * c.dModel, c.qkvDim, c.heads * c.headDim, c.mlpInDim, c.dFF, c.vocabularySize])
+            try MemoryBudget.check(floats: try size.product(n, perRow), what: "the scratch for \(n) tokens")
+            x = FloatBuffer(count: n * c.dModel); normed = FloatBuffer(count: n * c.dModel); branch = FloatBuffer(count: n * c.dModel)
+            qkv = FloatBuffer(count: n * c.qkvDim)
+            att = FloatBuffer(count: n * c.heads * c.headDim)
+            hidden = FloatBuffer(count: n * c.mlpInDim)
+            act = FloatBuffer(count: n * c.dFF)
+            logits = FloatBuffer(count: n * c.vocabularySize)
+            rows = n
+        }
+        let scoreCount = try CheckedSize(what: "the attention scores").product(c.heads, n, total)
+        if scoreCount > scores.count {
+            try MemoryBudget.check(floats: scoreCount, what: "the attention scores of \(n) tokens")
+            // Room for a few more keys, so that decoding does not reallocate at every token.
+            scores = FloatBuffer(count: c.heads * n * min(c.contextLength, total + InferenceSession.cacheChunk))
+        }
+    }
 
     /// Feeds `ids` at the next positions and returns the logits of the last one (`allRows`: of
     /// every one, row-major). Throws, and changes nothing, when the tokens would overflow the
     /// context or an id is outside the vocabulary.
     @discardableResult
     public func feed(_ ids: [Int32], allRows: Bool = false, pool: ThreadPool = .shared) throws -> [Float] {
-        let m = model, c = m.config, n = ids.count, d = c.dModel, hd = c.headDim
+        let m = model, c = m.config, n = ids.count, d = c.dModel
         guard n > 0 else { throw TransformerError.emptyInput(what: "the token sequence") }
         guard position + n <= c.contextLength else {
             throw TransformerError.sequenceTooLong(tokens: position + n, contextLength: c.contextLength)
         }
         try ids.withUnsafeBufferPointer { try m.validate($0) }
-        let p = m.parameters.pointer, layout = m.layout
-        let kvDim = c.kvHeads * hd, start = position, total = position + n
-        ids.withUnsafeBufferPointer { embeddingForward(table: p + layout.tokenEmbedding, ids: $0.baseAddress!, into: x.pointer, count: n, dim: d) }
-        if c.positions == .learned {
-            for r in 0..<n { add(x.pointer + r * d, p + layout.positionEmbedding + (start + r) * d, into: x.pointer + r * d, count: d) }
-        }
-        for (i, layer) in layout.layers.enumerated() {
-            m.normForward(x.pointer, weight: p + layer.norm1Weight, bias: c.normHasBias ? p + layer.norm1Bias : nil,
-                          into: normed.pointer, mean: nil, rstd: nil, rows: n, pool: pool)
-            linearForward(normed.pointer, rows: n, inDim: d, weight: p + layer.qkvWeight, bias: c.bias ? p + layer.qkvBias : nil,
-                          into: qkv.pointer, outDim: c.qkvDim, pool: pool)
-            if let rotary = m.rotary {
-                rotary.apply(qkv.pointer, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads,
-                             firstPosition: start, period: Int.max)
-            }
-            // Append this call's keys and values to the cache.
-            let layerKeys = keys.pointer + i * c.contextLength * kvDim, layerValues = values.pointer + i * c.contextLength * kvDim
-            for r in 0..<n {
-                (layerKeys + (start + r) * kvDim).update(from: qkv.pointer + r * c.qkvDim + c.heads * hd, count: kvDim)
-                (layerValues + (start + r) * kvDim).update(from: qkv.pointer + r * c.qkvDim + (c.heads + c.kvHeads) * hd, count: kvDim)
-            }
-            let group = c.heads / c.kvHeads
-            let q = qkv.pointer, out = att.pointer, s = scores.pointer
-            pool.parallelFor(c.heads) { h, _ in
-                let kvh = h / group
-                attentionHeadForward(q: q + h * hd, qStride: c.qkvDim, k: layerKeys + kvh * hd, v: layerValues + kvh * hd,
-                                     kvStride: kvDim, out: out + h * hd, outStride: c.heads * hd,
-                                     probs: s + h * n * total, rows: n, keys: total, headDim: hd, pool: pool)
-            }
-            linearForward(att.pointer, rows: n, inDim: c.heads * hd, weight: p + layer.outWeight,
-                          bias: c.bias ? p + layer.outBias : nil, into: branch.pointer, outDim: d, pool: pool)
-            add(x.pointer, branch.pointer, into: x.pointer, count: n * d)
-            m.normForward(x.pointer, weight: p + layer.norm2Weight, bias: c.normHasBias ? p + layer.norm2Bias : nil,
-                          into: normed.pointer, mean: nil, rstd: nil, rows: n, pool: pool)
-            linearForward(normed.pointer, rows: n, inDim: d, weight: p + layer.upWeight, bias: c.bias ? p + layer.upBias : nil,
-                          into: hidden.pointer, outDim: c.mlpInDim, pool: pool)
-            if c.activation == .swiglu {
-                swigluForward(hidden.pointer, into: act.pointer, rows: n, dim: c.dFF, pool: pool)
-            } else {
-                geluForward(hidden.pointer, into: act.pointer, count: n * c.dFF, pool: pool)
-            }
-            linearForward(act.pointer, rows: n, inDim: c.dFF, weight: p + layer.downWeight,
-                          bias: c.bias ? p + layer.downBias : nil, into: branch.pointer, outDim: d, pool: pool)
-            add(x.pointer, branch.pointer, into: x.pointer, count: n * d)
+        let start = position, total = position + n
+        try reserveCache(total)
+        try reserveScratch(rows: n, keys: total)
+        let kvDim = c.kvHeads * c.headDim, capacity = capacity
+        let x = x.pointer
+        let buffers = BlockBuffers(
+            x: x, norm1: normed.pointer, norm1Mean: nil, norm1Rstd: nil, qkv: qkv.pointer, attention: att.pointer,
+            probs: scores.pointer, mid: x, norm2: normed.pointer, norm2Mean: nil, norm2Rstd: nil,
+            mlpIn: hidden.pointer, mlpAct: act.pointer, output: x, branch: branch.pointer,
+            attentionMask: nil, mlpMask: nil)
+        let keys = keys.pointer, values = values.pointer
+        ids.withUnsafeBufferPointer { ids in
+            m.forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: start, period: Int.max, embeddingMask: nil,
+                            buffers: { _ in buffers },
+                            span: { .cached(keys: keys + $0 * capacity * kvDim, values: values + $0 * capacity * kvDim, start: start) },
+                            precision: .fp32, pool: pool)
         }
         // Only the rows asked for go through the final norm and the output layer.
-        let first = allRows ? 0 : n - 1, rows = n - first
-        m.normForward(x.pointer + first * d, weight: p + layout.finalNormWeight,
-                      bias: c.normHasBias ? p + layout.finalNormBias : nil, into: normed.pointer,
-                      mean: nil, rstd: nil, rows: rows, pool: pool)
-        linearForward(normed.pointer, rows: rows, inDim: d, weight: p + layout.lmHead, bias: nil,
-                      into: logits.pointer, outDim: c.vocabularySize, pool: pool)
+        let first = allRows ? 0 : n - 1, count = n - first
+        m.forwardHead(x + first * d, rows: count, normed: normed.pointer, mean: nil, rstd: nil, logits: logits.pointer,
+                      precision: .fp32, pool: pool)
         position = total
-        return Array(UnsafeBufferPointer(start: logits.pointer, count: rows * c.vocabularySize))
+        return Array(UnsafeBufferPointer(start: logits.pointer, count: count * c.vocabularySize))
     }
 }

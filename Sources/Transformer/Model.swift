@@ -56,30 +56,21 @@ public final class TransformerModel: @unchecked Sendable {
     }
 }
 
-/// `out[rows x outDim] = x[rows x inDim] · Wᵀ + b`, with `W` stored `[outDim, inDim]`.
-@inline(__always)
-func linearForward(
-    _ x: UnsafePointer<Float>, rows: Int, inDim: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-    into out: UnsafeMutablePointer<Float>, outDim: Int, precision: MatmulPrecision = .fp32, pool: ThreadPool
-) {
-    gemm(precision, .none, .transposed, m: rows, n: outDim, k: inDim, a: x, lda: inDim, b: weight, ldb: inDim,
-          beta: 0, c: out, ldc: outDim, bias: bias, pool: pool)
-}
-
-/// Backward of `linearForward` for an output gradient `alpha * dy`: `dx (=, or += when
-/// accumulate) alpha dy · W`, `dW += alpha dyᵀ · x`, `db += alpha column sums of dy`.
-@inline(__always)
-func linearBackward(
-    _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, inDim: Int, outDim: Int,
-    weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulate: Bool,
-    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, alpha: Float = 1,
-    precision: MatmulPrecision = .fp32, pool: ThreadPool
-) {
-    if let dx {
-        gemm(precision, .none, .none, m: rows, n: inDim, k: outDim, alpha: alpha, a: dy, lda: outDim, b: weight, ldb: inDim,
-              beta: accumulate ? 1 : 0, c: dx, ldc: inDim, pool: pool)
+/// The model's cost, derived from its description (its layout's linear layers).
+extension ModelConfig {
+    /// Training FLOPs per token for sequences of `length` tokens, as nanoGPT's MFU estimate (and
+    /// the PyTorch peer) counts them: 6 per parameter outside the position table (forward 2,
+    /// backward 4), plus 12 · layers · heads · headDim · length for the attention products.
+    public func trainingFlopsPerToken(length: Int) -> Double {
+        let layout = ParameterLayout(self)
+        let positionTable = positions == .learned ? contextLength * dModel : 0
+        return 6 * Double(layout.count - positionTable) + 12 * Double(layers * heads * headDim * length)
     }
-    gemm(precision, .transposed, .none, m: outDim, n: inDim, k: rows, alpha: alpha, a: dy, lda: outDim, b: x, ldb: inDim,
-          beta: 1, c: dWeight, ldc: inDim, pool: pool)
-    if let dBias { accumulateColumnSums(dy, rows: rows, cols: outDim, into: dBias, scale: alpha, pool: pool) }
+
+    /// Every linear product of one training step on `tokens` tokens, in the order the step runs
+    /// them: the forward `X·Wᵀ` of each layer's linears in order, then backward in reverse, each
+    /// linear's input gradient `dY·W` then weight gradient `dYᵀ·X`.
+    public func trainingStepProducts(tokens: Int) -> [KernelBenchmark.Shape] {
+        KernelBenchmark.stepShapes(linears: ParameterLayout(self).linears.map { ($0.inFeatures, $0.outFeatures) }, tokens: tokens)
+    }
 }

@@ -1,45 +1,60 @@
+import Support
 import Kernels
 
 /// Activations and gradients for training steps of `batch` sequences of `length` tokens,
-/// allocated once (a step allocates nothing).
+/// allocated once (a step allocates nothing). An evaluation workspace (`training: false`) holds
+/// the forward activations alone: no gradients, dropout masks or backward scratch.
 public final class TrainingWorkspace: @unchecked Sendable {
     public let batch: Int, length: Int
+    /// The trainable tensors' gradients (`layout.gradientCount` floats; empty for evaluation).
     public let gradients: FloatBuffer
     let rows: Int
-    // Forward activations, per layer where marked [L].
+    // Forward activations, per layer where marked [L]; N = batch · length rows.
     var ids: [Int32], targets: [Int32]
     let residual: FloatBuffer   // [L+1][N d]
     let mid: FloatBuffer        // [L][N d]
-    let norm1: FloatBuffer, norm1Mean: FloatBuffer, norm1Rstd: FloatBuffer
+    let norm1: FloatBuffer, norm1Mean: FloatBuffer, norm1Rstd: FloatBuffer   // [L][N d], [L][N], [L][N]
     let qkv: FloatBuffer        // [L][N qkvDim]
     let probs: FloatBuffer      // [L][B H T T]
     let att: FloatBuffer        // [L][N H hd]
-    let norm2: FloatBuffer, norm2Mean: FloatBuffer, norm2Rstd: FloatBuffer
+    let norm2: FloatBuffer, norm2Mean: FloatBuffer, norm2Rstd: FloatBuffer   // [L][N d], [L][N], [L][N]
     let mlpIn: FloatBuffer      // [L][N mlpInDim]
     let mlpAct: FloatBuffer     // [L][N dFF]
-    let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer
+    let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer   // [N d], [N], [N]
     let logits: FloatBuffer     // [N V]; becomes dlogits in backward
-    let losses: FloatBuffer, dloss: FloatBuffer, logSumExps: FloatBuffer
+    let losses: FloatBuffer, dloss: FloatBuffer, logSumExps: FloatBuffer   // [N] each
     let masks: FloatBuffer?     // dropout: [2L+1][N d]
-    // Backward scratch.
-    let dResidual: FloatBuffer, dBranch: FloatBuffer, dWide: FloatBuffer, dWide2: FloatBuffer
+    // Backward scratch (dBranch also holds a branch's output in forward).
+    let dResidual: FloatBuffer  // [N d]
+    let dBranch: FloatBuffer    // [N max(d, H hd)]
+    let dWide: FloatBuffer, dWide2: FloatBuffer   // [N max(mlpInDim, qkvDim)], [N dFF]
     let dProbs: FloatBuffer     // [threads][T T]
+    /// Whether backward can run (gradients and scratch exist).
+    public let canTrain: Bool
     /// The precision of the linear layers' products (attention and everything else stay fp32).
     public var precision: MatmulPrecision = .fp32
     /// Tokens that counted in the last forward (targets not -1).
     public internal(set) var counted = 0
     /// Whether the last forward left the loss gradient (for a row weight of 1) in `logits`.
     var logitsHoldGradients = false
+    /// Whether the last forward applied dropout masks (backward then applies the same).
+    var dropoutActive = false
 
-    public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount) throws {
+    public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount,
+                training: Bool = true) throws {
         let c = model.config
         guard batch > 0, length > 0 else { throw TransformerError.emptyInput(what: "a training batch") }
         guard length <= c.contextLength else { throw TransformerError.sequenceTooLong(tokens: length, contextLength: c.contextLength) }
+        let floats = try TrainingWorkspace.floatCount(config: c, gradients: training ? model.layout.gradientCount : 0,
+                                                      batch: batch, length: length, threads: threads, training: training)
+        try MemoryBudget.check(floats: floats, what: "the activations of \(batch) × \(length) tokens")
         self.batch = batch
         self.length = length
+        canTrain = training
         let n = batch * length, d = c.dModel, l = c.layers
+        let b = training ? 1 : 0   // backward-only buffers are empty for evaluation
         rows = n
-        gradients = FloatBuffer(count: model.layout.count)
+        gradients = FloatBuffer(count: b * model.layout.gradientCount)
         ids = [Int32](repeating: 0, count: n)
         targets = [Int32](repeating: -1, count: n)
         residual = FloatBuffer(count: (l + 1) * n * d)
@@ -54,12 +69,27 @@ public final class TrainingWorkspace: @unchecked Sendable {
         finalNorm = FloatBuffer(count: n * d); finalMean = FloatBuffer(count: n); finalRstd = FloatBuffer(count: n)
         logits = FloatBuffer(count: n * c.vocabularySize)
         losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
-        masks = c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
-        dResidual = FloatBuffer(count: n * d)
+        masks = training && c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
+        dResidual = FloatBuffer(count: b * n * d)
         dBranch = FloatBuffer(count: n * max(d, c.heads * c.headDim))
-        dWide = FloatBuffer(count: n * max(c.mlpInDim, c.qkvDim))
-        dWide2 = FloatBuffer(count: n * c.dFF)
-        dProbs = FloatBuffer(count: max(1, threads) * length * length)
+        dWide = FloatBuffer(count: b * n * max(c.mlpInDim, c.qkvDim))
+        dWide2 = FloatBuffer(count: b * n * c.dFF)
+        dProbs = FloatBuffer(count: b * max(1, threads) * length * length)
+    }
+
+    /// Floats the buffers above take, computed with overflow checks (so that absurd sizes are an
+    /// error, not a trap or a giant allocation).
+    static func floatCount(config c: ModelConfig, gradients: Int, batch: Int, length: Int, threads: Int,
+                           training: Bool) throws -> Int {
+        let size = CheckedSize(what: "the activations of \(batch) × \(length) tokens")
+        let n = try size.product(batch, length), l = c.layers, d = c.dModel
+        let perRow = try size.sum([
+            (l + 1) * d, l * d, 2 * l * d, 4 * l, l * c.qkvDim, l * c.heads * c.headDim, l * c.mlpInDim, l * c.dFF,
+            d + 2, c.vocabularySize, 3, max(d, c.heads * c.headDim),
+            training ? d + max(c.mlpInDim, c.qkvDim) + c.dFF + (c.dropout > 0 ? (2 * l + 1) * d : 0) : 0,
+        ])
+        let attention = try size.product(l * c.heads + (training ? max(1, threads) : 0), batch, length, length)
+        return try size.sum([try size.product(n, perRow), attention, gradients])
     }
 }
 
@@ -77,94 +107,40 @@ extension TransformerModel {
         guard ids.count == n, targets.count == n else {
             throw TransformerError.invalidConfig(source: "batch", field: "ids", reason: "must hold \(n) tokens, got \(ids.count) ids and \(targets.count) targets")
         }
+        if forBackward && !w.canTrain {
+            throw TransformerError.invalidConfig(source: "workspace", field: "gradients", reason: "an evaluation workspace cannot run backward")
+        }
         try ids.withUnsafeBufferPointer { try validate($0) }
         try targets.withUnsafeBufferPointer { try validate($0, allowNegative: true) }
         // Copied into the workspace's own arrays: assigning would share the caller's storage and
         // make its next write copy it.
         w.ids.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: ids) }
         w.targets.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: targets) }
-        let p = parameters.pointer
+        // Dropout is on only with a seed; backward applies the masks exactly when forward did.
         let dropout = dropoutSeed != nil && c.dropout > 0 ? w.masks : nil
         if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, probability: c.dropout, seed: seed) }
+        w.dropoutActive = dropout != nil
 
-        // Embeddings (+ learned positions).
-        let x0 = w.residual.pointer
-        Profiler.measure("embedding") {
-            w.ids.withUnsafeBufferPointer { embeddingForward(table: p + layout.tokenEmbedding, ids: $0.baseAddress!, into: x0, count: n, dim: d) }
-            if c.positions == .learned {
-                for r in 0..<n { add(x0 + r * d, p + layout.positionEmbedding + (r % t) * d, into: x0 + r * d, count: d) }
-            }
+        let heads = c.heads * c.headDim
+        let buffers = { (i: Int) in
+            BlockBuffers(
+                x: w.residual.pointer + i * n * d,
+                norm1: w.norm1.pointer + i * n * d, norm1Mean: w.norm1Mean.pointer + i * n, norm1Rstd: w.norm1Rstd.pointer + i * n,
+                qkv: w.qkv.pointer + i * n * c.qkvDim, attention: w.att.pointer + i * n * heads,
+                probs: w.probs.pointer + i * w.batch * c.heads * t * t, mid: w.mid.pointer + i * n * d,
+                norm2: w.norm2.pointer + i * n * d, norm2Mean: w.norm2Mean.pointer + i * n, norm2Rstd: w.norm2Rstd.pointer + i * n,
+                mlpIn: w.mlpIn.pointer + i * n * c.mlpInDim, mlpAct: w.mlpAct.pointer + i * n * c.dFF,
+                output: w.residual.pointer + (i + 1) * n * d, branch: w.dBranch.pointer,
+                attentionMask: dropout.map { UnsafePointer($0.pointer + (1 + 2 * i) * n * d) },
+                mlpMask: dropout.map { UnsafePointer($0.pointer + (2 + 2 * i) * n * d) })
         }
-        if let dropout { multiply(x0, by: dropout.pointer, count: n * d) }
-
-        for (i, layer) in layout.layers.enumerated() {
-            let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d, xNext = x + n * d
-            // Attention branch.
-            let ln1 = w.norm1.pointer + i * n * d
-            Profiler.measure("norm") {
-                normForward(x, weight: p + layer.norm1Weight, bias: c.normHasBias ? p + layer.norm1Bias : nil,
-                            into: ln1, mean: w.norm1Mean.pointer + i * n, rstd: w.norm1Rstd.pointer + i * n, rows: n, pool: pool)
-            }
-            let qkv = w.qkv.pointer + i * n * c.qkvDim
-            Profiler.measure("qkv") {
-                linearForward(ln1, rows: n, inDim: d, weight: p + layer.qkvWeight, bias: c.bias ? p + layer.qkvBias : nil,
-                              into: qkv, outDim: c.qkvDim, precision: w.precision, pool: pool)
-            }
-            if let rotary {
-                rotary.apply(qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t)
-            }
-            let att = w.att.pointer + i * n * c.heads * c.headDim
-            let probs = w.probs.pointer + i * w.batch * c.heads * t * t
-            Profiler.measure("attention") {
-                attentionForward(qkv: qkv, att: att, probs: probs, batch: w.batch, length: t, pool: pool)
-            }
-            let branch = w.dBranch.pointer // scratch in the forward pass
-            Profiler.measure("attention out") {
-                linearForward(att, rows: n, inDim: c.heads * c.headDim, weight: p + layer.outWeight,
-                              bias: c.bias ? p + layer.outBias : nil, into: branch, outDim: d, precision: w.precision, pool: pool)
-            }
-            if let dropout { multiply(branch, by: dropout.pointer + (1 + 2 * i) * n * d, count: n * d) }
-            Profiler.measure("residual") {
-                add(x, branch, into: xMid, count: n * d)
-            }
-            // MLP branch.
-            let ln2 = w.norm2.pointer + i * n * d
-            Profiler.measure("norm") {
-                normForward(xMid, weight: p + layer.norm2Weight, bias: c.normHasBias ? p + layer.norm2Bias : nil,
-                            into: ln2, mean: w.norm2Mean.pointer + i * n, rstd: w.norm2Rstd.pointer + i * n, rows: n, pool: pool)
-            }
-            let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
-            Profiler.measure("mlp up") {
-                linearForward(ln2, rows: n, inDim: d, weight: p + layer.upWeight, bias: c.bias ? p + layer.upBias : nil,
-                              into: hIn, outDim: c.mlpInDim, precision: w.precision, pool: pool)
-            }
-            Profiler.measure("activation") {
-                if c.activation == .swiglu {
-                    swigluForward(hIn, into: act, rows: n, dim: c.dFF, pool: pool)
-                } else {
-                    geluForward(hIn, into: act, count: n * c.dFF, pool: pool)
-                }
-            }
-            Profiler.measure("mlp down") {
-                linearForward(act, rows: n, inDim: c.dFF, weight: p + layer.downWeight, bias: c.bias ? p + layer.downBias : nil,
-                              into: branch, outDim: d, precision: w.precision, pool: pool)
-            }
-            if let dropout { multiply(branch, by: dropout.pointer + (2 + 2 * i) * n * d, count: n * d) }
-            Profiler.measure("residual") {
-                add(xMid, branch, into: xNext, count: n * d)
-            }
+        w.ids.withUnsafeBufferPointer { ids in
+            forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: 0, period: t,
+                          embeddingMask: dropout.map { UnsafePointer($0.pointer) }, buffers: buffers,
+                          span: { _ in .sequences(batch: w.batch, length: t) }, precision: w.precision, pool: pool)
         }
-
-        // Final norm, output layer, loss.
-        let xL = w.residual.pointer + c.layers * n * d
-        Profiler.measure("norm") {
-            normForward(xL, weight: p + layout.finalNormWeight, bias: c.normHasBias ? p + layout.finalNormBias : nil,
-                        into: w.finalNorm.pointer, mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, rows: n, pool: pool)
-        }
-        Profiler.measure("lm head") {
-            linearForward(w.finalNorm.pointer, rows: n, inDim: d, weight: p + layout.lmHead, bias: nil,
-                          into: w.logits.pointer, outDim: c.vocabularySize, precision: w.precision, pool: pool)
-        }
+        forwardHead(w.residual.pointer + c.layers * n * d, rows: n, normed: w.finalNorm.pointer, mean: w.finalMean.pointer,
+                    rstd: w.finalRstd.pointer, logits: w.logits.pointer, precision: w.precision, pool: pool)
         Profiler.measure("loss") {
             w.targets.withUnsafeBufferPointer {
                 crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
@@ -179,11 +155,13 @@ extension TransformerModel {
     }
 
     /// Adds the gradient of the last `forward`'s mean loss, times `scale`, to
-    /// `workspace.gradients` (so micro-batches accumulate; zero the gradients to start).
+    /// `workspace.gradients` (so micro-batches accumulate; zero the gradients to start). Frozen
+    /// tensors get none; the input gradients still flow through them.
     public func backward(workspace w: TrainingWorkspace, scale: Float = 1, pool: ThreadPool = .shared) {
+        precondition(w.canTrain, "backward needs a training workspace")
         let c = config, n = w.rows, d = c.dModel, t = w.length
         let p = parameters.pointer, g = w.gradients.pointer
-        let dropout = w.masks != nil && c.dropout > 0 ? w.masks : nil
+        let dropout = w.dropoutActive ? w.masks : nil
         let perToken = w.counted == 0 ? 0 : scale / Float(w.counted)
         w.dloss.pointer.update(repeating: perToken, count: n)
 
@@ -206,16 +184,14 @@ extension TransformerModel {
         w.logitsHoldGradients = false
         let dFinal = w.dBranch.pointer
         Profiler.measure("lm head backward") {
-            linearBackward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, inDim: d, outDim: c.vocabularySize,
-                           weight: p + layout.lmHead, dx: dFinal, accumulate: false, dWeight: g + layout.lmHead, dBias: nil,
-                           alpha: outputScale, precision: w.precision, pool: pool)
+            layout.lmHead.backward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, dx: dFinal, parameters: p, gradients: g,
+                                   alpha: outputScale, precision: w.precision, pool: pool)
         }
         let dx = w.dResidual.pointer
         dx.update(repeating: 0, count: n * d)
         Profiler.measure("norm backward") {
-            normBackward(dFinal, x: w.residual.pointer + c.layers * n * d, weight: p + layout.finalNormWeight,
-                         mean: w.finalMean.pointer, rstd: w.finalRstd.pointer, dx: dx, dWeight: g + layout.finalNormWeight,
-                         dBias: c.normHasBias ? g + layout.finalNormBias : nil, rows: n, pool: pool)
+            normBackward(dFinal, x: w.residual.pointer + c.layers * n * d, layout.finalNorm, mean: w.finalMean.pointer,
+                         rstd: w.finalRstd.pointer, dx: dx, gradients: g, rows: n, pool: pool)
         }
 
         let dBranch = w.dBranch.pointer
@@ -234,9 +210,8 @@ extension TransformerModel {
             let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
             Profiler.measure("mlp down backward") {
-                linearBackward(dOut, x: act, rows: n, inDim: c.dFF, outDim: d, weight: p + layer.downWeight,
-                               dx: dAct, accumulate: false, dWeight: g + layer.downWeight,
-                               dBias: c.bias ? g + layer.downBias : nil, precision: w.precision, pool: pool)
+                layer.down.backward(dOut, x: act, rows: n, dx: dAct, parameters: p, gradients: g, precision: w.precision,
+                                    pool: pool)
             }
             Profiler.measure("activation backward") {
                 if c.activation == .swiglu {
@@ -247,23 +222,20 @@ extension TransformerModel {
             }
             let ln2 = w.norm2.pointer + i * n * d
             Profiler.measure("mlp up backward") {
-                linearBackward(dIn, x: ln2, rows: n, inDim: d, outDim: c.mlpInDim, weight: p + layer.upWeight,
-                               dx: dBranch, accumulate: false, dWeight: g + layer.upWeight,
-                               dBias: c.bias ? g + layer.upBias : nil, precision: w.precision, pool: pool)
+                layer.up.backward(dIn, x: ln2, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
+                                  pool: pool)
             }
             Profiler.measure("norm backward") {
-                normBackward(dBranch, x: xMid, weight: p + layer.norm2Weight, mean: w.norm2Mean.pointer + i * n,
-                             rstd: w.norm2Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm2Weight,
-                             dBias: c.normHasBias ? g + layer.norm2Bias : nil, rows: n, pool: pool)
+                normBackward(dBranch, x: xMid, layer.norm2, mean: w.norm2Mean.pointer + i * n,
+                             rstd: w.norm2Rstd.pointer + i * n, dx: dx, gradients: g, rows: n, pool: pool)
             }
             // Attention branch: dx is now the gradient of xMid, and of x through the skip.
             dOut = branchGradient(mask: 1 + 2 * i)
             let att = w.att.pointer + i * n * c.heads * c.headDim
             let dAtt = w.dWide2.pointer
             Profiler.measure("attention out backward") {
-                linearBackward(dOut, x: att, rows: n, inDim: c.heads * c.headDim, outDim: d, weight: p + layer.outWeight,
-                               dx: dAtt, accumulate: false, dWeight: g + layer.outWeight,
-                               dBias: c.bias ? g + layer.outBias : nil, precision: w.precision, pool: pool)
+                layer.out.backward(dOut, x: att, rows: n, dx: dAtt, parameters: p, gradients: g, precision: w.precision,
+                                   pool: pool)
             }
             let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
             Profiler.measure("attention backward") {
@@ -276,60 +248,30 @@ extension TransformerModel {
             }
             let ln1 = w.norm1.pointer + i * n * d
             Profiler.measure("qkv backward") {
-                linearBackward(dqkv, x: ln1, rows: n, inDim: d, outDim: c.qkvDim, weight: p + layer.qkvWeight,
-                               dx: dBranch, accumulate: false, dWeight: g + layer.qkvWeight,
-                               dBias: c.bias ? g + layer.qkvBias : nil, precision: w.precision, pool: pool)
+                layer.qkv.backward(dqkv, x: ln1, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
+                                   pool: pool)
             }
             Profiler.measure("norm backward") {
-                normBackward(dBranch, x: x, weight: p + layer.norm1Weight, mean: w.norm1Mean.pointer + i * n,
-                             rstd: w.norm1Rstd.pointer + i * n, dx: dx, dWeight: g + layer.norm1Weight,
-                             dBias: c.normHasBias ? g + layer.norm1Bias : nil, rows: n, pool: pool)
+                normBackward(dBranch, x: x, layer.norm1, mean: w.norm1Mean.pointer + i * n,
+                             rstd: w.norm1Rstd.pointer + i * n, dx: dx, gradients: g, rows: n, pool: pool)
             }
         }
 
         // Embeddings.
         if let dropout { multiply(dx, by: dropout.pointer, count: n * d) }
         Profiler.measure("embedding backward") {
-            w.ids.withUnsafeBufferPointer {
-                embeddingBackward(dx, ids: $0.baseAddress!, into: g + layout.tokenEmbedding, count: n, dim: d, pool: pool)
+            if let table = layout.tokenEmbeddingGradient {
+                w.ids.withUnsafeBufferPointer {
+                    embeddingBackward(dx, ids: $0.baseAddress!, into: g + table, count: n, dim: d, pool: pool)
+                }
             }
-            if c.positions == .learned {
-                for r in 0..<n { axpy(1, dx + r * d, g + layout.positionEmbedding + (r % t) * d, count: d) }
+            if let positions = layout.positionEmbeddingGradient {
+                for r in 0..<n { axpy(1, dx + r * d, g + positions + (r % t) * d, count: d) }
             }
         }
     }
 
     // MARK: Pieces
-
-    func normForward(
-        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        into y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
-        rows: Int, pool: ThreadPool
-    ) {
-        let eps = Float(config.normEps)
-        switch config.norm {
-        case .layernorm:
-            layerNormForward(x, weight: weight, bias: bias, into: y, mean: mean, rstd: rstd, rows: rows,
-                             dim: config.dModel, eps: eps, pool: pool)
-        case .rmsnorm:
-            rmsNormForward(x, weight: weight, into: y, rstd: rstd, rows: rows, dim: config.dModel, eps: eps, pool: pool)
-        }
-    }
-
-    func normBackward(
-        _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-        dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, rows: Int, pool: ThreadPool
-    ) {
-        switch config.norm {
-        case .layernorm:
-            layerNormBackward(dy, x: x, weight: weight, mean: mean, rstd: rstd, dx: dx, dweight: dWeight,
-                              dbias: dBias, rows: rows, dim: config.dModel, pool: pool)
-        case .rmsnorm:
-            rmsNormBackward(dy, x: x, weight: weight, rstd: rstd, dx: dx, dweight: dWeight, rows: rows,
-                            dim: config.dModel, pool: pool)
-        }
-    }
 
     /// All heads of all sequences; tasks are (sequence, head) pairs.
     func attentionForward(

@@ -37,21 +37,23 @@ struct ProfilerTests {
         #expect(all.clean == 1 && all.median == 3.5)
     }
 
-    @Test("a step's products: each linear layer's forward, input and weight gradient, 6·N·parameters FLOPs")
+    @Test("a step's products: each linear layer's forward, then input and weight gradients in reverse, 6·N·weights FLOPs")
     func stepShapes() {
-        let (n, d, layers, vocab) = (64, 16, 3, 50)
-        let shapes = KernelBenchmark.stepShapes(tokens: n, dModel: d, layers: layers, vocabularySize: vocab)
-        #expect(shapes.count == 3 * (4 * layers + 1))
-        let parameters = layers * 12 * d * d + vocab * d // weights of qkv, out, up, down; lm head
-        #expect(shapes.reduce(0) { $0 + $1.flops } == Double(6 * n * parameters))
-        for forward in shapes where forward.name == "fwd" {
-            let (o, i) = (forward.n, forward.k)
-            #expect(forward.m == n && forward.transB && !forward.transA)
-            #expect(shapes.contains { $0.name == "dX" && $0.m == n && $0.n == i && $0.k == o && !$0.transA && !$0.transB })
-            #expect(shapes.contains { $0.name == "dW" && $0.m == o && $0.n == i && $0.k == n && $0.transA && !$0.transB })
+        let n = 64
+        let linears = [(inFeatures: 16, outFeatures: 48), (inFeatures: 16, outFeatures: 16), (inFeatures: 16, outFeatures: 50)]
+        let shapes = KernelBenchmark.stepShapes(linears: linears, tokens: n)
+        #expect(shapes.count == 3 * linears.count)
+        let weights = linears.reduce(0) { $0 + $1.inFeatures * $1.outFeatures }
+        #expect(shapes.reduce(0) { $0 + $1.flops } == Double(6 * n * weights))
+        for (l, forward) in zip(linears, shapes.prefix(linears.count)) {
+            #expect(forward.name == "fwd" && forward.m == n && forward.n == l.outFeatures && forward.k == l.inFeatures)
+            #expect(forward.transB && !forward.transA)
         }
-        // Backward follows the forward: the lm head's gradients come right after its forward.
-        let head = shapes.firstIndex { $0.name == "fwd" && $0.n == vocab }!
-        #expect(head == 4 * layers && shapes[head + 1].m == vocab && shapes[head + 2].k == vocab)
+        // Backward runs the layers in reverse: the last layer's dX then dW come first.
+        for (j, l) in linears.reversed().enumerated() {
+            let dx = shapes[linears.count + 2 * j], dw = shapes[linears.count + 2 * j + 1]
+            #expect(dx.name == "dX" && dx.m == n && dx.n == l.inFeatures && dx.k == l.outFeatures && !dx.transA && !dx.transB)
+            #expect(dw.name == "dW" && dw.m == l.outFeatures && dw.n == l.inFeatures && dw.k == n && dw.transA && !dw.transB)
+        }
     }
 }

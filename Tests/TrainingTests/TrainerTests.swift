@@ -104,7 +104,7 @@ struct TrainerTests {
         try trainer.save(to: directory, tokenizer: nil)
         let saved = try Checkpoint.load(from: directory).parameters.array
         // Poison one weight of the output layer: every loss becomes NaN.
-        trainer.model.parameters.pointer[trainer.model.layout.lmHead + 3] = .nan
+        trainer.model.parameters.pointer[trainer.model.layout.lmHead.weight + 3] = .nan
         let before = trainer.model.parameters.array
         let report = try trainer.step()
         #expect(report.skipped != nil)
@@ -119,7 +119,7 @@ struct TrainerTests {
         let (trainer, _) = try smallRun(steps: 20, dropout: 0, spikeFactor: 1.5)
         for _ in 0..<6 { _ = try trainer.step() }
         // Scaling the output layer up makes the loss jump far above its running mean.
-        let head = trainer.model.layout.lmHead, p = trainer.model.parameters.pointer
+        let head = trainer.model.layout.lmHead.weight, p = trainer.model.parameters.pointer
         for i in 0..<(17 * 16) { p[head + i] *= 40 }
         let before = trainer.model.parameters.array
         let report = try trainer.step()

@@ -20,7 +20,7 @@ struct InferenceTests {
         let maxLogit = full.map(abs).max() ?? 1
 
         // Prefill 3 tokens (all rows), then 2, then decode one at a time.
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model)
         var cached = try session.feed(Array(ids[0..<3]), allRows: true)
         cached += try session.feed(Array(ids[3..<5]), allRows: true)
         for i in 5..<length { cached += try session.feed([ids[i]]) }
@@ -32,7 +32,7 @@ struct InferenceTests {
     @Test("a sequence past the context and an unknown id are refused without changing the cache")
     func errors() throws {
         let model = try TransformerModel(config: Variant.all[0].config, seed: 1)
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model)
         try session.feed([1, 2, 3])
         #expect(throws: TransformerError.sequenceTooLong(tokens: 9, contextLength: 8)) { try session.feed([1, 2, 3, 4, 5, 6]) }
         #expect(throws: TransformerError.tokenOutOfRange(id: 13, vocabularySize: 13)) { try session.feed([13]) }

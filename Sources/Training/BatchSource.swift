@@ -1,0 +1,155 @@
+import Kernels
+import Support
+import Transformer
+
+/// Where a trainer's micro-batches come from. A source is deterministic: its `position`
+/// (saved with each checkpoint) and its data decide every later batch, which is what makes a
+/// resumed run bit-identical to an uninterrupted one.
+public protocol BatchSource: Sendable {
+    /// Fills `ids` and `targets` (`batch x length` each; target -1: not counted) with the next
+    /// micro-batch and advances.
+    mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int)
+    /// The state the next batch follows from.
+    var position: UInt64 { get set }
+    /// A hash of the data, so that a resume with other data is refused.
+    var fingerprint: String { get }
+}
+
+/// SHA-256 of token ids, as hex.
+func tokenFingerprint(_ tokens: [Int32]) -> String {
+    var hasher = SHA256()
+    tokens.withUnsafeBytes { hasher.update($0) }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+}
+
+/// Random contiguous windows of one token stream (pretraining): each row is `length` tokens
+/// from a uniformly drawn start, and its targets are the same tokens shifted by one.
+public struct TokenWindows: BatchSource {
+    public let tokens: [Int32]
+    public var position: UInt64
+    public let fingerprint: String
+
+    /// Windows of `tokens`, every id checked against `vocabularySize`; the generator starts from
+    /// `seed` as pretraining's always has.
+    public init(tokens: [Int32], vocabularySize: Int, seed: UInt64) throws {
+        for id in tokens where id < 0 || Int(id) >= vocabularySize {
+            throw TransformerError.tokenOutOfRange(id: id, vocabularySize: vocabularySize)
+        }
+        self.tokens = tokens
+        position = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
+        fingerprint = tokenFingerprint(tokens)
+    }
+
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) {
+        var rng = SplitMix64(seed: position)
+        let limit = UInt64(tokens.count - t)
+        for b in 0..<batch {
+            let start = Int(rng.next() % limit)
+            for j in 0..<t {
+                ids[b * t + j] = tokens[start + j]
+                targets[b * t + j] = tokens[start + j + 1]
+            }
+        }
+        position = rng.state
+    }
+}
+
+/// One training example: ids and their targets (-1 where the loss does not count, e.g. outside
+/// the assistant's turns of a chat).
+public struct MaskedExample: Sendable, Equatable {
+    public var ids: [Int32]
+    public var targets: [Int32]
+
+    public init(ids: [Int32], targets: [Int32]) {
+        self.ids = ids
+        self.targets = targets
+    }
+}
+
+/// Whole examples (fine-tuning): each epoch visits every example once in a seeded shuffled
+/// order; a row holds one example, cut to `length` tokens or padded with targets -1.
+public struct MaskedExamples: BatchSource {
+    public let examples: [MaskedExample]
+    public let seed: UInt64
+    /// Rows handed out so far.
+    public var position: UInt64 = 0
+    public let fingerprint: String
+
+    /// Checks that every example has matching lengths, ids in the vocabulary and at least one
+    /// counted target; the error names the example's index.
+    public init(examples: [MaskedExample], vocabularySize: Int, seed: UInt64) throws {
+        guard !examples.isEmpty else { throw TrainingError.notEnoughData(tokens: 0, needed: 2) }
+        var all: [Int32] = []
+        for (index, e) in examples.enumerated() {
+            guard e.ids.count == e.targets.count, !e.ids.isEmpty else {
+                throw TrainingError.invalidOption(name: "data", reason: "example \(index): \(e.ids.count) ids but \(e.targets.count) targets")
+            }
+            for id in e.ids where id < 0 || Int(id) >= vocabularySize {
+                throw TransformerError.tokenOutOfRange(id: id, vocabularySize: vocabularySize)
+            }
+            for id in e.targets where id < -1 || Int(id) >= vocabularySize {
+                throw TransformerError.tokenOutOfRange(id: id, vocabularySize: vocabularySize)
+            }
+            guard e.targets.contains(where: { $0 >= 0 }) else {
+                throw TrainingError.invalidOption(name: "data", reason: "example \(index) has no token the loss counts")
+            }
+            all += e.ids + [-2] + e.targets + [-3]
+        }
+        self.examples = examples
+        self.seed = seed
+        fingerprint = tokenFingerprint(all)
+    }
+
+    /// The example at row `row` of the whole run: epoch `row / count` visits a permutation
+    /// drawn from the seed and the epoch.
+    public func example(at row: UInt64) -> MaskedExample {
+        let n = UInt64(examples.count), epoch = row / n
+        var order = Array(0..<examples.count)
+        var rng = SplitMix64(seed: seed ^ (epoch &* 0xA076_1D64_78BD_642F) &+ 0x5851_F42D_4C95_7F2D)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return examples[order[Int(row % n)]]
+    }
+
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) {
+        for b in 0..<batch {
+            let e = example(at: position)
+            position += 1
+            let used = min(t, e.ids.count)
+            for j in 0..<t {
+                ids[b * t + j] = j < used ? e.ids[j] : 0
+                targets[b * t + j] = j < used ? e.targets[j] : -1
+            }
+        }
+    }
+}
+
+/// Given batches, in order (checking an optimizer against another implementation): batch `i`
+/// of the list is step `i`'s micro-batch.
+public struct FixedBatches: BatchSource {
+    public let batches: [MaskedExample]
+    public var position: UInt64 = 0
+    public let fingerprint: String
+
+    public init(batches: [MaskedExample], vocabularySize: Int) throws {
+        guard !batches.isEmpty else { throw TrainingError.notEnoughData(tokens: 0, needed: 2) }
+        for b in batches {
+            for id in b.ids where id < 0 || Int(id) >= vocabularySize {
+                throw TransformerError.tokenOutOfRange(id: id, vocabularySize: vocabularySize)
+            }
+            for id in b.targets where id < -1 || Int(id) >= vocabularySize {
+                throw TransformerError.tokenOutOfRange(id: id, vocabularySize: vocabularySize)
+            }
+        }
+        self.batches = batches
+        fingerprint = tokenFingerprint(batches.flatMap { $0.ids + $0.targets })
+    }
+
+    /// Copies the next batch (which must hold `batch x length` ids and targets; the trainer
+    /// checks the sizes before it starts) and advances, wrapping around at the end.
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int) {
+        let b = batches[Int(position % UInt64(batches.count))]
+        ids = b.ids
+        targets = b.targets
+        position += 1
+    }
+}
