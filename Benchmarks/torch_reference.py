@@ -113,7 +113,12 @@ def hf_llama_logits(cfg, directory, ids):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tinylm", default=".build/release/tinylm")
+    ap.add_argument("--write-fixture", metavar="DIR",
+                    help="write the golden fixture the Swift tests check without Python (then stop)")
     args = ap.parse_args()
+    if args.write_fixture:
+        write_fixture(args, args.write_fixture)
+        return
     torch.manual_seed(0)
     worst_logits = worst_grads = 0.0
     print(f"{'variant':56s} {'logits rel':>11s} {'grads rel':>11s} {'loss tinylm':>12s} {'loss torch':>12s}")
@@ -227,6 +232,73 @@ def training_check(args, steps=20):
         print(f"  step {i + 1:2d}: tinylm {ours[i]:.6f}  torch {theirs[i]:.6f}")
     print(f"worst relative loss difference {worst:.2e} -> {'PASS' if worst < 1e-4 else 'FAIL'} (tolerance 1e-4)")
     return worst < 1e-4
+
+
+FIXTURE_BASE = dict(vocab_size=256, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=80, init_std=0.1)
+FIXTURE_MIXES = {
+    "gpt2": VARIANTS["gpt2 (layernorm, learned, gelu, MHA, tied, biases)"],
+    "llama": VARIANTS["llama (rmsnorm, rope, swiglu, GQA, untied, no biases)"],
+}
+
+
+def write_fixture(args, directory):
+    """For two option mixes: a TinyLM checkpoint (config.json, model.safetensors from `tinylm
+    init`) and reference.safetensors holding, from the float64 PyTorch implementation above, the
+    logits of one sequence (`logits` [T, V]), one batch's gradient of every tensor (`grad.NAME`),
+    and in its metadata the ids, the batch, its loss, and 10 AdamW steps' batches and losses."""
+    from safetensors.torch import save_file
+    for mix, options in FIXTURE_MIXES.items():
+        cfg = dict(FIXTURE_BASE, **options)
+        out = os.path.join(directory, mix)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = os.path.join(tmp, "ckpt")
+            run([args.tinylm, "init", "--config", os.path.join(out, "config.json"), "--out", ckpt, "--seed", "11"])
+            with open(os.path.join(ckpt, "model.safetensors"), "rb") as src, open(os.path.join(out, "model.safetensors"), "wb") as dst:
+                dst.write(src.read())
+        w = {k: v.double() for k, v in load_file(os.path.join(out, "model.safetensors")).items()}
+        g = torch.Generator().manual_seed(13)
+        V, T = cfg["vocab_size"], cfg["context_length"]
+        ids = torch.randint(0, V, (T,), generator=g)
+        logits = reference_logits(cfg, w, ids[None])[0]
+        B = 2
+        batch = torch.randint(0, V, (B, T), generator=g)
+        targets = torch.cat([batch[:, 1:], torch.full((B, 1), -1)], 1)
+        targets[0, 3] = -1  # a masked position inside a row
+        params = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+        loss = F.cross_entropy(reference_logits(cfg, params, batch).reshape(-1, V), targets.reshape(-1), ignore_index=-1)
+        loss.backward()
+        tensors = {"logits": logits.float().contiguous()}
+        tensors.update({"grad." + k: p.grad.float().contiguous() for k, p in params.items()})
+        # 10 AdamW steps (warmup 3, cosine, clipping, weight decay) on learnable batches.
+        hp = dict(lr=3e-3, min_lr=3e-4, warmup=3, weight_decay=0.1, clip=1.0, steps=10)
+        steps = []
+        for _ in range(hp["steps"]):
+            start = torch.randint(0, 50, (B, 1), generator=g)
+            seq = (start + torch.arange(T + 1) * 7) % V
+            steps.append(dict(ids=seq[:, :-1].flatten().tolist(), targets=seq[:, 1:].flatten().tolist()))
+        w2 = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+        groups = [dict(params=[p for k, p in w2.items() if decays(k)], weight_decay=hp["weight_decay"]),
+                  dict(params=[p for k, p in w2.items() if not decays(k)], weight_decay=0.0)]
+        opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.95), eps=1e-8)
+        losses = []
+        for step, b in enumerate(steps):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["steps"])
+            l = F.cross_entropy(reference_logits(cfg, w2, torch.tensor(b["ids"]).view(B, T)).reshape(-1, V),
+                                torch.tensor(b["targets"]).view(-1))
+            opt.zero_grad()
+            l.backward()
+            torch.nn.utils.clip_grad_norm_(list(w2.values()), hp["clip"])
+            opt.step()
+            losses.append(l.item())
+        meta = dict(ids=ids.tolist(), batch=B, batch_ids=batch.flatten().tolist(), batch_targets=targets.flatten().tolist(),
+                    loss=loss.item(), adamw=dict(hp, batches=steps, losses=losses),
+                    made_by=f"Benchmarks/torch_reference.py --write-fixture (torch {torch.__version__}, float64)")
+        save_file(tensors, os.path.join(out, "reference.safetensors"), metadata={"reference": json.dumps(meta)})
+        print(f"{out}: loss {loss.item():.6f}, AdamW losses {losses[0]:.4f} .. {losses[-1]:.4f}")
 
 
 if __name__ == "__main__":

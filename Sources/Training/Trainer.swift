@@ -199,6 +199,18 @@ public final class Trainer {
     /// shape; anything else is refused before a value is read.
     public static func resume(from directory: String, train: [Int32], validation: [Int32]?, steps: Int? = nil,
                               pool: ThreadPool = .shared) throws -> Trainer {
+        try resume(from: directory, data: { model, options in
+            guard train.count > options.sequenceLength else {
+                throw TrainingError.notEnoughData(tokens: train.count, needed: options.sequenceLength + 1)
+            }
+            return try TokenWindows(tokens: train, vocabularySize: model.config.vocabularySize, seed: options.seed)
+        }, validation: validation, steps: steps, pool: pool)
+    }
+
+    /// Continues a run whose batches come from the source `data` makes for the saved model and
+    /// options (its position is set from the saved state).
+    public static func resume(from directory: String, data: (TransformerModel, TrainingOptions) throws -> any BatchSource,
+                              validation: [Int32]?, steps: Int? = nil, pool: ThreadPool = .shared) throws -> Trainer {
         let path = directory + "/" + stateFile
         guard FileManager.default.fileExists(atPath: path) else {
             throw TrainingError.resume(path: directory, reason: "no \(stateFile) (not a training checkpoint)")
@@ -236,7 +248,7 @@ public final class Trainer {
         let model = try TransformerModel(config: config, parameters: parameters)
         var options = run.options
         if let steps { options.steps = steps }
-        let trainer = try Trainer(model: model, options: options, train: train, validation: validation, pool: pool)
+        let trainer = try Trainer(model: model, options: options, data: try data(model, options), validation: validation, pool: pool)
         guard trainer.state.dataSHA256 == run.state.dataSHA256 else {
             throw TrainingError.resume(path: directory, reason: "the training data differs from the run's (its tokens hash differently)")
         }

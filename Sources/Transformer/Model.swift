@@ -9,11 +9,12 @@ public final class TransformerModel: @unchecked Sendable {
     public let parameters: FloatBuffer
     let rotary: RotaryTable?
 
-    /// A model with the given parameters (`layout.count` floats).
-    public init(config: ModelConfig, parameters: FloatBuffer) throws {
+    /// A model with the given parameters (`layout.count` floats). Tensors for which `trainable`
+    /// is false are frozen: training computes no gradient for them and keeps no optimizer state.
+    public init(config: ModelConfig, parameters: FloatBuffer, trainable: (String) -> Bool = { _ in true }) throws {
         try config.validate()
         self.config = config
-        layout = ParameterLayout(config)
+        layout = ParameterLayout(config, trainable: trainable)
         guard parameters.count == layout.count else {
             throw TransformerError.checkpoint(path: "parameters", reason: "\(parameters.count) floats for a model of \(layout.count)")
         }

@@ -31,23 +31,33 @@ func renumbered(_ c: Conversation) -> Conversation {
 
 @Suite("chat template")
 struct TemplateTests {
-    func conversationsUnderTest() throws -> [Conversation] {
-        var all: [Conversation] = []
-        var generator = SyntheticToolData(seed: 5)
-        all += generator.conversations(200)
-        if let shared = sharedChat {
-            all += try ChatDatasets.read(shared + "/glaive-toolcall-300.json")
-            all += try ChatDatasets.read(shared + "/fastchat-dummy-500.json")
-        } else {
-            print("note: ../shared/data/chat is absent; the template round trip uses generated conversations only")
+    /// Generated conversations, or the ShareGPT datasets of ../shared/data/chat.
+    static func conversations(_ source: String) throws -> [Conversation] {
+        switch source {
+        case "generated":
+            var generator = SyntheticToolData(seed: 5)
+            return generator.conversations(200)
+        default:
+            let shared = try #require(sharedChat)
+            return try ChatDatasets.read(shared + "/glaive-toolcall-300.json") + ChatDatasets.read(shared + "/fastchat-dummy-500.json")
         }
-        return all
     }
 
-    @Test("parse(render(c)) == c for ShareGPT, OpenAI and generated conversations")
-    func roundTrip() throws {
+    @Test("parse(render(c)) == c for generated conversations")
+    func roundTripGenerated() throws { try roundTrip(Self.conversations("generated")) }
+
+    @Test("parse(render(c)) == c for the ShareGPT datasets", .enabled(if: sharedChat != nil, "../shared/data/chat is absent"))
+    func roundTripShared() throws { try roundTrip(Self.conversations("shared")) }
+
+    @Test("the loss mask covers exactly the assistant turns and their closing markers (generated)")
+    func maskGenerated() throws { try mask(Self.conversations("generated")) }
+
+    @Test("the loss mask covers exactly the assistant turns and their closing markers (ShareGPT datasets)",
+          .enabled(if: sharedChat != nil, "../shared/data/chat is absent"))
+    func maskShared() throws { try mask(Self.conversations("shared").prefix(150)) }
+
+    func roundTrip(_ conversations: [Conversation]) throws {
         let template = ChatTemplate.chatML
-        let conversations = try conversationsUnderTest()
         #expect(conversations.count >= 200)
         for c in conversations {
             let parsed = try template.parse(template.render(c))
@@ -60,11 +70,11 @@ struct TemplateTests {
         #expect(reread == conversations)
     }
 
-    @Test("the loss mask covers exactly the assistant turns and their closing markers")
-    func lossMask() throws {
+    func mask<C: Collection<Conversation>>(_ conversations: C) throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizer)
         let template = ChatTemplate.chatML
-        for c in try conversationsUnderTest().prefix(150) {
+        #expect(conversations.count >= 150)
+        for c in conversations.prefix(150) {
             let (ids, mask) = try template.tokenize(c, with: tokenizer)
             #expect(ids.count == mask.count)
             // Runs of trained tokens decode to the assistant segments, in order.

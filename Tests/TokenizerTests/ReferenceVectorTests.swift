@@ -13,12 +13,9 @@ struct ReferenceVectorTests {
     }
 
     @Test("every vector encodes to its ids and pieces and decodes to its text",
-          arguments: ["llama2", "spm-test-unigram"])
+          .enabled(if: sharedData != nil, "../shared/data is absent"), arguments: ["llama2", "spm-test-unigram"])
     func vectors(_ name: String) throws {
-        guard let shared = sharedData else {
-            print("skipped: ../shared/data is absent, so the \(name) reference vectors cannot be checked")
-            return
-        }
+        let shared = try #require(sharedData)
         let tokenizer = try SentencePieceTokenizer(contentsOf: "\(shared)/tokenizers/\(name).model")
         let lines = try String(contentsOfFile: "\(shared)/tokenizers/\(name).vectors.jsonl", encoding: .utf8)
             .split(separator: "\n").dropFirst()
@@ -41,12 +38,9 @@ struct ReferenceVectorTests {
         #expect(try batch == texts.map { try tokenizer.encode($0) })
     }
 
-    @Test("the T5 model loads, reports its specials and round-trips")
+    @Test("the T5 model loads, reports its specials and round-trips", .enabled(if: sharedData != nil, "../shared/data is absent"))
     func t5() throws {
-        guard let shared = sharedData else {
-            print("skipped: ../shared/data is absent, so the T5 model cannot be loaded")
-            return
-        }
+        let shared = try #require(sharedData)
         let tokenizer = try SentencePieceTokenizer(contentsOf: "\(shared)/tokenizers/t5.model")
         #expect(tokenizer.vocabularySize == 32000)
         #expect(tokenizer.proto.modelType == .unigram)

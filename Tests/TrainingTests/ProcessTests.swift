@@ -72,12 +72,8 @@ struct CLIRun {
 
 @Suite("pretraining processes", .serialized)
 struct ProcessTests {
-    @Test("Ctrl-C saves a checkpoint; --resume finishes bit-identical to an uninterrupted run")
+    @Test("Ctrl-C saves a checkpoint; --resume finishes bit-identical to an uninterrupted run", .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
     func interruptAndResume() throws {
-        guard CLIRun.binary != nil else {
-            print("skipped: the tinylm binary is not built beside the tests")
-            return
-        }
         let (corpus, config) = try CLIRun.fixture()
         let straight = temporaryPath()
         let full = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: straight, steps: 2000, saveEvery: 0))
@@ -114,12 +110,8 @@ struct ProcessTests {
         #expect(a == b, "parameters after an interrupted + resumed run equal an uninterrupted run's")
     }
 
-    @Test("killing the process at random moments, even mid-save, always leaves a checkpoint that loads and resumes")
+    @Test("killing the process at random moments, even mid-save, always leaves a checkpoint that loads and resumes", .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
     func killDuringSave() throws {
-        guard CLIRun.binary != nil else {
-            print("skipped: the tinylm binary is not built beside the tests")
-            return
-        }
         let (corpus, config) = try CLIRun.fixture()
         let out = temporaryPath()
         // Saving every step makes most kills land in or near a save.

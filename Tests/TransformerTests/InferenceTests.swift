@@ -93,11 +93,17 @@ struct SamplerTests {
         s.minP = 0.5 // keeps tokens with p ≥ 0.5 p(1): ids 1 and 4 (e^-0.5 ≈ 0.61), not 2 (e^-1)
         #expect(s.distribution(logits).enumerated().filter { $0.element > 0 }.map(\.offset) == [1, 4])
         s.minP = 0
+        // The penalty divides a seen positive logit (id 1: 3 → 1.5) and multiplies a seen
+        // negative one (id 3: -1 → -2), at the same temperature; unseen ids keep theirs.
         s.repetitionPenalty = 2
-        let before = Sampler(seed: 0).distribution(logits)
-        let after = s.distribution(logits, history: [1])
-        #expect(after[1] < before[1] * 0.9)
-        #expect(abs(after.reduce(0, +) - 1) < 1e-5)
+        let after = s.distribution(logits, history: [1, 3, 1])
+        var penalized = logits.map(Double.init)
+        penalized[1] = 1.5
+        penalized[3] = -2
+        let weights = penalized.map { Foundation.exp($0) }, total = weights.reduce(0, +)
+        for (p, w) in zip(after, weights) { #expect(abs(Double(p) - w / total) < 1e-6) }
+        s.repetitionPenalty = 1
+        #expect(s.distribution(logits, history: [1, 3])[1] > after[1] * 2)
     }
 
     @Test("invalid settings are refused")
