@@ -5,7 +5,7 @@ SWIFT ?= swift
 TEST_FLAGS ?= -Xswiftc -O
 BIN := .build/release/tinylm
 
-.PHONY: all setup build test chat bench bench-kernels bench-train reference clean
+.PHONY: all setup build install test chat bench bench-kernels bench-train reference clean
 
 all: build
 
@@ -20,6 +20,15 @@ setup:
 
 build: setup
 	$(SWIFT) build -c release
+
+# `make install PREFIX=…`: the binary in PREFIX/bin, the files it ships in PREFIX/share/tinylm
+# (it finds them there from any working directory).
+PREFIX ?= /usr/local
+install: build
+	install -d $(PREFIX)/bin $(PREFIX)/share/tinylm/Tokenizers
+	install -m 755 $(BIN) $(PREFIX)/bin/tinylm
+	install -m 644 Tokenizers/*.model $(PREFIX)/share/tinylm/Tokenizers/
+	cp -R Checkpoints $(PREFIX)/share/tinylm/
 
 test: setup
 	$(SWIFT) test $(TEST_FLAGS)

@@ -5,11 +5,6 @@ import Darwin
 #endif
 import Foundation
 
-#if canImport(Glibc)
-private let posixWrite = Glibc.write
-#else
-private let posixWrite = Darwin.write
-#endif
 
 /// Errors from reading and writing files, each naming the file.
 public enum FileError: Error, CustomStringConvertible, Equatable {
@@ -80,7 +75,7 @@ public enum AtomicFile {
     public static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < raw.count {
-            let n = posixWrite(fd, raw.baseAddress! + offset, raw.count - offset)
+            let n = POSIX.write(fd, raw.baseAddress! + offset, raw.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError.unwritable(path: path, reason: systemError())

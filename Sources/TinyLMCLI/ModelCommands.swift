@@ -40,9 +40,8 @@ struct InitCommand: ParsableCommand {
         var modelConfig = try ModelConfig.load(config)
         if let vocabSize { modelConfig.vocabularySize = vocabSize }
         try modelConfig.validate(source: config)
-        let defaultTokenizer = "Tokenizers/tinylm-4k.model"
         var tokenizerData: Data?
-        let path = tokenizer ?? (FileManager.default.fileExists(atPath: defaultTokenizer) ? defaultTokenizer : nil)
+        let path = tokenizer ?? ShippedFiles.locate(ShippedFiles.defaultTokenizer)
         if let path {
             let t = try SentencePieceTokenizer(contentsOf: path)
             if t.vocabularySize > modelConfig.vocabularySize {

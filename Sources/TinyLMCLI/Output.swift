@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Support
 
 /// Buffered writes to standard output: one `fwrite` per 1 MiB instead of one per line.
 struct StandardOutput {
@@ -35,7 +36,7 @@ struct StandardOutput {
         buffer.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let n = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
+                let n = POSIX.write(1, raw.baseAddress! + offset, raw.count - offset)
                 if n <= 0 {
                     if n < 0 && errno == EINTR { continue }
                     break // a closed pipe (e.g. `| head`): nothing more can be written

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import Support
 import Synchronization
 import Tokenizer
 import Training
@@ -30,7 +31,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "A directory from `tinylm data prepare` (train.bin, val.bin).") var data: String?
     @Option(help: "Validation data instead of the split: a text file or a .bin shard (never train on it).") var valData: String?
     @Option(help: "Fraction of --corpus documents held out for validation.") var valFraction = 0.01
-    @Option(help: "Tokenizer.") var tokenizer = "Tokenizers/tinylm-4k.model"
+    @Option(help: "Tokenizer (default: the shipped Tokenizers/tinylm-4k.model).") var tokenizer: String?
     @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config = "tiny"
     @Option(help: "Vocabulary size (default: the tokenizer's).") var vocabSize: Int?
     @Option(help: "Tokens per sequence (default: the model's context).") var context: Int?
@@ -57,7 +58,7 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Continue the run saved in --out.") var resume = false
 
     func run() throws {
-        let tok = try SentencePieceTokenizer(contentsOf: tokenizer)
+        let tok = try SentencePieceTokenizer(contentsOf: try tokenizer ?? ShippedFiles.path(ShippedFiles.defaultTokenizer))
         var train: [Int32] = [], validation: [Int32]?
         if let data {
             train = try loadShard(data + "/train.bin", tokenizer: tok)

@@ -19,12 +19,14 @@ struct CLIRun {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    /// Starts `tinylm`; with `errorFile`, its standard error goes there.
-    static func start(_ arguments: [String], errorFile: String? = nil) throws -> Process {
+    /// Starts `tinylm` (or `executable`) in the repository (or `directory`); with `errorFile`,
+    /// its standard error goes there.
+    static func start(_ arguments: [String], errorFile: String? = nil, executable: String? = nil,
+                      directory: String? = nil) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary!)
+        process.executableURL = URL(fileURLWithPath: executable ?? binary!)
         process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: repository)
+        process.currentDirectoryURL = URL(fileURLWithPath: directory ?? repository)
         process.environment = ProcessInfo.processInfo.environment.merging(["TINYLM_THREADS": "2"]) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         if let errorFile {
@@ -141,5 +143,34 @@ struct ProcessTests {
         // No temporary files are left behind by the atomic writes of the finished run.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp-") }
         #expect(leftovers.count <= 4, "at most one temporary file per killed write: \(leftovers)")
+    }
+
+    @Test("the binary finds the files it ships from any working directory, built in place or installed",
+          .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
+    func shippedFilesFromAnywhere() throws {
+        let (corpus, config) = try CLIRun.fixture()
+        let elsewhere = temporaryPath()
+        // Built in place, run from an unrelated directory.
+        let run = elsewhere + "/run"
+        let errors = elsewhere + "/errors.txt"
+        let process = try CLIRun.start(CLIRun.arguments(corpus: corpus, config: config, out: run, steps: 2, saveEvery: 0),
+                                       errorFile: errors, directory: elsewhere)
+        CLIRun.wait(process)
+        #expect(process.terminationStatus == 0, "\((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+        #expect(FileManager.default.fileExists(atPath: run + "/tokenizer.model"))
+
+        // Installed as `make install` lays it out: PREFIX/bin/tinylm, PREFIX/share/tinylm/Tokenizers.
+        let prefix = elsewhere + "/prefix"
+        try FileManager.default.createDirectory(atPath: prefix + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: prefix + "/share/tinylm/Tokenizers", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLIRun.binary!, toPath: prefix + "/bin/tinylm")
+        try FileManager.default.copyItem(atPath: CLIRun.repository + "/Tokenizers/tinylm-4k.model",
+                                         toPath: prefix + "/share/tinylm/Tokenizers/tinylm-4k.model")
+        let installed = try CLIRun.start(["init", "--config", "tiny", "--out", elsewhere + "/fresh"], errorFile: errors,
+                                         executable: prefix + "/bin/tinylm", directory: elsewhere)
+        CLIRun.wait(installed)
+        #expect(installed.terminationStatus == 0, "\((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+        let shipped = try Data(contentsOf: URL(fileURLWithPath: CLIRun.repository + "/Tokenizers/tinylm-4k.model"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: elsewhere + "/fresh/tokenizer.model")) == shipped)
     }
 }
