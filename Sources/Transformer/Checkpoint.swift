@@ -20,7 +20,8 @@ public enum Checkpoint {
             throw FileError.unwritable(path: directory, reason: error.localizedDescription)
         }
         let base = model.parameters.pointer
-        let entries = model.layout.tensors.map { tensor in
+        // The base model's tensors (adapters are written in PEFT's own files).
+        let entries = model.layout.tensors.filter { $0.group != .adapter }.map { tensor in
             Safetensors.Entry(name: tensor.name, shape: tensor.shape,
                               data: UnsafeBufferPointer(start: base + tensor.offset, count: tensor.count))
         }

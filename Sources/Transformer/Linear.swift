@@ -7,6 +7,9 @@ import Kernels
 /// gradient places, and its backward pass returns the input gradient alone.
 ///
 /// The product's precision (fp32, or bf16 operands with fp32 sums) is chosen per call.
+///
+/// Low-rank adapters (LoRA) sit in the same value: each adds `scale · (x·Aᵀ)·Bᵀ` to a range of
+/// output columns (a fused q/k/v product has one adapter per projection it adapts).
 public struct Linear: Sendable, Equatable {
     public var inFeatures: Int
     public var outFeatures: Int
@@ -17,6 +20,8 @@ public struct Linear: Sendable, Equatable {
     /// Offsets of the gradients in the gradient buffer; nil when frozen.
     public var weightGradient: Int?
     public var biasGradient: Int?
+    /// Low-rank adapters on ranges of the output columns (empty: none).
+    public var adapters: [LowRankAdapter] = []
 
     public init(inFeatures: Int, outFeatures: Int, weight: Int, bias: Int? = nil,
                 weightGradient: Int? = nil, biasGradient: Int? = nil) {
@@ -42,6 +47,10 @@ public struct Linear: Sendable, Equatable {
     ) {
         gemm(precision, .none, .transposed, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
              b: p + weight, ldb: inFeatures, beta: 0, c: out, ldc: outFeatures, bias: bias.map { p + $0 }, pool: pool)
+        for adapter in adapters {
+            adapter.forward(x, rows: rows, inFeatures: inFeatures, into: out, ldc: outFeatures, parameters: p,
+                            precision: precision, pool: pool)
+        }
     }
 
     /// Backward for an output gradient `alpha · dy`: `dx (=, or += when accumulate) alpha dy · W`;
@@ -59,11 +68,84 @@ public struct Linear: Sendable, Equatable {
             gemm(precision, .none, .none, m: rows, n: inFeatures, k: outFeatures, alpha: alpha, a: dy, lda: outFeatures,
                  b: p + weight, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures, pool: pool)
         }
+        for adapter in adapters {
+            adapter.backward(dy, ldy: outFeatures, x: x, rows: rows, inFeatures: inFeatures, dx: dx, parameters: p,
+                             gradients: computeWeightGradient ? g : nil, alpha: alpha, precision: precision, pool: pool)
+        }
         guard computeWeightGradient, let g, let weightGradient else { return }
         gemm(precision, .transposed, .none, m: outFeatures, n: inFeatures, k: rows, alpha: alpha, a: dy, lda: outFeatures,
              b: x, ldb: inFeatures, beta: 1, c: g + weightGradient, ldc: inFeatures, pool: pool)
         if let biasGradient {
             accumulateColumnSums(dy, rows: rows, cols: outFeatures, into: g + biasGradient, scale: alpha, pool: pool)
+        }
+    }
+}
+
+/// A low-rank adapter on output columns `outputs` of a linear layer: `y[:, outputs] += scale ·
+/// (x·Aᵀ)·Bᵀ`, with `A` (`rank x inFeatures`) and `B` (`outputs.count x rank`) in the parameter
+/// buffer (Hugging Face PEFT's `lora_A`, `lora_B`). Backward recomputes `x·Aᵀ` rather than
+/// keeping it: `rank` columns per row, cheaper than memory traffic.
+public struct LowRankAdapter: Sendable, Equatable {
+    public var outputs: Range<Int>
+    public var rank: Int
+    /// `alpha / rank` (or `alpha / √rank` for rsLoRA).
+    public var scale: Float
+    public var a: Int
+    public var b: Int
+    public var aGradient: Int?
+    public var bGradient: Int?
+
+    public init(outputs: Range<Int>, rank: Int, scale: Float, a: Int, b: Int, aGradient: Int? = nil, bGradient: Int? = nil) {
+        self.outputs = outputs
+        self.rank = rank
+        self.scale = scale
+        self.a = a
+        self.b = b
+        self.aGradient = aGradient
+        self.bGradient = bGradient
+    }
+
+    /// `out[:, outputs] += scale · (x·Aᵀ)·Bᵀ` (`out` rows `ldc` apart).
+    func forward(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
+                 parameters p: UnsafePointer<Float>, precision: MatmulPrecision, pool: ThreadPool) {
+        let r = rank, m = outputs.count
+        Scratch.withFloats(rows * r) { u in
+            // u = x·Aᵀ   (rows, r)
+            gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: x, lda: inFeatures, b: p + a, ldb: inFeatures,
+                 beta: 0, c: u, ldc: r, pool: pool)
+            // out[:, outputs] += scale · u·Bᵀ
+            gemm(precision, .none, .transposed, m: rows, n: m, k: r, alpha: scale, a: u, lda: r, b: p + b, ldb: r,
+                 beta: 1, c: out + outputs.lowerBound, ldc: ldc, pool: pool)
+        }
+    }
+
+    /// For an output gradient `alpha · dy` (rows `ldy` apart): `dx += alpha scale (dy·B)·A`, and
+    /// when `gradients` is given and the adapter trains, `dB += alpha scale dyᵀ·(x·Aᵀ)`,
+    /// `dA += alpha scale (dy·B)ᵀ·x`.
+    func backward(_ dy: UnsafePointer<Float>, ldy: Int, x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
+                  dx: UnsafeMutablePointer<Float>?, parameters p: UnsafePointer<Float>, gradients g: UnsafeMutablePointer<Float>?,
+                  alpha: Float, precision: MatmulPrecision, pool: ThreadPool) {
+        let r = rank, m = outputs.count, s = alpha * scale
+        let dyOut = dy + outputs.lowerBound
+        Scratch.withFloats(2 * rows * r) { scratch in
+            let u = scratch, t = scratch + rows * r
+            // t = dy[:, outputs]·B   (rows, r)
+            gemm(precision, .none, .none, m: rows, n: r, k: m, a: dyOut, lda: ldy, b: p + b, ldb: r, beta: 0, c: t, ldc: r, pool: pool)
+            if let dx {
+                gemm(precision, .none, .none, m: rows, n: inFeatures, k: r, alpha: s, a: t, lda: r, b: p + a, ldb: inFeatures,
+                     beta: 1, c: dx, ldc: inFeatures, pool: pool)
+            }
+            guard let g else { return }
+            if let bGradient {
+                gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: x, lda: inFeatures, b: p + a, ldb: inFeatures,
+                     beta: 0, c: u, ldc: r, pool: pool)
+                gemm(precision, .transposed, .none, m: m, n: r, k: rows, alpha: s, a: dyOut, lda: ldy, b: u, ldb: r,
+                     beta: 1, c: g + bGradient, ldc: r, pool: pool)
+            }
+            if let aGradient {
+                gemm(precision, .transposed, .none, m: r, n: inFeatures, k: rows, alpha: s, a: t, lda: r, b: x, ldb: inFeatures,
+                     beta: 1, c: g + aGradient, ldc: inFeatures, pool: pool)
+            }
         }
     }
 }

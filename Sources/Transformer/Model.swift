@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Support
 
 /// A decoder-only transformer: pre-norm blocks of causal self-attention and an MLP, a final
 /// norm and an output layer, with every parameter in one buffer (see `ParameterLayout`).
@@ -7,14 +8,20 @@ public final class TransformerModel: @unchecked Sendable {
     public let config: ModelConfig
     public let layout: ParameterLayout
     public let parameters: FloatBuffer
+    /// The low-rank adapters in the layout, if any.
+    public let adapters: AdapterConfig?
     let rotary: RotaryTable?
 
     /// A model with the given parameters (`layout.count` floats). Tensors for which `trainable`
     /// is false are frozen: training computes no gradient for them and keeps no optimizer state.
-    public init(config: ModelConfig, parameters: FloatBuffer, trainable: (String) -> Bool = { _ in true }) throws {
+    /// With `adapters`, the buffer holds the base model followed by the adapter matrices.
+    public init(config: ModelConfig, parameters: FloatBuffer, adapters: AdapterConfig? = nil,
+                trainable: (String) -> Bool = { _ in true }) throws {
         try config.validate()
+        try adapters?.validate()
         self.config = config
-        layout = ParameterLayout(config, trainable: trainable)
+        self.adapters = adapters
+        layout = ParameterLayout(config, adapters: adapters, trainable: trainable)
         guard parameters.count == layout.count else {
             throw TransformerError.checkpoint(path: "parameters", reason: "\(parameters.count) floats for a model of \(layout.count)")
         }
@@ -44,6 +51,26 @@ public final class TransformerModel: @unchecked Sendable {
             }
         }
         try self.init(config: config, parameters: buffer)
+    }
+
+    /// `base` with fresh low-rank adapters: A from PEFT's Kaiming-uniform (a = √5, so bounds
+    /// ±1/√in), B zero, so the adapted model starts as the base. Only the adapters train unless
+    /// `trainable` says otherwise.
+    public static func adapting(
+        _ base: TransformerModel, with adapters: AdapterConfig, seed: UInt64,
+        trainable: (String) -> Bool = { $0.contains(".lora_") }
+    ) throws -> TransformerModel {
+        try adapters.validate()
+        let layout = ParameterLayout(base.config, adapters: adapters)
+        try MemoryBudget.check(floats: layout.count, what: "the model with its adapters")
+        let buffer = FloatBuffer(count: layout.count)
+        buffer.pointer.update(from: base.parameters.pointer, count: base.layout.baseCount)
+        var rng = SplitMix64(seed: seed)
+        for tensor in layout.tensors where tensor.group == .adapter && tensor.name.hasSuffix("lora_A.weight") {
+            let bound = 1 / Float(tensor.shape[1]).squareRoot()
+            for i in 0..<tensor.count { buffer.pointer[tensor.offset + i] = (2 * rng.nextFloat() - 1) * bound }
+        }
+        return try TransformerModel(config: base.config, parameters: buffer, adapters: adapters, trainable: trainable)
     }
 
     /// Parameters counted as the peers count them: every float, the tied embedding once.

@@ -67,8 +67,10 @@ public struct ParameterLayout: Sendable {
     /// The output layer: the token embedding when tied.
     public private(set) var lmHead: Linear
 
-    /// The layout of `c`, with every tensor trainable (`trainable` says otherwise per tensor name).
-    public init(_ c: ModelConfig, trainable: (String) -> Bool = { _ in true }) {
+    /// The layout of `c` (and low-rank adapters on it, after the base tensors, so that a base
+    /// checkpoint fills the front of the buffer), with every tensor trainable unless `trainable`
+    /// says otherwise per tensor name.
+    public init(_ c: ModelConfig, adapters: AdapterConfig? = nil, trainable: (String) -> Bool = { _ in true }) {
         let d = c.dModel, hd = c.headDim
         lmHead = Linear(inFeatures: d, outFeatures: c.vocabularySize, weight: 0)
         var isTrainable = trainable
@@ -133,7 +135,35 @@ public struct ParameterLayout: Sendable {
             let (w, gw) = tensor("lm_head.weight", [c.vocabularySize, d], .decay)
             lmHead = Linear(inFeatures: d, outFeatures: c.vocabularySize, weight: w, weightGradient: gw)
         }
+        guard let adapters else { return }
+        // Adapters: per adapted projection, lora_A [r, in] and lora_B [out, r] (PEFT's names).
+        for i in adapters.layers(of: c) {
+            let p = "model.layers.\(i)."
+            func adapt(_ linear: inout Linear, _ parts: [(target: String, name: String, rows: Int)]) {
+                var start = 0
+                for part in parts {
+                    defer { start += part.rows }
+                    guard adapters.targets.contains(part.target) else { continue }
+                    let (a, ga) = tensor(p + part.name + ".lora_A.weight", [adapters.rank, linear.inFeatures], .adapter)
+                    let (b, gb) = tensor(p + part.name + ".lora_B.weight", [part.rows, adapters.rank], .adapter)
+                    linear.adapters.append(LowRankAdapter(outputs: start..<(start + part.rows), rank: adapters.rank,
+                                                          scale: adapters.scale, a: a, b: b, aGradient: ga, bGradient: gb))
+                }
+            }
+            adapt(&layers[i].qkv, [("q", "self_attn.q_proj", c.heads * hd), ("k", "self_attn.k_proj", c.kvHeads * hd),
+                                   ("v", "self_attn.v_proj", c.kvHeads * hd)])
+            adapt(&layers[i].out, [("o", "self_attn.o_proj", d)])
+            if c.activation == .swiglu {
+                adapt(&layers[i].up, [("gate", "mlp.gate_proj", c.dFF), ("up", "mlp.up_proj", c.dFF)])
+            } else {
+                adapt(&layers[i].up, [("up", "mlp.up_proj", c.dFF)])
+            }
+            adapt(&layers[i].down, [("down", "mlp.down_proj", d)])
+        }
     }
+
+    /// Floats of the base model (the adapters come after them).
+    public var baseCount: Int { tensors.first { $0.group == .adapter }?.offset ?? count }
 
     /// The tensor called `name`.
     public func tensor(named name: String) -> Tensor? { tensors.first { $0.name == name } }
@@ -141,4 +171,49 @@ public struct ParameterLayout: Sendable {
     /// Every linear product of one token's forward pass, in the order the model runs them: per
     /// block qkv, attention out, MLP up, MLP down; then the output layer.
     public var linears: [Linear] { layers.flatMap { [$0.qkv, $0.out, $0.up, $0.down] } + [lmHead] }
+}
+
+/// Low-rank adapters (LoRA) on a model's projections: which ones, their rank and scale.
+public struct AdapterConfig: Codable, Sendable, Equatable {
+    /// The projections that can be adapted, in Hugging Face's short names.
+    public static let allTargets = ["q", "k", "v", "o", "gate", "up", "down"]
+
+    public var rank: Int
+    public var alpha: Double
+    /// Projections adapted (a subset of `allTargets`).
+    public var targets: [String]
+    /// Adapt only the last this many blocks (nil: all).
+    public var lastLayers: Int?
+    /// rsLoRA: scale by `alpha / √rank` instead of `alpha / rank`.
+    public var rankStabilized = false
+
+    public init(rank: Int, alpha: Double, targets: [String] = AdapterConfig.allTargets, lastLayers: Int? = nil,
+                rankStabilized: Bool = false) {
+        self.rank = rank
+        self.alpha = alpha
+        self.targets = targets
+        self.lastLayers = lastLayers
+        self.rankStabilized = rankStabilized
+    }
+
+    /// The factor on the adapter's product.
+    public var scale: Float { Float(rankStabilized ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
+
+    /// The blocks adapted in a model of config `c`.
+    public func layers(of c: ModelConfig) -> Range<Int> {
+        let n = min(c.layers, lastLayers ?? c.layers)
+        return (c.layers - n)..<c.layers
+    }
+
+    /// Checks the fields; the error names the first bad one.
+    public func validate() throws {
+        func check(_ ok: Bool, _ field: String, _ reason: String) throws {
+            if !ok { throw TransformerError.invalidConfig(source: "adapter", field: field, reason: reason) }
+        }
+        try check(rank > 0 && rank <= 4096, "rank", "must be in 1...4096, got \(rank)")
+        try check(alpha.isFinite && alpha > 0, "alpha", "must be a positive number, got \(alpha)")
+        try check(!targets.isEmpty, "targets", "must name at least one projection")
+        for t in targets { try check(AdapterConfig.allTargets.contains(t), "targets", "'\(t)' is not one of \(AdapterConfig.allTargets.joined(separator: ", "))") }
+        try check((lastLayers ?? 1) > 0, "num_layers", "must be positive")
+    }
 }

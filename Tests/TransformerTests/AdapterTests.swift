@@ -1,0 +1,127 @@
+import Foundation
+import Kernels
+import Testing
+@testable import Transformer
+
+/// Low-rank adapters through the `Linear` seam: `y = W x + scale · B A x` on each adapted
+/// projection, gradients for A and B only, the base frozen.
+@Suite("low-rank adapters")
+struct AdapterTests {
+    static let targetSets: [[String]] = [AdapterConfig.allTargets, ["q", "v"], ["k", "o", "down"]]
+
+    /// A base model, and the same with adapters whose B is random (so every product matters).
+    func models(_ variant: Variant, targets: [String], lastLayers: Int? = nil, rsLoRA: Bool = false)
+        throws -> (TransformerModel, TransformerModel) {
+        var config = variant.config
+        config.dropout = 0
+        let base = try TransformerModel(config: config, seed: 3)
+        let adapters = AdapterConfig(rank: 3, alpha: 6, targets: targets, lastLayers: lastLayers, rankStabilized: rsLoRA)
+        let adapted = try TransformerModel.adapting(base, with: adapters, seed: 9)
+        var rng = SplitMix64(seed: 21)
+        for t in adapted.layout.tensors where t.name.hasSuffix("lora_B.weight") {
+            for i in 0..<t.count { adapted.parameters.pointer[t.offset + i] = (rng.nextFloat() - 0.5) * 0.8 }
+        }
+        return (base, adapted)
+    }
+
+    func logits(_ model: TransformerModel, _ ids: [Int32]) throws -> [Float] {
+        try InferenceSession(model: model).feed(ids, allRows: true)
+    }
+
+    @Test("fresh adapters (B = 0) leave the model's logits unchanged; only adapter tensors train")
+    func identityAtStart() throws {
+        var config = Variant.all[1].config
+        config.dropout = 0
+        let base = try TransformerModel(config: config, seed: 3)
+        let adapted = try TransformerModel.adapting(base, with: AdapterConfig(rank: 4, alpha: 8), seed: 1)
+        let ids: [Int32] = [1, 5, 7, 2, 11, 3]
+        #expect(try logits(adapted, ids) == logits(base, ids))
+        #expect(adapted.layout.tensors.filter(\.trainable).allSatisfy { $0.group == .adapter })
+        #expect(adapted.layout.gradientCount == adapted.layout.count - adapted.layout.baseCount)
+        // PEFT's init: A within ±1/√in, not all zero.
+        let a = adapted.layout.tensor(named: "model.layers.0.self_attn.q_proj.lora_A.weight")!
+        let values = UnsafeBufferPointer(start: adapted.parameters.pointer + a.offset, count: a.count)
+        #expect(a.shape == [4, config.dModel])
+        #expect(values.allSatisfy { abs($0) <= 1 / Float(config.dModel).squareRoot() } && values.contains { $0 != 0 })
+        #expect(adapted.layout.tensor(named: "model.layers.1.mlp.gate_proj.lora_B.weight")!.shape == [config.dFF, 4])
+    }
+
+    @Test("an adapted model equals its base with W += scale · B·A merged into each adapted projection",
+          arguments: targetSets)
+    func mergedEquivalence(_ targets: [String]) throws {
+        for (variant, rsLoRA) in [(Variant.all[0], false), (Variant.all[1], true)] {
+            let (base, adapted) = try models(variant, targets: targets, lastLayers: 1, rsLoRA: rsLoRA)
+            let scale = adapted.adapters!.scale
+            #expect(scale == Float(rsLoRA ? 6 / 3.0.squareRoot() : 2))
+            // Merge by hand, from the tensor names alone.
+            let merged = FloatBuffer(count: base.layout.count)
+            merged.pointer.update(from: base.parameters.pointer, count: base.layout.count)
+            for t in adapted.layout.tensors where t.name.hasSuffix("lora_A.weight") {
+                let projection = String(t.name.dropLast("lora_A.weight".count)) + "weight"
+                let w = try #require(base.layout.tensor(named: projection))
+                let b = try #require(adapted.layout.tensor(named: String(t.name.dropLast("A.weight".count)) + "B.weight"))
+                let (rows, columns, r) = (w.shape[0], w.shape[1], t.shape[0])
+                for i in 0..<rows {
+                    for j in 0..<columns {
+                        var sum: Float = 0
+                        for k in 0..<r { sum += adapted.parameters.pointer[b.offset + i * r + k] * adapted.parameters.pointer[t.offset + k * columns + j] }
+                        merged.pointer[w.offset + i * columns + j] += scale * sum
+                    }
+                }
+            }
+            let fused = try TransformerModel(config: base.config, parameters: merged)
+            let ids: [Int32] = [4, 9, 1, 12, 0, 7, 3]
+            let a = try logits(adapted, ids), f = try logits(fused, ids), plain = try logits(base, ids)
+            let scaleOfLogits = f.map(abs).max()!
+            #expect(zip(a, f).map { abs($0 - $1) }.max()! <= 1e-5 * scaleOfLogits, "\(variant.name), \(targets)")
+            #expect(zip(a, plain).map { abs($0 - $1) }.max()! > 1e-3, "the adapters change the output")
+        }
+    }
+
+    @Test("adapter gradients against central finite differences; the frozen base gets none", arguments: Variant.all)
+    func gradients(_ variant: Variant) throws {
+        let (_, model) = try models(variant, targets: variant.config.activation == .swiglu ? ["q", "v", "gate", "down"] : ["k", "o", "up"])
+        let batch = 2, length = 6
+        let w = try TrainingWorkspace(model: model, batch: batch, length: length)
+        #expect(w.gradients.count == model.layout.count - model.layout.baseCount)
+        var rng = SplitMix64(seed: 5)
+        let ids = (0..<(batch * length)).map { _ in Int32(rng.next() % 13) }
+        var targets = (0..<(batch * length)).map { _ in Int32(rng.next() % 13) }
+        targets[4] = -1
+        _ = try model.forward(ids: ids, targets: targets, workspace: w, forBackward: true)
+        model.backward(workspace: w)
+        let analytic = w.gradients.array
+        let p = model.parameters.pointer
+        let h: Float = 1e-2
+        var checked = 0
+        for tensor in model.layout.tensors {
+            guard let g = tensor.gradientOffset else { continue }
+            #expect(tensor.group == .adapter)
+            var errorNorm = 0.0, gradientNorm = 0.0
+            for k in Set((0..<10).map { _ in Int(rng.next() % UInt64(tensor.count)) }) {
+                let saved = p[tensor.offset + k]
+                p[tensor.offset + k] = saved + h
+                let up = Double(try model.forward(ids: ids, targets: targets, workspace: w))
+                p[tensor.offset + k] = saved - h
+                let down = Double(try model.forward(ids: ids, targets: targets, workspace: w))
+                p[tensor.offset + k] = saved
+                let numeric = (up - down) / Double(2 * h), a = Double(analytic[g + k])
+                #expect(abs(numeric - a) <= 2e-3 + 3e-2 * abs(a), "\(tensor.name)[\(k)]: numeric \(numeric), analytic \(a)")
+                errorNorm += (numeric - a) * (numeric - a)
+                gradientNorm += a * a
+            }
+            #expect(gradientNorm > 1e-10, "\(tensor.name) has a gradient")
+            #expect((errorNorm / max(gradientNorm, 1e-12)).squareRoot() < 2e-2, "\(tensor.name)")
+            checked += 1
+        }
+        #expect(checked >= 2 * 3 * 2)
+    }
+
+    @Test("bad adapter settings are refused, naming the field")
+    func invalid() {
+        #expect(throws: TransformerError.self) { try AdapterConfig(rank: 0, alpha: 8).validate() }
+        #expect(throws: TransformerError.self) { try AdapterConfig(rank: 4, alpha: .nan).validate() }
+        #expect(throws: TransformerError.self) { try AdapterConfig(rank: 4, alpha: 8, targets: ["qkv"]).validate() }
+        #expect(throws: TransformerError.self) { try AdapterConfig(rank: 4, alpha: 8, targets: []).validate() }
+    }
+}
