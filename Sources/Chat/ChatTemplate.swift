@@ -38,10 +38,19 @@ public struct ChatTemplate: Sendable {
 
     // MARK: Rendering
 
-    /// A span of rendered text and whether the model is trained on it.
+    /// A span of rendered text, whether the model is trained on it, and whether it is markup the
+    /// template emits (its markers become marker tokens) or message text (a marker's spelling
+    /// inside it stays text: no message can forge a turn).
     public struct Segment: Sendable, Equatable {
         public var text: String
         public var trained: Bool
+        public var isMarkup: Bool
+
+        public init(text: String, trained: Bool, isMarkup: Bool = true) {
+            self.text = text
+            self.trained = trained
+            self.isMarkup = isMarkup
+        }
     }
 
     /// The conversation as segments; assistant content and its closing marker are trained.
@@ -57,24 +66,41 @@ public struct ChatTemplate: Sendable {
                 messages.insert(Message(role: .system, content: preamble), at: 0)
             }
         }
+        func text(_ t: String, trained: Bool) { if !t.isEmpty { out.append(Segment(text: t, trained: trained, isMarkup: false)) } }
         for m in messages {
             out.append(Segment(text: turnStart + m.role.rawValue + newline, trained: false))
             switch m.role {
             case .assistant:
-                var body = m.content
-                let calls = m.toolCalls.map { call in
-                    toolCallOpen + JSONValue.object([("name", .string(call.name)), ("arguments", call.arguments)]).serialized() + toolCallClose
+                text(m.content, trained: true)
+                for (i, call) in m.toolCalls.enumerated() {
+                    let separator = i > 0 || !m.content.isEmpty ? newline : ""
+                    out.append(Segment(text: separator + toolCallOpen, trained: true))
+                    text(JSONValue.object([("name", .string(call.name)), ("arguments", call.arguments)]).serialized(), trained: true)
+                    out.append(Segment(text: toolCallClose, trained: true))
                 }
-                if !calls.isEmpty { body += (body.isEmpty ? "" : newline) + calls.joined(separator: newline) }
-                out.append(Segment(text: body + turnEnd, trained: true))
+                out.append(Segment(text: turnEnd, trained: true))
                 out.append(Segment(text: newline, trained: false))
             case .tool:
-                out.append(Segment(text: toolResponseOpen + m.content + toolResponseClose + turnEnd + newline, trained: false))
+                out.append(Segment(text: toolResponseOpen, trained: false))
+                text(m.content, trained: false)
+                out.append(Segment(text: toolResponseClose + turnEnd + newline, trained: false))
             case .system, .user:
-                out.append(Segment(text: m.content + turnEnd + newline, trained: false))
+                text(m.content, trained: false)
+                out.append(Segment(text: turnEnd + newline, trained: false))
             }
         }
         return out
+    }
+
+    /// The trained spans of a conversation: adjacent trained segments joined (one per assistant
+    /// turn, its closing marker included).
+    public func trainedSpans(_ c: Conversation) -> [String] {
+        var spans: [String] = [], current: String?
+        for segment in segments(c) {
+            if segment.trained { current = (current ?? "") + segment.text } else if let span = current { spans.append(span); current = nil }
+        }
+        if let current { spans.append(current) }
+        return spans
     }
 
     /// The conversation as text.
@@ -90,7 +116,7 @@ public struct ChatTemplate: Sendable {
     public func tokenize(_ c: Conversation, with tokenizer: SentencePieceTokenizer) throws -> (ids: [Int32], mask: [UInt8]) {
         var ids: [Int32] = [], mask: [UInt8] = []
         for segment in segments(c) {
-            let piece = try encode(segment.text, tokenizer)
+            let piece = try encode(segment, tokenizer)
             ids += piece
             mask += [UInt8](repeating: segment.trained ? 1 : 0, count: piece.count)
         }
@@ -100,15 +126,17 @@ public struct ChatTemplate: Sendable {
     /// Ids of the generation prompt, encoded segment by segment like `tokenize`.
     public func promptIDs(_ c: Conversation, with tokenizer: SentencePieceTokenizer) throws -> [Int32] {
         var ids: [Int32] = []
-        for segment in segments(c) { ids += try encode(segment.text, tokenizer) }
-        return ids + (try encode(turnStart + Role.assistant.rawValue + newline, tokenizer))
+        for segment in segments(c) { ids += try encode(segment, tokenizer) }
+        return ids + (try encode(Segment(text: turnStart + Role.assistant.rawValue + newline, trained: false), tokenizer))
     }
 
-    /// Markers are encoded as their single ids; the text between them as mid-text (every piece
-    /// of a conversation follows a marker), so the ids decode to exactly the rendered text.
-    private func encode(_ text: String, _ tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+    /// Markup: markers as their single ids, the text between them as mid-text (every piece of a
+    /// conversation follows a marker), so the ids decode to exactly the rendered text. Message
+    /// text: ordinary text whatever it spells (`encode(plainText:)`).
+    private func encode(_ segment: Segment, _ tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+        guard segment.isMarkup else { return try tokenizer.encode(plainText: segment.text) }
         var ids: [Int32] = []
-        var rest = Substring(text)
+        var rest = Substring(segment.text)
         let markers = [turnStart, turnEnd].filter { tokenizer.id(for: $0) != nil }
         while !rest.isEmpty {
             let next = markers.compactMap { marker in rest.range(of: marker).map { ($0, marker) } }.min { $0.0.lowerBound < $1.0.lowerBound }

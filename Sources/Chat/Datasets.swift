@@ -14,7 +14,9 @@ public enum ChatDatasets {
         var records: [(JSONValue, String)] = []
         if trimmed.hasPrefix("[") {
             do {
-                guard case .array(let items) = try JSONValue.parse(trimmed, maxDepth: 64) else { return [] }
+                guard case .array(let items) = try JSONValue.parse(trimmed, maxDepth: 64) else {
+                    throw ChatError.invalidData(source: path, reason: "the file starts with '[' but is not a JSON array")
+                }
                 records = items.enumerated().map { ($0.element, "\(path): record \($0.offset + 1)") }
             } catch let error as JSONValue.ParseError {
                 throw ChatError.invalidData(source: path, reason: error.description)
@@ -29,6 +31,9 @@ public enum ChatDatasets {
                     throw ChatError.invalidData(source: "\(path): line \(i + 1)", reason: error.description)
                 }
             }
+        }
+        guard !records.isEmpty else {
+            throw ChatError.invalidData(source: path, reason: "the file holds no conversations")
         }
         return try records.map { record, source in
             if record["conversations"] != nil { return try shareGPT(record, source: source) }
@@ -63,7 +68,11 @@ public enum ChatDatasets {
             }
             switch from {
             case "human", "user": messages.append(Message(role: .user, content: value))
-            case "gpt", "assistant": messages.append(Message(role: .assistant, content: value))
+            case "gpt", "assistant":
+                guard !value.isEmpty else {
+                    throw ChatError.invalidData(source: source, reason: "turn \(i + 1): an empty assistant turn")
+                }
+                messages.append(Message(role: .assistant, content: value))
             case "system": messages.append(Message(role: .system, content: value))
             case "function_call":
                 let call = try parseEmbedded(value, source: source, field: "turn \(i + 1) function_call")
@@ -97,13 +106,23 @@ public enum ChatDatasets {
             throw ChatError.invalidData(source: source, reason: "\"messages\" is not an array")
         }
         var tools: [ToolDefinition] = []
-        if case .array(let items) = record["tools"] ?? .array([]) { tools = try items.map { try ToolDefinition(json: $0) } }
+        switch record["tools"] {
+        case nil, .null?: break
+        case .array(let items)?: tools = try items.map { try ToolDefinition(json: $0) }
+        default: throw ChatError.invalidData(source: source, reason: "\"tools\" must be an array")
+        }
+        guard !list.isEmpty else { throw ChatError.invalidData(source: source, reason: "\"messages\" is empty") }
         let messages = try list.enumerated().map { i, m -> Message in
+            guard case .object = m else {
+                throw ChatError.invalidData(source: source, reason: "message \(i + 1) is not an object")
+            }
             guard let roleName = m["role"]?.stringValue, let role = Role(rawValue: roleName) else {
-                throw ChatError.invalidData(source: source, reason: "message \(i + 1) has no valid role")
+                throw ChatError.invalidData(source: source, reason: "message \(i + 1): \"role\" must be one of system, user, assistant, tool")
             }
             var calls: [ToolCall] = []
-            if case .array(let items) = m["tool_calls"] ?? .array([]) {
+            switch m["tool_calls"] {
+            case nil, .null?: break
+            case .array(let items)?:
                 calls = try items.enumerated().map { j, item in
                     let function = item["function"] ?? item
                     guard let name = function["name"]?.stringValue else {
@@ -111,10 +130,37 @@ public enum ChatDatasets {
                     }
                     var arguments = function["arguments"] ?? .object([])
                     if let text = arguments.stringValue { arguments = try parseEmbedded(text, source: source, field: "message \(i + 1) arguments") }
+                    guard case .object = arguments else {
+                        throw ChatError.invalidData(source: source, reason: "message \(i + 1): tool call \(j + 1): \"arguments\" must be a JSON object")
+                    }
                     return ToolCall(id: item["id"]?.stringValue ?? "call_\(j)", name: name, arguments: arguments)
                 }
+            default:
+                throw ChatError.invalidData(source: source, reason: "message \(i + 1): \"tool_calls\" must be an array")
             }
-            let content: String = m["content"]?.stringValue ?? ""
+            // Content: a string, an array of text parts (OpenAI's multi-part form), or null /
+            // absent for an assistant turn that only calls tools.
+            let content: String
+            switch m["content"] {
+            case .string(let text)?: content = text
+            case .array(let parts)?:
+                content = try parts.enumerated().map { k, part in
+                    guard let text = part["text"]?.stringValue ?? part.stringValue else {
+                        throw ChatError.invalidData(source: source, reason: "message \(i + 1): content part \(k + 1) has no \"text\" string")
+                    }
+                    return text
+                }.joined()
+            case nil, .null?:
+                guard !calls.isEmpty else {
+                    throw ChatError.invalidData(source: source, reason: "message \(i + 1): \"content\" is missing (only an assistant turn with tool_calls may omit it)")
+                }
+                content = ""
+            default:
+                throw ChatError.invalidData(source: source, reason: "message \(i + 1): \"content\" must be a string, got \(m["content"]!.serialized(spaced: false).prefix(40))")
+            }
+            if role == .assistant && content.isEmpty && calls.isEmpty {
+                throw ChatError.invalidData(source: source, reason: "message \(i + 1): an assistant turn with no content and no tool calls")
+            }
             return Message(role: role, content: content, toolCalls: calls,
                            toolCallID: m["tool_call_id"]?.stringValue, name: m["name"]?.stringValue)
         }

@@ -34,6 +34,16 @@ public enum JSONValue: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    /// Whether every number inside is finite (JSON has no NaN or infinity).
+    public var isFinite: Bool {
+        switch self {
+        case .number(let n): n.isFinite
+        case .array(let items): items.allSatisfy(\.isFinite)
+        case .object(let fields): fields.allSatisfy { $0.value.isFinite }
+        default: true
+        }
+    }
+
     public var numberValue: Double? { if case .number(let n) = self { return n }; return nil }
     public var objectFields: [(key: String, value: JSONValue)]? { if case .object(let f) = self { return f }; return nil }
 

@@ -37,6 +37,11 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "TinyLM's product: fp32 (sgemm) or bf16 (operands rounded to bfloat16, fp32 sums; AMX tiles where the CPU has them). The peer stays fp32.")
     var precision: MatmulPrecision = .fp32
 
+    func validate() throws {
+        try OptionDomain.number(seconds, "seconds", 0...600, openLower: true)
+        try OptionDomain.count(rounds, "rounds", max: 1000)
+    }
+
     func run() throws {
         let shapes = KernelBenchmark.standardShapes.filter { shape in
             filter.map { shape.name.contains($0) } ?? true

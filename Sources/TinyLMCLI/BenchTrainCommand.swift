@@ -14,6 +14,13 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Timed steps per round (default: the peer's, 30 for tiny, 15 otherwise).") var steps: Int?
     @Option(help: "Untimed steps first.") var warmup = 3
     @Option(help: "Rounds of TinyLM then PyTorch, measured in alternation.") var rounds = 3
+
+    func validate() throws {
+        try OptionDomain.count(batch, "batch", max: 1 << 16)
+        try OptionDomain.count(steps, "steps", max: 1 << 20)
+        try OptionDomain.count(warmup, "warmup", min: 0, max: 1 << 20)
+        try OptionDomain.count(rounds, "rounds", max: 1000)
+    }
     @Option(help: "Python with PyTorch for the peer (../shared/peers/setup.sh makes it).")
     var peerPython = (ProcessInfo.processInfo.environment["PEERS_VENV"] ?? NSHomeDirectory() + "/.cache/tinylm-peers-venv") + "/bin/python"
     @Option(help: "The folder with the peer's torch_train_bench.py.") var peerDirectory = "../shared/peers"
@@ -23,10 +30,6 @@ struct BenchTrain: ParsableCommand {
     var precision: MatmulPrecision = .fp32
     @Flag(help: "Time each phase of a step (layers, loss, optimizer) over extra steps and print the breakdown.")
     var profile = false
-
-    func validate() throws {
-        guard rounds > 0, warmup >= 0, (steps ?? 1) > 0 else { throw ValidationError("--rounds and --steps must be positive, --warmup not negative") }
-    }
 
     func run() throws {
         let modelConfig = try ModelConfig.load(config)

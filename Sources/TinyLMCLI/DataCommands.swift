@@ -26,6 +26,8 @@ struct DataPrepare: ParsableCommand {
     @Option(help: "newline (a newline after a non-blank line ends a document), blank-line, or file.")
     var documentBoundary: DocumentBoundary = .newline
 
+    func validate() throws { try OptionDomain.number(valFraction, "val-fraction", 0...0.5) }
+
     func run() throws {
         let model = try SentencePieceTokenizer(contentsOf: tokenizer)
         var preparer = CorpusPreparer(tokenizer: model)

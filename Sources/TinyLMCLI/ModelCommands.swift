@@ -36,6 +36,8 @@ struct InitCommand: ParsableCommand {
     var tokenizer: String?
     @Option(help: "Override the config's vocabulary size (e.g. to the tokenizer's).") var vocabSize: Int?
 
+    func validate() throws { try OptionDomain.count(vocabSize, "vocab-size", max: 1 << 24) }
+
     func run() throws {
         var modelConfig = try ModelConfig.load(config)
         if let vocabSize { modelConfig.vocabularySize = vocabSize }
@@ -69,8 +71,15 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Repetition penalty (1: off).") var repeatPenalty: Float = 1.1
     @Option(help: "Random seed.") var seed: UInt64 = 0
 
-    func sampler() throws -> Sampler {
-        var s = Sampler(seed: seed)
+    func validate() throws {
+        try OptionDomain.number(temperature, "temperature", 0...100)
+        try OptionDomain.count(topK, "top-k", min: 0)
+        try OptionDomain.number(topP, "top-p", 0...1, openLower: true)
+        try OptionDomain.number(minP, "min-p", 0...0.999_999)
+        try OptionDomain.number(repeatPenalty, "repeat-penalty", 0...100, openLower: true)
+    }
+
+    func sampler() throws -> Sampler {        var s = Sampler(seed: seed)
         s.temperature = temperature
         s.topK = topK
         s.topP = topP
@@ -92,6 +101,8 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Do not start the prompt with EOS (documents in TinyLM's shards start after one).") var noStartToken = false
     @Flag(help: "Print timing to standard error.") var stats = false
     @OptionGroup var sampling: SamplingOptions
+
+    func validate() throws { try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 24) }
 
     func run() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
@@ -126,6 +137,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Tokenizer (default: the checkpoint's).") var tokenizer: String?
     @Option(help: "Sequences per forward pass.") var batch = 8
 
+    func validate() throws { try OptionDomain.count(batch, "batch", max: 1 << 16) }
+
     func run() throws {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let loaded = try Checkpoint.load(from: model)
@@ -150,6 +163,9 @@ struct LogitsCommand: ParsableCommand {
         let session = try InferenceSession(model: loaded, reserve: parsed.count)
         let logits = try session.feed(parsed, allRows: all)
         let v = loaded.config.vocabularySize
+        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+            throw ValidationError("\(model): the logit of token \(bad % v) at position \(bad / v) is \(logits[bad]); JSON has no such number")
+        }
         let rows = stride(from: 0, to: logits.count, by: v).map { start in
             "[" + logits[start..<(start + v)].map { String($0) }.joined(separator: ",") + "]"
         }
@@ -167,6 +183,8 @@ struct GradientsCommand: ParsableCommand {
     @Option(help: "Comma-separated token ids, batch x length of them.") var ids: String
     @Option(help: "Comma-separated targets (-1: not counted); default: ids shifted left by one.") var targets: String?
     @Option(help: "Sequences in the batch.") var batch = 1
+
+    func validate() throws { try OptionDomain.count(batch, "batch", max: 1 << 16) }
     @Option(help: "Where to write the gradients.") var out: String
 
     func run() throws {
@@ -211,6 +229,15 @@ struct TrainStepsCommand: ParsableCommand {
     @Option(help: "Weight decay.") var weightDecay = 0.1
     @Option(help: "Gradient clipping (0: off).") var clip = 1.0
 
+    func validate() throws {
+        try OptionDomain.number(lr, "lr", 0...10, openLower: true)
+        try OptionDomain.number(minLr, "min-lr", 0...lr)
+        try OptionDomain.count(warmup, "warmup", min: 0)
+        try OptionDomain.count(total, "total")
+        try OptionDomain.number(weightDecay, "weight-decay", 0...10)
+        try OptionDomain.number(clip, "clip", 0...1e6)
+    }
+
     struct Batches: Decodable {
         struct Step: Decodable { var ids: [Int32]; var targets: [Int32] }
         var batch: Int
@@ -234,6 +261,9 @@ struct TrainStepsCommand: ParsableCommand {
         options.weightDecay = weightDecay
         options.clip = clip
         options.spikeFactor = 0
+        guard input.batch > 0, input.batch <= 1 << 16, input.length > 1, input.length <= loaded.config.contextLength else {
+            throw ValidationError("\(batches): batch must be in 1...65536 and length in 2...\(loaded.config.contextLength) (the model's context), got \(input.batch) and \(input.length)")
+        }
         let n = input.batch * input.length
         for (i, step) in input.steps.enumerated() where step.ids.count != n || step.targets.count != n {
             throw ValidationError("\(batches): steps[\(i)] holds \(step.ids.count) ids and \(step.targets.count) targets, batch × length is \(n)")

@@ -57,6 +57,29 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Output checkpoint directory.") var out: String
     @Flag(help: "Continue the run saved in --out.") var resume = false
 
+    func validate() throws {
+        try OptionDomain.number(valFraction, "val-fraction", 0...0.5)
+        try OptionDomain.count(vocabSize, "vocab-size", max: 1 << 24)
+        try OptionDomain.count(context, "context", min: 2, max: 1 << 16)
+        try OptionDomain.count(steps, "steps", max: 1 << 31)
+        try OptionDomain.count(batch, "batch", max: 1 << 16)
+        try OptionDomain.count(accum, "accum", max: 1 << 16)
+        try OptionDomain.number(lr, "lr", 0...10, openLower: true)
+        try OptionDomain.number(minLr, "min-lr", 0...lr)
+        try OptionDomain.count(warmup, "warmup", min: 0, max: 1 << 31)
+        try OptionDomain.number(weightDecay, "weight-decay", 0...10)
+        try OptionDomain.number(beta1, "beta1", 0...0.999_999_9)
+        try OptionDomain.number(beta2, "beta2", 0...0.999_999_9)
+        try OptionDomain.number(clip, "clip", 0...1e6)
+        try OptionDomain.number(dropout, "dropout", 0...0.99)
+        try OptionDomain.count(evalEvery, "eval-every", min: 0, max: 1 << 31)
+        try OptionDomain.count(evalTokens, "eval-tokens", min: 2, max: 1 << 40)
+        try OptionDomain.count(saveEvery, "save-every", min: 0, max: 1 << 31)
+        try OptionDomain.number(spikeFactor, "spike-factor", 0...1e6)
+        try OptionDomain.count(patience, "patience", min: 0, max: 1 << 31)
+        if data != nil && !corpus.isEmpty { throw ValidationError("give --corpus or --data, not both") }
+    }
+
     func run() throws {
         let tok = try SentencePieceTokenizer(contentsOf: try tokenizer ?? ShippedFiles.path(ShippedFiles.defaultTokenizer))
         var train: [Int32] = [], validation: [Int32]?

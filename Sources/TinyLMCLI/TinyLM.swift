@@ -1,5 +1,7 @@
 import ArgumentParser
 
+import Foundation
+
 @main
 struct TinyLM: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -7,4 +9,25 @@ struct TinyLM: ParsableCommand {
         abstract: "Train, fine-tune, quantize and chat with small transformer language models.",
         subcommands: [TokenizerCommand.self, DataCommand.self, InitCommand.self, GenerateCommand.self, EvalCommand.self, LogitsCommand.self, GradientsCommand.self, TrainStepsCommand.self, PretrainCommand.self, ToolsCommand.self, ChatCommand.self, Bench.self]
     )
+
+    /// Every failure, whether a usage error the argument parser finds or bad input a command
+    /// finds, prints `Error: …` on standard error and exits with status 1; help exits 0.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let exit as ExitCode {
+            // A command's own status (130 after Ctrl-C, 1 after a reported failure): no message.
+            Foundation.exit(exit.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                Foundation.exit(0)
+            }
+            printError(message.hasPrefix("Error:") ? message : "Error: " + message)
+            Foundation.exit(1)
+        }
+    }
 }

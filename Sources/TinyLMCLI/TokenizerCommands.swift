@@ -50,6 +50,14 @@ struct TokenizerTrain: ParsableCommand {
     @Option(help: "Training threads.") var threads = ThreadPool.defaultThreadCount
     @Option(help: "Random seed (training is deterministic for a seed).") var seed: UInt32 = 0
 
+    func validate() throws {
+        try OptionDomain.count(vocabSize, "vocab-size", min: 2, max: 1 << 20)
+        try OptionDomain.number(characterCoverage, "character-coverage", 0...1, openLower: true)
+        try OptionDomain.count(maxSentenceLength, "max-sentence-length", max: 1 << 30)
+        try OptionDomain.count(inputSentenceSize, "input-sentence-size", min: 0, max: 1 << 40)
+        try OptionDomain.count(threads, "threads", max: 1024)
+    }
+
     func run() throws {
         var options = TokenizerTrainingOptions()
         options.vocabularySize = vocabSize

@@ -33,6 +33,8 @@ struct ToolsParse: ParsableCommand {
 
     @Option(help: "hermes, llama3 or mistral.") var format: ToolCallFormat = .hermes
     @Option(help: "Feed the input in chunks of this many bytes (streaming), instead of all at once.") var chunkSize: Int?
+
+    func validate() throws { try OptionDomain.count(chunkSize, "chunk-size", max: 1 << 30) }
     @Flag(help: "Check calls against the built-in tools (unknown names and bad arguments become errors).") var builtInTools = false
 
     func run() throws {
@@ -93,6 +95,8 @@ struct ChatRender: ParsableCommand {
     @Option(help: "With a tokenizer, print tokens and mark trained ones; without, mark trained text spans.") var tokenizer: String?
     @Option(help: "Only the first N conversations.") var limit: Int?
 
+    func validate() throws { try OptionDomain.count(limit, "limit", min: 0, max: Int.max) }
+
     func run() throws {
         let conversations = try ChatDatasets.read(data)
         let template = ChatTemplate.chatML
@@ -110,7 +114,12 @@ struct ChatRender: ParsableCommand {
                 print("(\(ids.count) tokens, \(mask.filter { $0 == 1 }.count) trained)")
             } else {
                 // Trained spans between ⟦ and ⟧.
-                print(template.segments(conversation).map { $0.trained ? "⟦" + $0.text + "⟧" : $0.text }.joined(), terminator: "")
+                var text = "", inside = false
+                for segment in template.segments(conversation) {
+                    if segment.trained != inside { text += inside ? "⟧" : "⟦"; inside = segment.trained }
+                    text += segment.text
+                }
+                print(text + (inside ? "⟧" : ""), terminator: "")
             }
         }
     }
@@ -123,6 +132,8 @@ struct SynthTools: ParsableCommand {
     @Option(help: "Conversations to write.") var count = 1000
     @Option(help: "Random seed (the same seed writes the same file).") var seed: UInt64 = 0
     @Option(help: "The JSONL file to write.") var out: String
+
+    func validate() throws { try OptionDomain.count(count, "count", max: 200_000) }
 
     func run() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }

@@ -24,6 +24,8 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
     public let bosID: Int32, eosID: Int32, unkID: Int32, padID: Int32
 
     private let handle: OpaquePointer
+    /// Spellings of the user-defined symbols, which SentencePiece matches anywhere in text.
+    public private(set) var userDefinedSpellings: [String] = []
 
     /// Loads a `.model` file.
     public convenience init(contentsOf path: String) throws {
@@ -58,6 +60,7 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
         eosID = tlm_spm_eos_id(pointer)
         unkID = tlm_spm_unk_id(pointer)
         padID = tlm_spm_pad_id(pointer)
+        userDefinedSpellings = userDefinedIDs.compactMap { try? piece(for: $0) }.filter { !$0.isEmpty }
     }
 
     deinit { tlm_spm_destroy(handle) }
@@ -95,6 +98,25 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
         let ids = try encode("\n" + text)
         guard ids.count >= prefix.count, Array(ids[0..<prefix.count]) == prefix else { return try encode(text) }
         return Array(ids[prefix.count...])
+    }
+
+    /// The ids of `text` in mid-text position (as `encode(continuing:)`) as ordinary text: the
+    /// spelling of a user-defined symbol inside it — a chat marker typed by a user, returned by a
+    /// tool or written by a model — is encoded as the characters it is made of, never as the
+    /// symbol. Only a chat template emits markers. The ids still decode to exactly `text`.
+    public func encode(plainText text: String) throws -> [Int32] {
+        guard !userDefinedSpellings.isEmpty else { return try encode(continuing: text) }
+        var ids: [Int32] = []
+        var rest = Substring(text)
+        while let range = userDefinedSpellings.compactMap({ rest.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
+            // Cut the spelling after its first character: neither side holds it whole. The rest
+            // is scanned again (it may start another spelling).
+            let cut = rest.index(after: range.lowerBound)
+            ids += try encode(continuing: String(rest[..<cut]))
+            rest = rest[cut...]
+        }
+        if !rest.isEmpty { ids += try encode(continuing: String(rest)) }
+        return ids
     }
 
     private func continuationPrefix() throws -> [Int32] {

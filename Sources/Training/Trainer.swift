@@ -114,6 +114,12 @@ public final class Trainer {
             Profiler.measure("AdamW") {
                 optimizer.update(parameters: model.parameters, gradients: workspace.gradients, lr: Float(lr), pool: pool)
             }
+            // A finite step can still push weights past Float's range (a learning rate far too
+            // high); stop before anything saves them. The last checkpoint stays as it was.
+            if let bad = firstNonFinite(model.parameters.pointer, count: model.parameters.count),
+               let tensor = model.layout.tensors.last(where: { $0.offset <= bad }) {
+                throw TrainingError.diverged(step: step + 1, tensor: tensor.name)
+            }
             state.lossAverage = state.lossAverage.map { 0.95 * $0 + 0.05 * Double(loss) } ?? Double(loss)
             state.consecutiveSkips = 0
         } else {
@@ -137,6 +143,9 @@ public final class Trainer {
         let tokens = Array(validation.prefix(options.evalTokens))
         // The step's workspace serves (the next step recomputes everything it uses).
         let (loss, _) = try model.evaluate(tokens: tokens, workspace: workspace, pool: pool)
+        guard loss.isFinite else {
+            throw TrainingError.diverged(step: state.step, tensor: "the validation loss")
+        }
         state.lastValidationLoss = loss
         if let best = state.bestValidationLoss, best <= loss {
             state.evaluationsWithoutImprovement += 1

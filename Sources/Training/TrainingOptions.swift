@@ -47,20 +47,20 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
             if !ok { throw TrainingError.invalidOption(name: field, reason: reason) }
         }
         try check(steps > 0, "steps", "must be positive")
-        try check(batch > 0, "batch", "must be positive")
-        try check(accumulation > 0, "accum", "must be positive")
+        try check(batch > 0 && batch <= 1 << 16, "batch", "must be in 1...65536")
+        try check(accumulation > 0 && accumulation <= 1 << 16, "accum", "must be in 1...65536")
         try check(sequenceLength > 1 && sequenceLength <= contextLength, "context",
                   "must be in 2...\(contextLength) (the model's context), got \(sequenceLength)")
-        try check(schedule.maxLR > 0 && schedule.maxLR.isFinite, "lr", "must be positive")
+        try check(schedule.maxLR > 0 && schedule.maxLR <= 10, "lr", "must be a finite number in (0, 10]")
         try check(schedule.minLR >= 0 && schedule.minLR <= schedule.maxLR, "min-lr", "must be in [0, lr]")
         try check(schedule.warmup >= 0, "warmup", "must be ≥ 0")
-        try check(weightDecay >= 0, "weight-decay", "must be ≥ 0")
+        try check(weightDecay >= 0 && weightDecay <= 10, "weight-decay", "must be a finite number in [0, 10]")
         try check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1", "betas must be in [0, 1)")
-        try check(epsilon > 0, "eps", "must be positive")
-        try check(clip >= 0, "clip", "must be ≥ 0")
+        try check(epsilon > 0 && epsilon < 1, "eps", "must be in (0, 1)")
+        try check(clip >= 0 && clip.isFinite, "clip", "must be a finite number ≥ 0")
         try check(evalEvery >= 0 && saveEvery >= 0, "eval-every", "intervals must be ≥ 0")
         try check(evalTokens > 1, "eval-tokens", "must be > 1")
-        try check(spikeFactor == 0 || spikeFactor > 1, "spike-factor", "must be 0 (off) or > 1")
+        try check(spikeFactor == 0 || (spikeFactor > 1 && spikeFactor.isFinite), "spike-factor", "must be 0 (off) or a finite number > 1")
         try check(maxSkips > 0, "max-skips", "must be positive")
         try check(patience >= 0, "patience", "must be ≥ 0")
     }
@@ -87,6 +87,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case tooManySkippedSteps(step: Int, count: Int, lastLoss: Float)
     case notEnoughData(tokens: Int, needed: Int)
     case resume(path: String, reason: String)
+    case diverged(step: Int, tensor: String)
 
     public var description: String {
         switch self {
@@ -96,6 +97,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case .notEnoughData(let tokens, let needed):
             "the training data has \(tokens) tokens; a sequence needs \(needed)"
         case .resume(let path, let reason): "\(path): cannot resume: \(reason)"
+        case .diverged(let step, let tensor):
+            "stopped at step \(step): \(tensor) became NaN or infinite (the learning rate is far too high?); nothing was saved after it, so the last checkpoint is intact — lower --lr"
         }
     }
 }

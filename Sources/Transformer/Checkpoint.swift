@@ -20,6 +20,11 @@ public enum Checkpoint {
             throw FileError.unwritable(path: directory, reason: error.localizedDescription)
         }
         let base = model.parameters.pointer
+        for tensor in model.layout.tensors where tensor.group != .adapter {
+            if let bad = firstNonFinite(base + tensor.offset, count: tensor.count) {
+                throw TransformerError.checkpoint(path: directory, reason: "tensor '\(tensor.name)' holds \(base[tensor.offset + bad]) at index \(bad): a model with non-finite weights is not written")
+            }
+        }
         // The base model's tensors (adapters are written in PEFT's own files).
         let entries = model.layout.tensors.filter { $0.group != .adapter }.map { tensor in
             Safetensors.Entry(name: tensor.name, shape: tensor.shape,

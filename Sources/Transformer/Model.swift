@@ -35,6 +35,7 @@ public final class TransformerModel: @unchecked Sendable {
     public convenience init(config: ModelConfig, seed: UInt64) throws {
         try config.validate()
         let layout = ParameterLayout(config)
+        try MemoryBudget.check(floats: layout.count, what: "the \(layout.count) parameters of this config")
         let buffer = FloatBuffer(count: layout.count)
         var rng = SplitMix64(seed: seed)
         let std = Float(config.initStd), residualStd = Float(config.initStd / (2 * Double(config.layers)).squareRoot())

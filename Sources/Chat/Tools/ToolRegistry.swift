@@ -44,7 +44,11 @@ public struct ToolRegistry: Sendable {
             return .object([("error", .string(problem))])
         }
         do {
-            return try tool.handler(arguments)
+            let result = try tool.handler(arguments)
+            guard result.isFinite else {
+                return .object([("error", .string("the result is not a finite number (too large or undefined)"))])
+            }
+            return result
         } catch {
             return .object([("error", .string("\(error)"))])
         }
