@@ -84,12 +84,17 @@ enum TokenFormat: String, ExpressibleByArgument, CaseIterable {
     case ids, pieces, json
 }
 
-/// Reads the named files, or standard input when there are none, as UTF-8 lines.
-func readLines(_ files: [String]) throws -> [(source: String, lines: [String])] {
-    if files.isEmpty {
-        return [("<stdin>", try TextLines.split(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "<stdin>"))]
+/// Calls `body` with batches of the UTF-8 lines of the named files, or of standard input when
+/// there are none, read in bounded chunks (`LineReader`).
+func forEachLineBatch(_ files: [String], maxLineBytes: Int, _ body: (_ source: String, _ firstLine: Int, _ lines: [String]) throws -> Void) throws {
+    for path in files.isEmpty ? [nil] : files.map(Optional.some) {
+        var reader = try LineReader(path: path, maxLineBytes: maxLineBytes)
+        var first = 1
+        while let batch = try reader.nextBatch() {
+            try body(reader.source, first, batch)
+            first += batch.count
+        }
     }
-    return try files.map { ($0, try TextLines.read($0)) }
 }
 
 struct TokenizerEncode: ParsableCommand {
@@ -100,15 +105,16 @@ struct TokenizerEncode: ParsableCommand {
     @Option(help: "ids, pieces or json.") var format: TokenFormat = .ids
     @Flag(help: "Add BOS.") var bos = false
     @Flag(help: "Add EOS.") var eos = false
+    @Option(help: "Longest input line in bytes (longer lines are an error; encoding cost grows faster than a line's length).")
+    var maxLineBytes = 1 << 20
     @Argument(help: "Text files (standard input when none).") var files: [String] = []
+
+    func validate() throws { try OptionDomain.count(maxLineBytes, "max-line-bytes", max: 64 << 20) }
 
     func run() throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: model)
         var out = StandardOutput()
-        for (_, lines) in try readLines(files) {
-            var start = 0
-            while start < lines.count {
-                let batch = Array(lines[start..<min(lines.count, start + 16_384)])
+        try forEachLineBatch(files, maxLineBytes: maxLineBytes) { _, _, batch in
                 switch format {
                 case .ids:
                     for ids in try tokenizer.encode(lines: batch, addBOS: bos, addEOS: eos) {
@@ -130,8 +136,7 @@ struct TokenizerEncode: ParsableCommand {
                         out.write("{\"text\": \(jsonQuoted(line)), \"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces.map(jsonQuoted).joined(separator: ", "))]}\n")
                     }
                 }
-                start += batch.count
-            }
+                out.flush()
         }
         out.flush()
     }
@@ -151,8 +156,9 @@ struct TokenizerDecode: ParsableCommand {
     func run() throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: model)
         var out = StandardOutput()
-        for (source, lines) in try readLines(files) {
-            for (index, line) in lines.enumerated() {
+        try forEachLineBatch(files, maxLineBytes: 64 << 20) { source, first, lines in
+            for (offset, line) in lines.enumerated() {
+                let index = first - 1 + offset
                 let ids: [Int32]
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 if format == .json || trimmed.hasPrefix("{") {
@@ -178,6 +184,7 @@ struct TokenizerDecode: ParsableCommand {
                 out.write(try tokenizer.decode(ids))
                 out.write(UInt8(ascii: "\n"))
             }
+            out.flush()
         }
         out.flush()
     }

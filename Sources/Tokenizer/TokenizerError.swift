@@ -4,6 +4,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case emptyModel(path: String)
     case corruptModel(path: String, reason: String)
     case invalidUTF8(source: String, line: Int)
+    case lineTooLong(source: String, line: Int, limit: Int)
     case idOutOfRange(id: Int, vocabularySize: Int)
     case emptyCorpus(paths: [String])
     case vocabularyTooLarge(requested: Int, reason: String)
@@ -19,6 +20,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             "\(path): not a valid SentencePiece model: \(reason)"
         case .invalidUTF8(let source, let line):
             "\(source): line \(line) is not valid UTF-8"
+        case .lineTooLong(let source, let line, let limit):
+            "\(source): line \(line) is longer than \(limit) bytes (the limit; --max-line-bytes raises it): split the text into lines"
         case .idOutOfRange(let id, let size):
             "token id \(id) is out of range: the vocabulary has ids 0..<\(size)"
         case .emptyCorpus(let paths):

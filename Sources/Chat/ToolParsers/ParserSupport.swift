@@ -1,7 +1,32 @@
+/// The parsers' pending input: bytes appended at the back and consumed from the front, both in
+/// amortized constant time per byte (an array's `removeFirst` moves everything behind it, which
+/// made a long completion quadratic). Indices start at 0 at the current front.
+struct ByteWindow: RandomAccessCollection {
+    private var storage: [UInt8] = []
+    private var head = 0
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { storage.count - head }
+    subscript(position: Int) -> UInt8 { storage[head + position] }
+
+    static func += (window: inout ByteWindow, bytes: [UInt8]) { window.storage += bytes }
+
+    /// Drops the first `count` bytes; the storage is compacted once the dropped part is at least
+    /// half of it, so each byte moves at most once on average.
+    mutating func removeFirst(_ count: Int) {
+        precondition(count <= self.count, "removing more bytes than the window holds")
+        head += count
+        if head >= 4096 && head * 2 >= storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+    }
+}
+
 /// Pieces the format parsers share: a byte buffer, UTF-8-safe text emission, marker look-ahead,
 /// an incremental JSON extent scanner and call validation.
 struct StreamState {
-    var buffer: [UInt8] = []
+    var buffer = ByteWindow()
     var callCount = 0
     let tools: [ToolDefinition]?
 
@@ -32,7 +57,7 @@ struct StreamState {
     }
 
     /// Bytes at the end of `bytes[..<end]` that start an unfinished UTF-8 sequence.
-    static func incompleteUTF8Tail(_ bytes: [UInt8], end: Int) -> Int {
+    static func incompleteUTF8Tail(_ bytes: ByteWindow, end: Int) -> Int {
         var i = end - 1, back = 0
         while i >= 0 && back < 4 {
             let b = bytes[i]
@@ -110,7 +135,7 @@ struct JSONExtentScanner {
     private(set) var position = 0
 
     /// Scans `bytes[start + position ..< end]`, where `bytes[start]` is the opening bracket.
-    mutating func scan(_ bytes: [UInt8], start: Int, end: Int, stopAt marker: [UInt8]? = nil) -> Outcome {
+    mutating func scan(_ bytes: ByteWindow, start: Int, end: Int, stopAt marker: [UInt8]? = nil) -> Outcome {
         var i = start + position
         while i < end {
             let b = bytes[i]
@@ -144,7 +169,7 @@ struct JSONExtentScanner {
     }
 
     /// Without a stop marker: the end index once complete.
-    mutating func scan(_ bytes: [UInt8], start: Int, end: Int) -> Int? {
+    mutating func scan(_ bytes: ByteWindow, start: Int, end: Int) -> Int? {
         if case .complete(let at) = scan(bytes, start: start, end: end, stopAt: nil) { return at }
         return nil
     }
