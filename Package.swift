@@ -61,10 +61,17 @@ let package = Package(
             dependencies: ["Kernels", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
+        // Mutation fuzzing of the parsers of untrusted input (tests and `tinylm fuzz`).
+        .target(
+            name: "Fuzzing",
+            dependencies: ["Chat", "Kernels", "Support", "Tokenizer", "Transformer"],
+            swiftSettings: nativeCPU
+        ),
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
                 "Chat",
+                "Fuzzing",
                 "Kernels",
                 "Tokenizer",
                 "Transformer",
@@ -87,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             // The CLI is a dependency so that its binary is built for the process tests.
-            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "TinyLMCLI"],
+            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "Chat", "Fuzzing", "TinyLMCLI"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

@@ -32,6 +32,50 @@ public enum AtomicFile {
         }
     }
 
+    /// Removes temporary files that an interrupted write left in `directory` (`.NAME.tmp-XXXXXX`),
+    /// returning their names. Call it when a run starts, before anything writes there.
+    @discardableResult
+    public static func removeStaleTemporaries(in directory: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        let stale = names.filter { name in
+            guard name.hasPrefix("."), let range = name.range(of: ".tmp-", options: .backwards) else { return false }
+            return name.distance(from: range.upperBound, to: name.endIndex) == 6
+        }
+        for name in stale { unlink(directory + "/" + name) }
+        return stale
+    }
+
+    /// Creates the directory `path` (and its parents); a failure names the first part of the
+    /// path that is in the way and why, in plain words.
+    public static func createDirectory(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw FileError.unwritable(path: path, reason: "a file of that name is in the way, not a directory")
+        }
+        // The nearest existing ancestor says what is wrong.
+        var ancestor = (path as NSString).deletingLastPathComponent
+        while !ancestor.isEmpty && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        if ancestor.isEmpty { ancestor = "." ; _ = FileManager.default.fileExists(atPath: ".", isDirectory: &isDirectory) }
+        if !isDirectory.boolValue {
+            throw FileError.unwritable(path: path, reason: "\(ancestor) is a file, not a directory")
+        }
+        if access(ancestor, W_OK) != 0 {
+            throw FileError.unwritable(path: path, reason: "permission denied: \(ancestor) is not writable")
+        }
+        guard mkdirAll(path) else { throw FileError.unwritable(path: path, reason: systemError()) }
+    }
+
+    private static func mkdirAll(_ path: String) -> Bool {
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return true }
+        guard errno == ENOENT else { return false }
+        let parent = (path as NSString).deletingLastPathComponent
+        guard !parent.isEmpty, parent != path, mkdirAll(parent) else { return false }
+        return mkdir(path, 0o755) == 0 || errno == EEXIST
+    }
+
     /// Creates a temporary file beside `path`, lets `body` write it through its descriptor, then
     /// fsyncs and renames it over `path`. On any error the temporary file is removed and `path`
     /// is untouched.

@@ -194,6 +194,7 @@ public enum Safetensors {
             case .i32, .u8, .i8:
                 throw Error.unsupportedDType(path: path, name: name, dtype: info.dtype.rawValue)
             }
+            mapped.release((dataStart + info.range.lowerBound)..<(dataStart + info.range.upperBound))
         }
     }
 

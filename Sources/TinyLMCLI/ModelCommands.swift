@@ -15,6 +15,13 @@ func checkpointTokenizer(_ directory: String, override: String?) throws -> Sente
     return try SentencePieceTokenizer(contentsOf: path)
 }
 
+/// A note when the checkpoint's tokenizer has fewer pieces than the model has rows.
+func noteVocabulary(_ model: TransformerModel, _ tokenizer: SentencePieceTokenizer) {
+    if tokenizer.vocabularySize < model.config.vocabularySize {
+        printError("note: \(tokenizer.source) has \(tokenizer.vocabularySize) pieces and the model \(model.config.vocabularySize) rows; ids from \(tokenizer.vocabularySize) on never come from text")
+    }
+}
+
 /// Comma-separated token ids from an option's value.
 func parseIDs(_ text: String, option: String) throws -> [Int32] {
     try text.split(separator: ",").map { field in
@@ -107,7 +114,9 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         let loaded = try Checkpoint.load(from: model)
-        var generator = try TextGenerator(model: loaded, tokenizer: try Self.tokenizerFor(model, tokenizer))
+        let tok = try Self.tokenizerFor(model, tokenizer)
+        noteVocabulary(loaded, tok)
+        var generator = try TextGenerator(model: loaded, tokenizer: tok)
         generator.sampler = try sampling.sampler()
         generator.maxTokens = maxTokens
         generator.startWithEOS = !noStartToken
@@ -143,6 +152,10 @@ struct EvalCommand: ParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let loaded = try Checkpoint.load(from: model)
         let t = try GenerateCommand.tokenizerFor(model, tokenizer)
+        noteVocabulary(loaded, t)
+        guard t.vocabularySize <= loaded.config.vocabularySize else {
+            throw ValidationError("\(t.source) has \(t.vocabularySize) pieces but the model only \(loaded.config.vocabularySize) rows")
+        }
         let tokens = try loadTokens(data, tokenizer: t)
         let (loss, count) = try loaded.evaluate(tokens: tokens, batch: batch)
         print(String(format: "loss %.4f  perplexity %.2f  (%d tokens of %@)", loss, Foundation.exp(loss), count, data))

@@ -82,7 +82,16 @@ struct PretrainCommand: ParsableCommand {
 
     func run() throws {
         let tok = try SentencePieceTokenizer(contentsOf: try tokenizer ?? ShippedFiles.path(ShippedFiles.defaultTokenizer))
+        if resume { try Trainer.checkResumable(out) }
+        // A kill during a checkpoint write leaves a temporary file; the next start removes it.
+        for directory in [out, out + "/best"] {
+            for name in AtomicFile.removeStaleTemporaries(in: directory) { printError("removed \(directory)/\(name), left by an interrupted write") }
+        }
         var train: [Int32] = [], validation: [Int32]?
+        // A resumed run tokenizes its corpus beside the run's data and replaces it only once the
+        // resume is accepted, so a refused resume leaves the run as it was.
+        let dataDirectory = resume ? out + "/.data-resume-\(getpid())" : out + "/data"
+        defer { if resume { try? FileManager.default.removeItem(atPath: dataDirectory) } }
         if let data {
             train = try loadShard(data + "/train.bin", tokenizer: tok)
             if FileManager.default.fileExists(atPath: data + "/val.bin") {
@@ -91,7 +100,7 @@ struct PretrainCommand: ParsableCommand {
         } else if !corpus.isEmpty {
             var preparer = CorpusPreparer(tokenizer: tok)
             preparer.validationFraction = valData == nil ? valFraction : 0
-            let directory = out + "/data"
+            let directory = dataDirectory
             let summary = try preparer.prepare(inputs: corpus, directory: directory)
             printError("tokenized \(corpus.joined(separator: ", ")): \(summary.trainTokens) training tokens, \(summary.validationTokens) validation tokens")
             train = try loadShard(directory + "/train.bin", tokenizer: tok)
@@ -104,6 +113,10 @@ struct PretrainCommand: ParsableCommand {
         let trainer: Trainer
         if resume {
             trainer = try Trainer.resume(from: out, train: train, validation: validation, steps: steps)
+            if !corpus.isEmpty {
+                try? FileManager.default.removeItem(atPath: out + "/data")
+                try FileManager.default.moveItem(atPath: dataDirectory, toPath: out + "/data")
+            }
             printError("resuming \(out) at step \(trainer.state.step) of \(trainer.options.steps)")
             for ignored in ignoredOnResume(trainer, tokenizerVocabulary: tok.vocabularySize) {
                 printError("note: \(ignored) is ignored: a resumed run keeps the value it was started with, so that it ends as an uninterrupted run would")

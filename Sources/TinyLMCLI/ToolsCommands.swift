@@ -40,6 +40,9 @@ struct ToolsParse: ParsableCommand {
     func run() throws {
         if let chunkSize, chunkSize <= 0 { throw ValidationError("--chunk-size must be positive") }
         let input = Array(FileHandle.standardInput.readDataToEndOfFile())
+        guard String(validating: input, as: UTF8.self) != nil else {
+            throw ValidationError("<stdin> is not valid UTF-8 (a completion is text)")
+        }
         var parser = format.makeParser(tools: builtInTools ? ToolRegistry.builtIn().definitions : nil)
         var events: [ToolCallEvent] = []
         let size = chunkSize ?? max(1, input.count)

@@ -43,11 +43,7 @@ public struct CorpusPreparer {
         guard tokenizer.eosID >= 0 else {
             throw TokenizerError.invalidOption(name: "tokenizer", reason: "\(tokenizer.source) defines no EOS id to separate documents")
         }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw FileError.unwritable(path: directory, reason: error.localizedDescription)
-        }
+        try AtomicFile.createDirectory(directory)
         let files = try inputs.map { try MappedFile(path: $0) }
         let totalBytes = files.reduce(0) { $0 + $1.count }
         let train = TokenShardWriter(path: directory + "/train.bin", vocabularySize: tokenizer.vocabularySize,

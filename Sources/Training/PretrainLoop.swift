@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Transformer
 
 /// The outer loop of a run: steps, periodic validation and checkpoints, a JSONL log, early
@@ -25,7 +26,7 @@ public enum PretrainLoop {
         shouldStop: () -> Bool = { false }
     ) throws -> Outcome {
         let options = trainer.options
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(directory)
         let logPath = directory + "/log.jsonl"
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

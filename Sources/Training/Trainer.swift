@@ -173,11 +173,7 @@ public final class Trainer {
     /// plain model files. Each file is written atomically, and the resumable state is
     /// self-contained, so a kill at any moment leaves a consistent run.
     public func save(to directory: String, tokenizer: Data?) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw FileError.unwritable(path: directory, reason: "cannot create the directory")
-        }
+        try AtomicFile.createDirectory(directory)
         let run = SavedRun(options: options, state: state, adamStep: optimizer.step)
         let encoded = String(decoding: try JSONEncoder().encode(run), as: UTF8.self)
         let p = model.parameters.pointer
@@ -197,6 +193,15 @@ public final class Trainer {
                                   to: directory + "/" + Trainer.stateFile)
         }
         try Checkpoint.save(model, to: directory, tokenizer: tokenizer, metadata: ["step": String(state.step)])
+    }
+
+    /// Throws unless `directory` holds a saved run; the reason says what is there instead.
+    public static func checkResumable(_ directory: String) throws {
+        guard !FileManager.default.fileExists(atPath: directory + "/" + stateFile) else { return }
+        if FileManager.default.fileExists(atPath: directory + "/data/train.bin") {
+            throw TrainingError.resume(path: directory, reason: "the run stopped before its first checkpoint, so there is nothing to resume: start it again without --resume")
+        }
+        throw TrainingError.resume(path: directory, reason: "no \(stateFile) (not a training checkpoint)")
     }
 
     /// Name prefixes of the AdamW moments in the state file.
@@ -221,9 +226,7 @@ public final class Trainer {
     public static func resume(from directory: String, data: (TransformerModel, TrainingOptions) throws -> any BatchSource,
                               validation: [Int32]?, steps: Int? = nil, pool: ThreadPool = .shared) throws -> Trainer {
         let path = directory + "/" + stateFile
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.resume(path: directory, reason: "no \(stateFile) (not a training checkpoint)")
-        }
+        try checkResumable(directory)
         let file = try Safetensors.File(path: path)
         guard let runText = file.metadata["trainer_state"], let configText = file.metadata["config"],
               let run = try? JSONDecoder().decode(SavedRun.self, from: Data(runText.utf8)) else {

@@ -14,11 +14,7 @@ public enum Checkpoint {
     public static func save(
         _ model: TransformerModel, to directory: String, tokenizer: Data? = nil, metadata: [String: String] = [:]
     ) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw FileError.unwritable(path: directory, reason: error.localizedDescription)
-        }
+        try AtomicFile.createDirectory(directory)
         let base = model.parameters.pointer
         for tensor in model.layout.tensors where tensor.group != .adapter {
             if let bad = firstNonFinite(base + tensor.offset, count: tensor.count) {

@@ -63,7 +63,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         layers = try c.decode(Int.self, forKey: .layers)
         heads = try c.decode(Int.self, forKey: .heads)
         kvHeads = try c.decodeIfPresent(Int.self, forKey: .kvHeads) ?? heads
-        dFF = try c.decodeIfPresent(Int.self, forKey: .dFF) ?? 4 * dModel
+        // An absurd d_model must reach validate() (which names it), not overflow here.
+        let defaultFF = dModel.multipliedReportingOverflow(by: 4)
+        dFF = try c.decodeIfPresent(Int.self, forKey: .dFF) ?? (defaultFF.overflow ? Int.max : defaultFF.partialValue)
         norm = try c.decodeIfPresent(Norm.self, forKey: .norm) ?? .layernorm
         normEps = try c.decodeIfPresent(Double.self, forKey: .normEps) ?? 1e-5
         positions = try c.decodeIfPresent(Positions.self, forKey: .positions) ?? .learned
@@ -106,9 +108,24 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw TransformerError.invalidConfig(source: source, field: context.codingPath.map(\.stringValue).joined(separator: "."),
                                                  reason: "has the wrong type")
         } catch let DecodingError.dataCorrupted(context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw TransformerError.invalidConfig(source: source, field: field.isEmpty ? "(file)" : field,
-                                                 reason: field.isEmpty ? "is not valid JSON" : "has an invalid value")
+            var field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            var reason = field.isEmpty ? "is not valid JSON" : "has an invalid value"
+            // Some decoders report a number that does not fit its field (12.5 for an integer)
+            // with no field named; valid JSON then has a field to blame.
+            if field.isEmpty, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                let integers: [CodingKeys] = [.vocabularySize, .contextLength, .dModel, .layers, .heads, .kvHeads, .dFF]
+                if let key = integers.first(where: { key in
+                    guard let value = object[key.rawValue] as? NSNumber else { return false }
+                    return value.doubleValue != value.doubleValue.rounded() || abs(value.doubleValue) > 9e15
+                }) {
+                    field = key.rawValue
+                    reason = "must be a whole number, got \(object[key.rawValue]!)"
+                } else {
+                    reason = "has a value of the wrong kind: \(context.debugDescription)"
+                    field = "(file)"
+                }
+            }
+            throw TransformerError.invalidConfig(source: source, field: field.isEmpty ? "(file)" : field, reason: reason)
         }
         try config.validate(source: source)
         return config

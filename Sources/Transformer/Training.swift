@@ -77,6 +77,14 @@ public final class TrainingWorkspace: @unchecked Sendable {
         dProbs = FloatBuffer(count: b * max(1, threads) * length * length)
     }
 
+    /// Bytes held by the buffers.
+    public var residentBytes: Int {
+        let buffers = [gradients, residual, mid, norm1, norm1Mean, norm1Rstd, qkv, probs, att, norm2, norm2Mean, norm2Rstd,
+                       mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, losses, dloss, logSumExps, dResidual, dBranch,
+                       dWide, dWide2, dProbs] + (masks.map { [$0] } ?? [])
+        return 4 * buffers.reduce(0) { $0 + $1.count }
+    }
+
     /// Floats the buffers above take, computed with overflow checks (so that absurd sizes are an
     /// error, not a trap or a giant allocation).
     static func floatCount(config c: ModelConfig, gradients: Int, batch: Int, length: Int, threads: Int,
