@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "Transformer", targets: ["Transformer"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Chat", targets: ["Chat"]),
+        .library(name: "GGUF", targets: ["GGUF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,10 +62,16 @@ let package = Package(
             dependencies: ["Kernels", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
+        // GGUF files: the container, ggml's block formats, Llama import and export.
+        .target(
+            name: "GGUF",
+            dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
+            swiftSettings: nativeCPU
+        ),
         // Mutation fuzzing of the parsers of untrusted input (tests and `tinylm fuzz`).
         .target(
             name: "Fuzzing",
-            dependencies: ["Chat", "Kernels", "Support", "Tokenizer", "Transformer"],
+            dependencies: ["Chat", "GGUF", "Kernels", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
         .executableTarget(
@@ -72,6 +79,7 @@ let package = Package(
             dependencies: [
                 "Chat",
                 "Fuzzing",
+                "GGUF",
                 "Kernels",
                 "Tokenizer",
                 "Transformer",

@@ -113,7 +113,7 @@ public struct ChatTemplate: Sendable {
     /// segment is encoded on its own, so the mask boundary is exact, and decoding the ids gives
     /// back the rendered text; generation prompts are encoded the same way (`promptIDs`), so
     /// training and inference see the same tokens.
-    public func tokenize(_ c: Conversation, with tokenizer: SentencePieceTokenizer) throws -> (ids: [Int32], mask: [UInt8]) {
+    public func tokenize(_ c: Conversation, with tokenizer: any TextTokenizer) throws -> (ids: [Int32], mask: [UInt8]) {
         var ids: [Int32] = [], mask: [UInt8] = []
         for segment in segments(c) {
             let piece = try encode(segment, tokenizer)
@@ -124,7 +124,7 @@ public struct ChatTemplate: Sendable {
     }
 
     /// Ids of the generation prompt, encoded segment by segment like `tokenize`.
-    public func promptIDs(_ c: Conversation, with tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+    public func promptIDs(_ c: Conversation, with tokenizer: any TextTokenizer) throws -> [Int32] {
         var ids: [Int32] = []
         for segment in segments(c) { ids += try encode(segment, tokenizer) }
         return ids + (try encode(Segment(text: turnStart + Role.assistant.rawValue + newline, trained: false), tokenizer))
@@ -133,7 +133,7 @@ public struct ChatTemplate: Sendable {
     /// Markup: markers as their single ids, the text between them as mid-text (every piece of a
     /// conversation follows a marker), so the ids decode to exactly the rendered text. Message
     /// text: ordinary text whatever it spells (`encode(plainText:)`).
-    private func encode(_ segment: Segment, _ tokenizer: SentencePieceTokenizer) throws -> [Int32] {
+    private func encode(_ segment: Segment, _ tokenizer: any TextTokenizer) throws -> [Int32] {
         guard segment.isMarkup else { return try tokenizer.encode(plainText: segment.text) }
         var ids: [Int32] = []
         var rest = Substring(segment.text)

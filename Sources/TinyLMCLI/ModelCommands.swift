@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GGUF
+import Chat
 import Kernels
 import Support
 import Tokenizer
@@ -16,7 +18,7 @@ func checkpointTokenizer(_ directory: String, override: String?) throws -> Sente
 }
 
 /// A note when the checkpoint's tokenizer has fewer pieces than the model has rows.
-func noteVocabulary(_ model: TransformerModel, _ tokenizer: SentencePieceTokenizer) {
+func noteVocabulary(_ model: TransformerModel, _ tokenizer: any TextTokenizer) {
     if tokenizer.vocabularySize < model.config.vocabularySize {
         printError("note: \(tokenizer.source) has \(tokenizer.vocabularySize) pieces and the model \(model.config.vocabularySize) rows; ids from \(tokenizer.vocabularySize) on never come from text")
     }
@@ -99,30 +101,43 @@ struct SamplingOptions: ParsableArguments {
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate", abstract: "Continue a prompt, streaming text as tokens come.")
+        commandName: "generate", abstract: "Continue a prompt (or answer one chat message), streaming text as tokens come.")
 
-    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "A checkpoint directory or a GGUF file.") var model: String
     @Option(help: "The text to continue.") var prompt: String = ""
+    @Option(help: "A user message to answer in the model's chat template (instead of --prompt).") var chat: String?
+    @Option(help: "The system message for --chat (default: the template's own, if it has one).") var system: String?
     @Option(help: "Most tokens to generate.") var maxTokens = 200
-    @Option(help: "Tokenizer (default: the checkpoint's).") var tokenizer: String?
+    @Option(help: "Tokenizer (default: the model's).") var tokenizer: String?
     @Flag(help: "Do not start the prompt with EOS (documents in TinyLM's shards start after one).") var noStartToken = false
     @Flag(help: "Print timing to standard error.") var stats = false
     @OptionGroup var sampling: SamplingOptions
 
-    func validate() throws { try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 24) }
+    func validate() throws {
+        try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 24)
+        if chat != nil && !prompt.isEmpty { throw ValidationError("give --prompt or --chat, not both") }
+    }
 
     func run() throws {
-        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
-        let loaded = try Checkpoint.load(from: model)
-        let tok = try Self.tokenizerFor(model, tokenizer)
-        noteVocabulary(loaded, tok)
-        var generator = try TextGenerator(model: loaded, tokenizer: tok)
+        let loaded = try LoadedModel.load(model, tokenizer: tokenizer)
+        noteVocabulary(loaded.model, loaded.tokenizer)
+        var generator = try TextGenerator(model: loaded.model, tokenizer: loaded.tokenizer)
         generator.sampler = try sampling.sampler()
         generator.maxTokens = maxTokens
         generator.startWithEOS = !noStartToken
-        generator.echoPrompt = true
-        let result = try generator.generate(prompt) { piece in
-            FileHandle.standardOutput.write(Data(piece.utf8))
+        let write = { (piece: String) in FileHandle.standardOutput.write(Data(piece.utf8)) }
+        let result: TextGenerator.Result
+        if let chat {
+            let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) }
+                ?? (ChatTemplate.chatML, nil)
+            var messages: [Message] = []
+            if let system = system ?? defaultSystem { messages.append(Message(role: .system, content: system)) }
+            messages.append(Message(role: .user, content: chat))
+            let ids = try template.promptIDs(Conversation(messages: messages), with: loaded.tokenizer)
+            result = try generator.generate(promptIDs: ids, onText: write)
+        } else {
+            generator.echoPrompt = true
+            result = try generator.generate(prompt, onText: write)
         }
         FileHandle.standardOutput.write(Data("\n".utf8))
         if stats || result.stopReason == .contextFull {
@@ -131,33 +146,42 @@ struct GenerateCommand: ParsableCommand {
                               result.prefillSeconds * 1000, result.decodeTokensPerSecond))
         }
     }
-
-    static func tokenizerFor(_ model: String, _ override: String?) throws -> SentencePieceTokenizer {
-        try checkpointTokenizer(model, override: override)
-    }
 }
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Print a model's loss and perplexity on a text file or a token shard.")
 
-    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "A checkpoint directory or a GGUF file.") var model: String
     @Option(help: "A text file (tokenized with the model's tokenizer) or a .bin token shard.") var data: String
-    @Option(help: "Tokenizer (default: the checkpoint's).") var tokenizer: String?
+    @Option(help: "Tokenizer (default: the model's).") var tokenizer: String?
     @Option(help: "Sequences per forward pass.") var batch = 8
+    @Option(help: "Tokens per window (default: the model's context, at most 1024).") var context: Int?
 
-    func validate() throws { try OptionDomain.count(batch, "batch", max: 1 << 16) }
+    func validate() throws {
+        try OptionDomain.count(batch, "batch", max: 1 << 16)
+        try OptionDomain.count(context, "context", min: 2, max: 1 << 16)
+    }
 
     func run() throws {
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let loaded = try Checkpoint.load(from: model)
-        let t = try GenerateCommand.tokenizerFor(model, tokenizer)
-        noteVocabulary(loaded, t)
-        guard t.vocabularySize <= loaded.config.vocabularySize else {
-            throw ValidationError("\(t.source) has \(t.vocabularySize) pieces but the model only \(loaded.config.vocabularySize) rows")
+        let loaded = try LoadedModel.load(model, tokenizer: tokenizer)
+        let t = loaded.tokenizer
+        noteVocabulary(loaded.model, t)
+        guard t.vocabularySize <= loaded.model.config.vocabularySize else {
+            throw ValidationError("\(t.source) has \(t.vocabularySize) pieces but the model only \(loaded.model.config.vocabularySize) rows")
         }
-        let tokens = try loadTokens(data, tokenizer: t)
-        let (loss, count) = try loaded.evaluate(tokens: tokens, batch: batch)
+        let tokens: [Int32]
+        if let sentencePiece = t as? SentencePieceTokenizer {
+            tokens = try loadTokens(data, tokenizer: sentencePiece)
+        } else {
+            guard !isTokenShard(data) else { throw ValidationError("\(data): token shards are made with SentencePiece tokenizers; give a text file") }
+            let bytes = try MappedFile(path: data).data()
+            guard let text = String(validating: bytes, as: UTF8.self) else { throw ValidationError("\(data): not valid UTF-8") }
+            tokens = try t.encode(plainText: text)
+        }
+        let window = min(context ?? min(loaded.model.config.contextLength, 1024), loaded.model.config.contextLength)
+        let workspace = try TrainingWorkspace(model: loaded.model, batch: batch, length: window, training: false)
+        let (loss, count) = try loaded.model.evaluate(tokens: tokens, workspace: workspace)
         print(String(format: "loss %.4f  perplexity %.2f  (%d tokens of %@)", loss, Foundation.exp(loss), count, data))
     }
 }
@@ -166,13 +190,13 @@ struct LogitsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logits", abstract: "Print the logits for token ids as JSON, for checking against other implementations.")
 
-    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "A checkpoint directory or a GGUF file.") var model: String
     @Option(help: "Comma-separated token ids.") var ids: String
     @Flag(help: "Every position's logits, not only the last.") var all = false
 
     func run() throws {
         let parsed = try parseIDs(ids, option: "ids")
-        let loaded = try Checkpoint.load(from: model)
+        let loaded = try LoadedModel.isGGUF(model) ? GGUFModel.load(GGUFFile(path: model)) : Checkpoint.load(from: model)
         let session = try InferenceSession(model: loaded, reserve: parsed.count)
         let logits = try session.feed(parsed, allRows: all)
         let v = loaded.config.vocabularySize

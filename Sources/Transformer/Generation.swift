@@ -6,7 +6,7 @@ import Tokenizer
 /// decode, until EOS, `maxTokens`, or a full context.
 public struct TextGenerator {
     public let model: TransformerModel
-    public let tokenizer: SentencePieceTokenizer
+    public let tokenizer: any TextTokenizer
     public var sampler = Sampler()
     public var maxTokens = 200
     /// Stop when the model emits EOS.
@@ -16,7 +16,7 @@ public struct TextGenerator {
     /// Pass the prompt itself to `onText` first, once it has been checked.
     public var echoPrompt = false
 
-    public init(model: TransformerModel, tokenizer: SentencePieceTokenizer) throws {
+    public init(model: TransformerModel, tokenizer: any TextTokenizer) throws {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw TransformerError.invalidConfig(source: tokenizer.source, field: "vocab_size",
                 reason: "the tokenizer has \(tokenizer.vocabularySize) pieces but the model only \(model.config.vocabularySize)")
@@ -42,12 +42,18 @@ public struct TextGenerator {
     public mutating func generate(_ prompt: String, onText: (String) -> Void = { _ in }) throws -> Result {
         var ids = try tokenizer.encode(prompt)
         if startWithEOS && tokenizer.eosID >= 0 { ids.insert(tokenizer.eosID, at: 0) }
+        return try generate(promptIDs: ids, echo: echoPrompt ? prompt : nil, onText: onText)
+    }
+
+    /// Generates a continuation of the token ids `ids` (a chat template's prompt, say); `echo`,
+    /// when given, goes to `onText` first.
+    public mutating func generate(promptIDs ids: [Int32], echo: String? = nil, onText: (String) -> Void = { _ in }) throws -> Result {
         guard !ids.isEmpty else { throw TransformerError.emptyInput(what: "the prompt") }
         let context = model.config.contextLength
         guard ids.count < context else { throw TransformerError.sequenceTooLong(tokens: ids.count + 1, contextLength: context) }
         try sampler.validate()
-        if echoPrompt { onText(prompt) }
-        let session = try InferenceSession(model: model, reserve: ids.count + maxTokens)
+        if let echo { onText(echo) }
+        let session = try InferenceSession(model: model, reserve: min(context, ids.count + maxTokens))
         let promptText = try tokenizer.decode(ids)
         var generated: [Int32] = []
         var emitted = ""
