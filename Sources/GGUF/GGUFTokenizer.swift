@@ -4,7 +4,9 @@ import Tokenizer
 public enum GGUFTokenizer {
     /// A byte-level BPE tokenizer for `tokenizer.ggml.model = gpt2`, with the pre-tokenizer that
     /// `tokenizer.ggml.pre` names.
-    public static func load(_ file: GGUFFile) throws -> ByteLevelBPETokenizer {
+    /// `preTokenizer` overrides the file's rule (transformers, for one, splits `smollm` files by
+    /// GPT-2's rule alone, where llama.cpp and the original tokenizer split digits first).
+    public static func load(_ file: GGUFFile, preTokenizer override: PreTokenizer? = nil) throws -> ByteLevelBPETokenizer {
         let model = try file.required("tokenizer.ggml.model", \.string, "a string")
         guard model == "gpt2" else {
             throw GGUFError.unsupported(path: file.path, reason: "tokenizer.ggml.model '\(model)' is not supported (gpt2: byte-level BPE)")
@@ -18,7 +20,7 @@ public enum GGUFTokenizer {
             return list.map { Int32(clamping: $0) }
         }
         let preName = file["tokenizer.ggml.pre"]?.string ?? "default"
-        guard let pre = PreTokenizer(ggufName: preName) else {
+        guard let pre = override ?? PreTokenizer(ggufName: preName) else {
             throw GGUFError.unsupported(path: file.path, reason: "pre-tokenizer '\(preName)' is not supported (\(PreTokenizer.allCases.map(\.rawValue).joined(separator: ", ")), gpt2-family)")
         }
         func id(_ key: String) -> Int32 { Int32(clamping: file[key]?.integer ?? -1) }
