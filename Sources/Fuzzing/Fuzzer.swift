@@ -1,5 +1,6 @@
 import Chat
 import Foundation
+import GGUF
 import Kernels
 import Support
 import Tokenizer
@@ -11,7 +12,7 @@ import Transformer
 /// described error for every input, and, for the tool-call parsers, accounts for every byte.
 /// `make test` runs a fixed number of iterations per target; `tinylm fuzz` runs longer.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    case safetensors, config, tokenShard = "token-shard", chatData = "chat-data", hermes, llama3, mistral
+    case safetensors, gguf, config, tokenShard = "token-shard", chatData = "chat-data", hermes, llama3, mistral
 }
 
 /// What a fuzzing run saw.
@@ -64,7 +65,7 @@ public enum Fuzzer {
             "\(error)".isEmpty ? .failed("an error without a message: \(type(of: error))") : .refused
         }
         switch target {
-        case .safetensors, .tokenShard, .chatData:
+        case .safetensors, .gguf, .tokenShard, .chatData:
             let path = directory + "/input-\(target.rawValue)"
             do { try Data(input).write(to: URL(fileURLWithPath: path)) } catch { return .failed("cannot write \(path)") }
             do {
@@ -75,6 +76,14 @@ public enum Fuzzer {
                         var values = [Float](repeating: 0, count: info.elementCount)
                         try values.withUnsafeMutableBufferPointer { try file.read(name, shape: info.shape, into: $0.baseAddress!) }
                     }
+                case .gguf:
+                    let file = try GGUFFile(path: path)
+                    for info in file.tensors where info.elementCount <= 1 << 20 {
+                        var values = [Float](repeating: 0, count: info.elementCount)
+                        values.withUnsafeMutableBufferPointer { file.read(info, into: $0.baseAddress!) }
+                    }
+                    if file["tokenizer.ggml.tokens"] != nil { _ = try GGUFTokenizer.load(file) }
+                    if file["general.architecture"]?.string == "llama" { _ = try GGUFModel.load(file) }
                 case .tokenShard:
                     let shard = try TokenShard(path: path)
                     var ids = [Int32](repeating: 0, count: min(shard.count, 1 << 16))
@@ -129,6 +138,17 @@ public enum Fuzzer {
             let model = try TransformerModel(config: c, seed: 1)
             try Checkpoint.save(model, to: directory + "/seed", metadata: ["note": "fuzz seed"])
             return [Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/seed/model.safetensors")))]
+        case .gguf:
+            var c = ModelConfig(vocabularySize: 258, contextLength: 8, dModel: 8, layers: 1, heads: 2, dFF: 16)
+            c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false
+            var w = try GGUFExport.gguf(try TransformerModel(config: c, seed: 1), tokenizer: nil, type: .q8_0, name: "seed")
+            let alphabet = ByteLevelBPETokenizer.byteAlphabet.map { GGUFValue.string(String(Character($0))) }
+            w.add("tokenizer.ggml.model", .string("gpt2"))
+            w.add("tokenizer.ggml.pre", .string("smollm"))
+            w.add("tokenizer.ggml.tokens", .array(alphabet + [.string("ab"), .string("<|im_end|>")]))
+            w.add("tokenizer.ggml.token_type", .array(Array(repeating: .int(1), count: 257) + [.int(3)]))
+            w.add("tokenizer.ggml.merges", .array([.string("a b")]))
+            return [w.bytes()]
         case .config:
             var c = ModelConfig(vocabularySize: 64, contextLength: 16, dModel: 16, layers: 2, heads: 4, kvHeads: 2)
             c.positions = .rope

@@ -110,6 +110,7 @@ struct TokenizerEncode: ParsableCommand {
     @Flag(help: "Add EOS.") var eos = false
     @Flag(help: "Print the encoding time (excluding reading and writing) to standard error.") var stats = false
     @Option(help: "GGUF only: split words by this rule instead of the file's (gpt2, smollm, llama3).") var preTokenizer: PreTokenizer?
+    @Flag(help: "GGUF only: encode each file as one text (newlines included) and print one line of ids per file.") var wholeFile = false
     @Option(help: "Longest input line in bytes (longer lines are an error; encoding cost grows faster than a line's length).")
     var maxLineBytes = 1 << 20
     @Argument(help: "Text files (standard input when none).") var files: [String] = []
@@ -153,6 +154,16 @@ extension TokenizerEncode {
     /// single-threaded too); special tokens in the text are matched, as Hugging Face's do.
     func runBPE(_ tokenizer: ByteLevelBPETokenizer) throws {
         var out = StandardOutput()
+        if wholeFile {
+            for path in files {
+                let bytes = try MappedFile(path: path).data()
+                guard let text = String(validating: bytes, as: UTF8.self) else { throw ValidationError("\(path): not valid UTF-8") }
+                out.write(tokenizer.encode(text, specialTokens: true).map(String.init).joined(separator: " "))
+                out.write(UInt8(ascii: "\n"))
+            }
+            out.flush()
+            return
+        }
         var seconds = 0.0, tokens = 0, bytes = 0
         try forEachLineBatch(files, maxLineBytes: maxLineBytes) { _, _, batch in
             let start = DispatchTime.now().uptimeNanoseconds
