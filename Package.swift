@@ -68,6 +68,12 @@ let package = Package(
             dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
+        // Conversations with a model: cache reuse across turns, streaming, the tool loop.
+        .target(
+            name: "ChatEngine",
+            dependencies: ["Chat", "Kernels", "Tokenizer", "Transformer"],
+            swiftSettings: nativeCPU
+        ),
         // Mutation fuzzing of the parsers of untrusted input (tests and `tinylm fuzz`).
         .target(
             name: "Fuzzing",
@@ -78,6 +84,7 @@ let package = Package(
             name: "TinyLMCLI",
             dependencies: [
                 "Chat",
+                "ChatEngine",
                 "Fuzzing",
                 "GGUF",
                 "Kernels",
@@ -102,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             // The CLI is a dependency so that its binary is built for the process tests.
-            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "Chat", "Fuzzing", "TinyLMCLI"],
+            dependencies: ["Training", "Transformer", "Kernels", "Support", "Tokenizer", "Chat", "ChatEngine", "Fuzzing", "TinyLMCLI"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

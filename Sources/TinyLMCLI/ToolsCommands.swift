@@ -86,7 +86,8 @@ struct ToolsList: ParsableCommand {
 
 struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "chat", abstract: "Chat formats.", subcommands: [ChatRender.self])
+        commandName: "chat", abstract: "Talk to a model (tinylm chat --model …), or render chat data (chat render).",
+        subcommands: [ChatREPL.self, ChatRender.self], defaultSubcommand: ChatREPL.self)
 }
 
 struct ChatRender: ParsableCommand {

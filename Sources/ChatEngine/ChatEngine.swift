@@ -1,0 +1,213 @@
+import Chat
+import Foundation
+import Kernels
+import Tokenizer
+import Transformer
+
+/// The model side of a chat: it feeds tokens at the next positions of its cache, returns the
+/// last one's next-token logits, and can forget positions from a point on.
+public protocol ChatModel: AnyObject {
+    var contextLength: Int { get }
+    var position: Int { get }
+    func truncate(to position: Int)
+    func feed(_ ids: [Int32]) throws -> [Float]
+}
+
+/// A model's inference session as a chat model.
+public final class SessionChatModel: ChatModel {
+    public let session: InferenceSession
+    public init(_ model: TransformerModel) throws { session = try InferenceSession(model: model) }
+    public var contextLength: Int { session.model.config.contextLength }
+    public var position: Int { session.position }
+    public func truncate(to position: Int) { session.truncate(to: position) }
+    public func feed(_ ids: [Int32]) throws -> [Float] { try session.feed(ids) }
+}
+
+/// A conversation with a model, turn by turn: the conversation stays in the model's cache, so a
+/// turn prefills only what is new; replies stream through the template's tool-call parser; calls
+/// run through the tool registry and their results go back to the model until it answers in
+/// plain text (or the per-turn call limit is reached). Call markup never reaches the answer text.
+public final class ChatEngine {
+    public enum Event: Sendable, Equatable {
+        /// Answer text, as soon as it is complete UTF-8 and cannot be the start of call markup.
+        case text(String)
+        /// A call the model made, about to run.
+        case toolCall(ToolCall)
+        /// Its result, as the model will read it.
+        case toolResult(name: String, result: String)
+        /// Something the user should know (turns dropped to fit the context, a limit reached).
+        case notice(String)
+    }
+
+    /// What one reply cost.
+    public struct Stats: Sendable {
+        public var promptTokens = 0
+        /// Tokens actually fed for the prompts (the rest came from the cache).
+        public var prefilledTokens = 0
+        public var generatedTokens = 0
+        public var prefillSeconds = 0.0
+        public var decodeSeconds = 0.0
+        public var toolCalls = 0
+        public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
+    }
+
+    public let model: any ChatModel
+    public let tokenizer: any TextTokenizer
+    public var template: ChatTemplate
+    /// The system message (nil: none).
+    public var system: String?
+    /// The conversation so far, without the system message.
+    public private(set) var messages: [Message] = []
+    public var tools: ToolRegistry
+    public var sampler = Sampler()
+    public var maxTokens = 512
+    /// Tool calls allowed per user turn.
+    public var maxToolCalls = 4
+    /// Polled between tokens; true stops the reply being generated (Ctrl-C).
+    public var shouldStop: () -> Bool = { false }
+    /// The ids in the model's cache.
+    private var cached: [Int32] = []
+    /// Ids that end a reply: EOS and the template's turn end.
+    private let stopIDs: Set<Int32>
+
+    public init(model: any ChatModel, tokenizer: any TextTokenizer, template: ChatTemplate = .chatML,
+                system: String? = nil, tools: ToolRegistry = ToolRegistry()) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.system = system
+        self.tools = tools
+        stopIDs = Set([tokenizer.eosID, tokenizer.id(for: template.turnEnd) ?? -1].filter { $0 >= 0 })
+    }
+
+    /// The whole conversation, system message and tools included.
+    public var conversation: Conversation {
+        Conversation(messages: (system.map { [Message(role: .system, content: $0)] } ?? []) + messages,
+                     tools: tools.definitions)
+    }
+
+    /// Forgets the conversation (the system message stays).
+    public func clear() { messages.removeAll() }
+
+    /// Replaces the conversation (from `/load`); a leading system message becomes the system.
+    public func load(_ c: Conversation) {
+        var list = c.messages
+        if let first = list.first, first.role == .system { system = first.content; list.removeFirst() }
+        messages = list
+    }
+
+    /// Answers `text`, streaming events to `onEvent`.
+    @discardableResult
+    public func send(_ text: String, onEvent: (Event) -> Void) throws -> Stats {
+        messages.append(Message(role: .user, content: text))
+        return try reply(onEvent: onEvent)
+    }
+
+    /// Drops the last reply (and the tool turns in it) and answers the last user message again.
+    @discardableResult
+    public func regenerate(onEvent: (Event) -> Void) throws -> Stats? {
+        guard let last = messages.lastIndex(where: { $0.role == .user }) else { return nil }
+        messages.removeSubrange((last + 1)...)
+        return try reply(onEvent: onEvent)
+    }
+
+    private func reply(onEvent: (Event) -> Void) throws -> Stats {
+        var stats = Stats()
+        var calls = 0
+        while true {
+            let ids = try promptFitting(onEvent: onEvent)
+            stats.promptTokens = ids.count
+            // Reuse the cache up to the first id that differs; feed the rest.
+            var common = zip(cached, ids).prefix { $0 == $1 }.count
+            if common == ids.count { common -= 1 }
+            model.truncate(to: common)
+            var start = DispatchTime.now().uptimeNanoseconds
+            var logits = try model.feed(Array(ids[common...]))
+            stats.prefilledTokens += ids.count - common
+            stats.prefillSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            cached = ids
+            start = DispatchTime.now().uptimeNanoseconds
+            var parser = template.toolCallFormat.makeParser(tools: tools.definitions.isEmpty ? nil : tools.definitions)
+            var generated: [Int32] = [], emittedText = "", answer = ""
+            var found: [ToolCall] = []
+            func handle(_ events: [ToolCallEvent]) {
+                for event in events {
+                    switch event {
+                    case .text(let t):
+                        answer += t
+                        onEvent(.text(t))
+                    case .toolCall(let call, _):
+                        found.append(call)
+                    case .error(let e):
+                        // A malformed or invalid call: its text stays out of the answer, and the
+                        // model reads why in the tool turn that follows.
+                        found.append(ToolCall(id: "call_error_\(found.count)", name: "", arguments: .object([("error", .string(e.message))])))
+                    }
+                }
+            }
+            let vocabulary = tokenizer.vocabularySize
+            while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
+                let next = sampler.sample(Array(logits.prefix(vocabulary)), history: generated)
+                if stopIDs.contains(next) { cached.append(next); break }
+                generated.append(next)
+                cached.append(next)
+                let text = try tokenizer.decode(generated)
+                if !text.hasSuffix("\u{FFFD}") && text.hasPrefix(emittedText) && text.count > emittedText.count {
+                    handle(parser.feed(String(text.dropFirst(emittedText.count))))
+                    emittedText = text
+                }
+                logits = try model.feed([next])
+            }
+            let text = try tokenizer.decode(generated)
+            if text.count > emittedText.count && text.hasPrefix(emittedText) { handle(parser.feed(String(text.dropFirst(emittedText.count)))) }
+            handle(parser.finish())
+            stats.generatedTokens += generated.count
+            stats.decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if shouldStop() { onEvent(.notice("stopped")) }
+            let runnable = found.filter { !$0.name.isEmpty }
+            guard !found.isEmpty, !shouldStop() else {
+                messages.append(Message(role: .assistant, content: answer.trimmingCharacters(in: .whitespacesAndNewlines)))
+                return stats
+            }
+            messages.append(Message(role: .assistant, content: answer.trimmingCharacters(in: .whitespacesAndNewlines), toolCalls: runnable))
+            for call in found {
+                calls += 1
+                stats.toolCalls += 1
+                let result: JSONValue
+                if call.name.isEmpty {
+                    result = call.arguments
+                } else {
+                    onEvent(.toolCall(call))
+                    result = tools.call(call.name, arguments: call.arguments)
+                }
+                let serialized = result.serialized()
+                onEvent(.toolResult(name: call.name.isEmpty ? "(malformed call)" : call.name, result: serialized))
+                messages.append(Message(role: .tool, content: serialized, toolCallID: call.name.isEmpty ? nil : call.id,
+                                        name: call.name.isEmpty ? nil : call.name))
+            }
+            if calls >= maxToolCalls {
+                onEvent(.notice("stopped after \(calls) tool calls in one turn (the limit)"))
+                return stats
+            }
+        }
+    }
+
+    /// The prompt ids of the conversation, dropping the oldest turns (the system message stays)
+    /// until they leave room for a reply of at least a quarter of the context.
+    private func promptFitting(onEvent: (Event) -> Void) throws -> [Int32] {
+        var dropped = 0
+        while true {
+            let ids = try template.promptIDs(conversation, with: tokenizer)
+            let room = model.contextLength - ids.count
+            if room >= min(maxTokens, model.contextLength / 4) || messages.count <= 1 {
+                if dropped > 0 { onEvent(.notice("the context was full: dropped the \(dropped) oldest messages")) }
+                guard room > 0 else { throw TransformerError.sequenceTooLong(tokens: ids.count + 1, contextLength: model.contextLength) }
+                return ids
+            }
+            // Drop the oldest user turn and everything up to the next one.
+            let next = messages.dropFirst().firstIndex { $0.role == .user } ?? messages.count
+            dropped += next
+            messages.removeFirst(next)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Chat
+import ChatEngine
+import Foundation
+import Testing
+import Tokenizer
+import Transformer
+
+/// A model that says what it is told: each prompt it is fed starts the next scripted reply, and each step's logits pick the reply's next token.
+final class ScriptedModel: ChatModel {
+    let contextLength: Int
+    var position = 0
+    var replies: [[Int32]]
+    var reply = -1, cursor = 0
+    let vocabulary: Int
+    /// Every feed, for checking what was prefilled.
+    var fed: [[Int32]] = []
+
+    init(replies: [[Int32]], vocabulary: Int, contextLength: Int = 4096) {
+        self.replies = replies
+        self.vocabulary = vocabulary
+        self.contextLength = contextLength
+    }
+
+    /// The engine truncates the cache before every prompt it feeds.
+    var promptNext = false
+    func truncate(to position: Int) { self.position = min(self.position, position); promptNext = true }
+
+    func feed(_ ids: [Int32]) throws -> [Float] {
+        fed.append(ids)
+        position += ids.count
+        if promptNext { reply += 1; cursor = 0; promptNext = false } else { cursor += 1 }
+        var logits = [Float](repeating: 0, count: vocabulary)
+        let script = reply < replies.count ? replies[reply] : []
+        logits[Int(cursor < script.count ? script[cursor] : 2)] = 10   // 2: EOS when the script ends
+        return logits
+    }
+}
+
+@Suite("chat engine: the tool loop, the cache across turns, limits")
+struct ChatEngineTests {
+    let tokenizer: SentencePieceTokenizer
+    init() throws { tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath) }
+
+    func ids(_ text: String) throws -> [Int32] { try tokenizer.encode(continuing: text) + [tokenizer.id(for: "<|im_end|>")!] }
+
+    func engine(_ replies: [String], context: Int = 4096) throws -> (ChatEngine, ScriptedModel) {
+        let model = ScriptedModel(replies: try replies.map(ids), vocabulary: tokenizer.vocabularySize, contextLength: context)
+        let engine = ChatEngine(model: model, tokenizer: tokenizer, system: "Be brief.", tools: ToolRegistry.builtIn())
+        engine.sampler.temperature = 0
+        return (engine, model)
+    }
+
+    @Test("a call runs, its result goes back, the answer follows; call markup never reaches the answer")
+    func toolLoop() throws {
+        let (engine, model) = try engine([
+            "Let me compute. <tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"17*23\"}}\n</tool_call>",
+            "17 times 23 is 391.",
+        ])
+        var events: [ChatEngine.Event] = []
+        let stats = try engine.send("What is 17 times 23?") { events.append($0) }
+        let text = events.compactMap { if case .text(let t) = $0 { t } else { nil } }.joined()
+        #expect(text.contains("Let me compute.") && text.contains("391") && !text.contains("tool_call"), "\(text)")
+        #expect(events.contains(.toolCall(ToolCall(id: "call_0", name: "calculator", arguments: .object([("expression", .string("17*23"))])))))
+        #expect(events.contains(.toolResult(name: "calculator", result: "{\"result\": 391}")))
+        #expect(engine.messages.map(\.role) == [.user, .assistant, .tool, .assistant])
+        #expect(engine.messages[2].content == "{\"result\": 391}" && engine.messages[3].content == "17 times 23 is 391.")
+        #expect(stats.toolCalls == 1)
+        // The second prompt reused the cache: only the tool turn and what follows were fed.
+        let prompts = model.fed.filter { $0.count > 2 }
+        #expect(prompts.count == 2 && prompts[1].count < prompts[0].count)
+    }
+
+    @Test("an unknown tool and a malformed call go back to the model as errors; the call limit ends the turn")
+    func errorsAndLimit() throws {
+        let (engine, _) = try engine([
+            "<tool_call>{\"name\": \"weather\", \"arguments\": {}}</tool_call>",
+            "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": </tool_call>",
+            "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1+1\"}}</tool_call>",
+            "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+2\"}}</tool_call>",
+            "never reached",
+        ])
+        engine.maxToolCalls = 4
+        var events: [ChatEngine.Event] = []
+        try engine.send("go") { events.append($0) }
+        let results = events.compactMap { if case .toolResult(_, let r) = $0 { r } else { nil } }
+        #expect(results.count == 4)
+        #expect(results[0].contains("error") && results[0].contains("weather"))
+        #expect(results[1].contains("error"))
+        #expect(results[2] == "{\"result\": 2}" && results[3] == "{\"result\": 4}")
+        #expect(events.contains { if case .notice(let n) = $0 { n.contains("limit") } else { false } })
+        #expect(!events.contains(.text("never reached")))
+    }
+
+    @Test("a full context drops the oldest turns, keeping the system message")
+    func contextOverflow() throws {
+        let (engine, _) = try engine(Array(repeating: "A fine reply with a few words in it.", count: 12), context: 160)
+        engine.tools = ToolRegistry()
+        engine.maxTokens = 20
+        var notices: [String] = []
+        for i in 0..<8 {
+            try engine.send("Message number \(i) with some words to fill the context.") { if case .notice(let n) = $0 { notices.append(n) } }
+        }
+        #expect(notices.contains { $0.contains("dropped") })
+        #expect(engine.messages.first?.role == .user && engine.messages.last?.role == .assistant)
+        #expect(engine.messages.first?.content != "Message number 0 with some words to fill the context.")
+        #expect(engine.conversation.messages.first?.content == "Be brief.")
+    }
+
+    @Test("Ctrl-C stops a reply and keeps what was said; /regen answers again; save and load round-trip")
+    func stopRegenerateSaveLoad() throws {
+        let (engine, _) = try engine(["one two three four five six seven eight nine ten", "again"])
+        var steps = 0
+        engine.shouldStop = { steps += 1; return steps > 4 }
+        var text = ""
+        try engine.send("count") { if case .text(let t) = $0 { text += t } }
+        #expect(!text.isEmpty && !text.contains("ten"))
+        engine.shouldStop = { false }
+        text = ""
+        try engine.regenerate { if case .text(let t) = $0 { text += t } }
+        #expect(text == "again" && engine.messages.count == 2)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString).jsonl").path
+        try ChatDatasets.writeOpenAI([engine.conversation], to: path)
+        let (other, _) = try self.engine([])
+        other.system = nil
+        other.load(try ChatDatasets.read(path)[0])
+        #expect(other.system == "Be brief." && other.messages == engine.messages)
+    }
+}
+
+let repoTokenizerPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Tokenizers/tinylm-4k.model").path
