@@ -54,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "Training",
-            dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
+            dependencies: ["Chat", "Kernels", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
         .target(

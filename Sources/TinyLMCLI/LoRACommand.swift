@@ -1,0 +1,115 @@
+import ArgumentParser
+import Chat
+import Foundation
+import GGUF
+import Kernels
+import Support
+import Training
+import Transformer
+
+struct LoRACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lora",
+        abstract: "Fine-tune low-rank adapters on a frozen base (PEFT-format adapter files).",
+        discussion: """
+            --data is a directory with train.jsonl (and optionally valid.jsonl): lines of {"messages": […], "tools": […]} \
+            (trained on the assistant turns), {"prompt", "completion"} or {"text"}.
+            """)
+
+    @Option(help: "The base: a checkpoint directory or a GGUF file.") var model: String
+    @Option(help: "Directory with train.jsonl and optionally valid.jsonl.") var data: String
+    @Option(help: "Where to write the adapter (adapter_model.safetensors, adapter_config.json).") var adapterPath: String
+    @Option(help: "Adapter rank.") var rank = 8
+    @Option(help: "Adapter alpha (scale alpha / rank).") var alpha = 16.0
+    @Option(help: "Comma-separated projections: q,k,v,o,gate,up,down.") var targets = AdapterConfig.allTargets.joined(separator: ",")
+    @Option(help: "Adapt only the last N blocks.") var numLayers: Int?
+    @Flag(help: "rsLoRA: scale alpha / √rank.") var rsLora = false
+    @Option(help: "Optimizer steps.") var iters = 600
+    @Option(help: "Examples per step.") var batch = 4
+    @Option(help: "Peak learning rate.") var lr = 2e-4
+    @Option(help: "Final learning rate.") var minLr = 2e-5
+    @Option(help: "Warmup steps.") var warmup = 20
+    @Option(help: "Longest example in tokens (longer ones are cut).") var maxSeqLength = 512
+    @Option(help: "Validate every N steps (0: only at the end).") var evalEvery = 100
+    @Option(help: "Save the adapter every N steps (0: only at the end).") var saveEvery = 100
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Linear layers' products: fp32 or bf16.") var precision: MatmulPrecision = .fp32
+
+    func validate() throws {
+        try OptionDomain.count(rank, "rank", max: 1024)
+        try OptionDomain.number(alpha, "alpha", 0...1e6, openLower: true)
+        try OptionDomain.count(numLayers, "num-layers", max: 1024)
+        try OptionDomain.count(iters, "iters", max: 1 << 30)
+        try OptionDomain.count(batch, "batch", max: 4096)
+        try OptionDomain.number(lr, "lr", 0...10, openLower: true)
+        try OptionDomain.number(minLr, "min-lr", 0...lr)
+        try OptionDomain.count(warmup, "warmup", min: 0, max: 1 << 30)
+        try OptionDomain.count(maxSeqLength, "max-seq-length", min: 2, max: 1 << 16)
+        try OptionDomain.count(evalEvery, "eval-every", min: 0, max: 1 << 30)
+        try OptionDomain.count(saveEvery, "save-every", min: 0, max: 1 << 30)
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel.load(model)
+        let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
+        var dataOptions = FineTuneData.Options()
+        dataOptions.template = template
+        dataOptions.defaultSystem = defaultSystem
+        dataOptions.maxLength = min(maxSeqLength, loaded.model.config.contextLength)
+        let train = try FineTuneData.read(data + "/train.jsonl", tokenizer: loaded.tokenizer, options: dataOptions)
+        let valid = FileManager.default.fileExists(atPath: data + "/valid.jsonl")
+            ? try FineTuneData.read(data + "/valid.jsonl", tokenizer: loaded.tokenizer, options: dataOptions) : nil
+        let length = min(dataOptions.maxLength, train.map(\.ids.count).max() ?? 2)
+        let adapters = AdapterConfig(rank: rank, alpha: alpha, targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+                                     lastLayers: numLayers, rankStabilized: rsLora)
+        let adapted = try TransformerModel.adapting(loaded.model, with: adapters, seed: seed)
+        var options = TrainingOptions()
+        options.steps = iters
+        options.batch = batch
+        options.sequenceLength = max(2, length)
+        options.schedule = LearningRateSchedule(maxLR: lr, minLR: minLr, warmup: warmup, total: iters)
+        options.weightDecay = 0
+        options.seed = seed
+        options.precision = precision
+        options.spikeFactor = 0
+        let trainer = try Trainer(model: adapted, options: options,
+                                  data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
+        let trainable = adapted.layout.gradientCount
+        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base of \(adapted.layout.baseCount)")
+        installInterruptHandler()
+        try AtomicFile.createDirectory(adapterPath)
+        let logPath = adapterPath + "/log.jsonl"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        defer { try? log.close() }
+        func validate() throws -> Double? {
+            guard let valid else { return nil }
+            return try adapted.evaluate(examples: valid, batch: batch, length: options.sequenceLength, precision: precision)
+        }
+        if let v = try validate() { printError(String(format: "step 0: validation loss %.4f", v)) }
+        let start = Date()
+        var tokens = 0
+        while trainer.state.step < iters {
+            if interruptRequested.load(ordering: .relaxed) {
+                try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
+                printError("interrupted at step \(trainer.state.step); adapter saved in \(adapterPath)")
+                throw ExitCode(130)
+            }
+            let report = try trainer.step()
+            tokens += report.tokens
+            let step = report.step
+            var validation: Double?
+            if (evalEvery > 0 && step % evalEvery == 0) || step == iters { validation = try validate() }
+            if saveEvery > 0 && step % saveEvery == 0 && step < iters { try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model) }
+            let elapsed = Date().timeIntervalSince(start)
+            let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s", step, iters, report.loss,
+                              validation.map { String(format: "%.4f", $0) } ?? "–", report.learningRate, Double(tokens) / elapsed)
+            printError(line)
+            var entry = "{\"step\": \(step), \"loss\": \(report.loss), \"lr\": \(report.learningRate), \"seconds\": \(elapsed)"
+            if let validation { entry += ", \"val_loss\": \(validation)" }
+            log.write(Data((entry + "}\n").utf8))
+        }
+        try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
+        print("wrote \(adapterPath): \(trainable) adapter parameters after \(iters) steps (\(Int(Date().timeIntervalSince(start))) s)")
+    }
+}
