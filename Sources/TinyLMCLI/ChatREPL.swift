@@ -5,6 +5,7 @@ import Foundation
 import GGUF
 import Support
 import Synchronization
+import Training
 import Transformer
 
 /// Set by SIGINT during a reply: the reply stops, the program goes on.
@@ -21,6 +22,7 @@ struct ChatREPL: ParsableCommand {
             """)
 
     @Option(help: "A checkpoint directory or a GGUF file.") var model: String
+    @Option(help: "A LoRA adapter directory (PEFT files, as tinylm lora writes them).") var adapter: String?
     @Option(help: "The system message (default: the model's template's own, if any).") var system: String?
     @Option(help: "Comma-separated tools the model may call (calculator, current_time, unit_convert), or none.")
     var tools = "calculator,current_time,unit_convert"
@@ -35,7 +37,8 @@ struct ChatREPL: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel.load(model)
+        var loaded = try LoadedModel.load(model)
+        if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
         let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
         let registry = try Self.registry(tools)
         let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,

@@ -104,6 +104,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate", abstract: "Continue a prompt (or answer one chat message), streaming text as tokens come.")
 
     @Option(help: "A checkpoint directory or a GGUF file.") var model: String
+    @Option(help: "A LoRA adapter directory (PEFT files).") var adapter: String?
     @Option(help: "The text to continue.") var prompt: String = ""
     @Option(help: "A user message to answer in the model's chat template (instead of --prompt).") var chat: String?
     @Option(help: "The system message for --chat (default: the template's own, if it has one).") var system: String?
@@ -119,7 +120,8 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel.load(model, tokenizer: tokenizer)
+        var loaded = try LoadedModel.load(model, tokenizer: tokenizer)
+        if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
         noteVocabulary(loaded.model, loaded.tokenizer)
         var generator = try TextGenerator(model: loaded.model, tokenizer: loaded.tokenizer)
         generator.sampler = try sampling.sampler()

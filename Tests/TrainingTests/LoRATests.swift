@@ -1,0 +1,72 @@
+import Chat
+import Foundation
+import Kernels
+import Support
+import Testing
+import Tokenizer
+import Transformer
+@testable import Training
+
+@Suite("LoRA fine-tuning and PEFT files")
+struct LoRATests {
+    func base() throws -> TransformerModel {
+        var c = ModelConfig(vocabularySize: 4096, contextLength: 128, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 64)
+        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false; c.initStd = 0.1
+        return try TransformerModel(config: c, seed: 2)
+    }
+
+    @Test("PEFT files round-trip: the loaded adapter gives the same logits; bad configs are refused")
+    func peftRoundTrip() throws {
+        let model = try TransformerModel.adapting(try base(), with: AdapterConfig(rank: 4, alpha: 8, targets: ["q", "v", "down"]), seed: 3)
+        var rng = SplitMix64(seed: 1)
+        for t in model.layout.tensors where t.group == .adapter {
+            for i in 0..<t.count { model.parameters.pointer[t.offset + i] = rng.nextFloat() - 0.5 }
+        }
+        let directory = temporaryPath() + "/adapter"
+        try PEFTAdapter.save(model, to: directory, baseModel: "test-base")
+        let file = try Safetensors.File(path: directory + "/adapter_model.safetensors")
+        #expect(file.tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"]?.shape == [4, 32])
+        #expect(file.tensors["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"]?.shape == [32, 4])
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/adapter_config.json"))) as! [String: Any]
+        #expect(config["peft_type"] as? String == "LORA" && config["r"] as? Int == 4 && config["lora_alpha"] as? Double == 8)
+        #expect(config["target_modules"] as? [String] == ["down_proj", "q_proj", "v_proj"])
+        let loaded = try PEFTAdapter.load(directory, onto: try base())
+        let ids: [Int32] = [5, 9, 100, 7, 4000]
+        #expect(try InferenceSession(model: loaded).feed(ids, allRows: true) == InferenceSession(model: model).feed(ids, allRows: true))
+        // A config for another projection set, and a missing file, are errors.
+        try #"{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "k_proj"]}"#
+            .write(toFile: directory + "/adapter_config.json", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try PEFTAdapter.load(directory, onto: try base()) }
+        try #"{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["lm_head"]}"#
+            .write(toFile: directory + "/adapter_config.json", atomically: true, encoding: .utf8)
+        #expect(throws: TransformerError.self) { try PEFTAdapter.load(directory, onto: try base()) }
+        #expect(throws: FileError.self) { try PEFTAdapter.load(directory + "/nowhere", onto: try base()) }
+    }
+
+    @Test("training adapters on chat data lowers the held-out loss; the base does not move")
+    func learns() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
+        var generator = SyntheticToolData(seed: 4)
+        let folder = temporaryPath()
+        try ChatDatasets.writeOpenAI(generator.conversations(48).map { Conversation(messages: $0.messages, tools: []) }, to: folder + "/train.jsonl")
+        var options = FineTuneData.Options()
+        options.maxLength = 128
+        let train = try FineTuneData.read(folder + "/train.jsonl", tokenizer: tokenizer, options: options)
+        #expect(train.count == 48 && train.allSatisfy { $0.ids.count <= 128 && $0.targets.contains { $0 >= 0 } })
+        let base = try base()
+        let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: 8, alpha: 16), seed: 1)
+        let before = try model.evaluate(examples: Array(train.prefix(16)), batch: 4, length: 128)
+        var training = TrainingOptions()
+        training.steps = 40; training.batch = 4; training.sequenceLength = 128; training.weightDecay = 0; training.spikeFactor = 0
+        training.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 4, total: 40)
+        let trainer = try Trainer(model: model, options: training, data: try MaskedExamples(examples: train, vocabularySize: 4096, seed: 1), validation: nil)
+        #expect(trainer.optimizer.m.count == model.layout.gradientCount && model.layout.gradientCount < model.layout.baseCount / 3)
+        for _ in 0..<40 { _ = try trainer.step() }
+        let after = try model.evaluate(examples: Array(train.prefix(16)), batch: 4, length: 128)
+        #expect(after < 0.8 * before, "\(before) → \(after)")
+        #expect(Array(UnsafeBufferPointer(start: model.parameters.pointer, count: base.layout.count)) == base.parameters.array)
+        // Lines that are not one of the formats name the file and line.
+        try "{\"messages\": []}\n{\"nope\": 1}\n".write(toFile: folder + "/bad.jsonl", atomically: true, encoding: .utf8)
+        #expect(throws: ChatError.self) { try FineTuneData.read(folder + "/bad.jsonl", tokenizer: tokenizer, options: options) }
+    }
+}
