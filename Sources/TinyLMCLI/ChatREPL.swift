@@ -39,7 +39,7 @@ struct ChatREPL: ParsableCommand {
     func run() throws {
         var loaded = try LoadedModel.load(model)
         if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
-        let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
+        let (template, defaultSystem) = try chatTemplate(of: loaded)
         let registry = try Self.registry(tools)
         let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,
                                 system: system ?? defaultSystem, tools: registry)
@@ -160,4 +160,10 @@ struct ChatREPL: ParsableCommand {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// The chat template a loaded model's file names (ChatML and its default system prompt), or
+/// ChatML with none for a checkpoint directory.
+func chatTemplate(of loaded: LoadedModel) throws -> (template: ChatTemplate, defaultSystem: String?) {
+    try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: loaded.path) } ?? (.chatML, nil)
 }

@@ -22,7 +22,7 @@ struct EvalToolsCommand: ParsableCommand {
     func run() throws {
         var loaded = try LoadedModel.load(model)
         if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
-        let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
+        let (template, defaultSystem) = try chatTemplate(of: loaded)
         var conversations = try ChatDatasets.read(data)
         if let limit { conversations = Array(conversations.prefix(limit)) }
         let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,

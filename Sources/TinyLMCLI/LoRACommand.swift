@@ -51,7 +51,7 @@ struct LoRACommand: ParsableCommand {
 
     func run() throws {
         let loaded = try LoadedModel.load(model)
-        let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) } ?? (.chatML, nil)
+        let (template, defaultSystem) = try chatTemplate(of: loaded)
         var dataOptions = FineTuneData.Options()
         dataOptions.template = template
         dataOptions.defaultSystem = defaultSystem

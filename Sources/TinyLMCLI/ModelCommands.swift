@@ -130,8 +130,7 @@ struct GenerateCommand: ParsableCommand {
         let write = { (piece: String) in FileHandle.standardOutput.write(Data(piece.utf8)) }
         let result: TextGenerator.Result
         if let chat {
-            let (template, defaultSystem) = try loaded.chatTemplate.map { try ChatTemplate.recognizing($0, source: model) }
-                ?? (ChatTemplate.chatML, nil)
+            let (template, defaultSystem) = try chatTemplate(of: loaded)
             var messages: [Message] = []
             if let system = system ?? defaultSystem { messages.append(Message(role: .system, content: system)) }
             messages.append(Message(role: .user, content: chat))

@@ -29,7 +29,7 @@ public enum PEFTAdapter {
             "target_modules": adapters.targets.compactMap { modules[$0] }.sorted(), "bias": "none", "use_rslora": adapters.rankStabilized,
             "fan_in_fan_out": false, "base_model_name_or_path": baseModel, "inference_mode": true,
         ]
-        if let last = adapters.lastLayers { config["layers_to_transform"] = Array(adapters.layers(of: model.config)) ; _ = last }
+        if adapters.lastLayers != nil { config["layers_to_transform"] = Array(adapters.layers(of: model.config)) }
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory + "/" + configFile)
     }
