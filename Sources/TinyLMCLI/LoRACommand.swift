@@ -79,7 +79,7 @@ struct LoRACommand: ParsableCommand {
         installInterruptHandler()
         try AtomicFile.createDirectory(adapterPath)
         let logPath = adapterPath + "/log.jsonl"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw FileError.unwritable(path: logPath, reason: "cannot create the log") }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         defer { try? log.close() }
         func validate() throws -> Double? {
