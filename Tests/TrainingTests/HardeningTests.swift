@@ -11,9 +11,9 @@ func runTinyLM(_ arguments: [String], stdin: Data? = nil, environment: [String: 
     throws -> (status: Int32, reason: Process.TerminationReason, out: String, err: String) {
     let folder = temporaryPath()
     let outPath = folder + "/out.txt", errPath = folder + "/err.txt", inPath = folder + "/in.txt"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
-    FileManager.default.createFile(atPath: inPath, contents: stdin ?? Data())
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: inPath, contents: stdin ?? Data())
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CLIRun.binary!)
     process.arguments = arguments
