@@ -187,6 +187,37 @@ def lr_at(step, max_lr, min_lr, warmup, total):
     return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
+def learnable_batches(g, steps, B, T, V):
+    """Batches of a repeating pattern with a random start, so the loss really moves."""
+    batches = []
+    for _ in range(steps):
+        start = torch.randint(0, 50, (B, 1), generator=g)
+        seq = (start + torch.arange(T + 1) * 7) % V
+        batches.append(dict(ids=seq[:, :-1].flatten().tolist(), targets=seq[:, 1:].flatten().tolist()))
+    return batches
+
+
+def adamw_losses(cfg, w, batches, hp, total, B, T):
+    """torch.optim.AdamW on the tensors `w` (requiring grad), TinyLM's groups and schedule, global-norm
+    clipping: the loss of each batch before its step."""
+    groups = [dict(params=[p for k, p in w.items() if decays(k)], weight_decay=hp["weight_decay"]),
+              dict(params=[p for k, p in w.items() if not decays(k)], weight_decay=0.0)]
+    opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.95), eps=1e-8)
+    losses = []
+    for step, batch in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], total)
+        ids = torch.tensor(batch["ids"]).view(B, T)
+        targets = torch.tensor(batch["targets"]).view(B, T)
+        loss = F.cross_entropy(reference_logits(cfg, w, ids).reshape(-1, cfg["vocab_size"]), targets.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(w.values()), hp["clip"])
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def training_check(args, steps=20):
     """20 AdamW steps (warmup + cosine, clipping, weight decay) from the same weights on the same
     batches: TinyLM's losses against PyTorch's torch.optim.AdamW in float64."""
@@ -198,34 +229,14 @@ def training_check(args, steps=20):
             json.dump(cfg, f)
         ckpt = os.path.join(tmp, "ckpt")
         run([args.tinylm, "init", "--config", os.path.join(tmp, "config.json"), "--out", ckpt, "--seed", "3"])
-        g = torch.Generator().manual_seed(5)
-        # Learnable batches (a repeating pattern with noise), so the loss really moves.
-        batches = []
-        for _ in range(steps):
-            start = torch.randint(0, 50, (B, 1), generator=g)
-            seq = (start + torch.arange(T + 1) * 7) % cfg["vocab_size"]
-            batches.append(dict(ids=seq[:, :-1].flatten().tolist(), targets=seq[:, 1:].flatten().tolist()))
+        batches = learnable_batches(torch.Generator().manual_seed(5), steps, B, T, cfg["vocab_size"])
         with open(os.path.join(tmp, "batches.json"), "w") as f:
             json.dump(dict(batch=B, length=T, steps=batches), f)
         ours = json.loads(run([args.tinylm, "train-steps", "--model", ckpt, "--batches", os.path.join(tmp, "batches.json"),
                                "--lr", str(hp["lr"]), "--min-lr", str(hp["min_lr"]), "--warmup", str(hp["warmup"]),
                                "--weight-decay", str(hp["weight_decay"]), "--clip", str(hp["clip"])]))
         w = {k: v.double().clone().requires_grad_(True) for k, v in load_file(os.path.join(ckpt, "model.safetensors")).items()}
-    groups = [dict(params=[p for k, p in w.items() if decays(k)], weight_decay=hp["weight_decay"]),
-              dict(params=[p for k, p in w.items() if not decays(k)], weight_decay=0.0)]
-    opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.95), eps=1e-8)
-    theirs = []
-    for step, batch in enumerate(batches):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], steps)
-        ids = torch.tensor(batch["ids"]).view(B, T)
-        targets = torch.tensor(batch["targets"]).view(B, T)
-        loss = F.cross_entropy(reference_logits(cfg, w, ids).reshape(-1, cfg["vocab_size"]), targets.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(w.values()), hp["clip"])
-        opt.step()
-        theirs.append(loss.item())
+    theirs = adamw_losses(cfg, w, batches, hp, steps, B, T)
     worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
     print(f"\n20 AdamW steps (lr {hp['lr']}, warmup {hp['warmup']}, cosine to {hp['min_lr']}, clip {hp['clip']}, wd {hp['weight_decay']}):")
     for i in (0, 4, 9, 14, 19):
@@ -274,26 +285,9 @@ def write_fixture(args, directory):
         tensors.update({"grad." + k: p.grad.float().contiguous() for k, p in params.items()})
         # 10 AdamW steps (warmup 3, cosine, clipping, weight decay) on learnable batches.
         hp = dict(lr=3e-3, min_lr=3e-4, warmup=3, weight_decay=0.1, clip=1.0, steps=10)
-        steps = []
-        for _ in range(hp["steps"]):
-            start = torch.randint(0, 50, (B, 1), generator=g)
-            seq = (start + torch.arange(T + 1) * 7) % V
-            steps.append(dict(ids=seq[:, :-1].flatten().tolist(), targets=seq[:, 1:].flatten().tolist()))
+        steps = learnable_batches(g, hp["steps"], B, T, V)
         w2 = {k: v.clone().requires_grad_(True) for k, v in w.items()}
-        groups = [dict(params=[p for k, p in w2.items() if decays(k)], weight_decay=hp["weight_decay"]),
-                  dict(params=[p for k, p in w2.items() if not decays(k)], weight_decay=0.0)]
-        opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.95), eps=1e-8)
-        losses = []
-        for step, b in enumerate(steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["steps"])
-            l = F.cross_entropy(reference_logits(cfg, w2, torch.tensor(b["ids"]).view(B, T)).reshape(-1, V),
-                                torch.tensor(b["targets"]).view(-1))
-            opt.zero_grad()
-            l.backward()
-            torch.nn.utils.clip_grad_norm_(list(w2.values()), hp["clip"])
-            opt.step()
-            losses.append(l.item())
+        losses = adamw_losses(cfg, w2, steps, hp, hp["steps"], B, T)
         meta = dict(ids=ids.tolist(), batch=B, batch_ids=batch.flatten().tolist(), batch_targets=targets.flatten().tolist(),
                     loss=loss.item(), adamw=dict(hp, batches=steps, losses=losses),
                     made_by=f"Benchmarks/torch_reference.py --write-fixture (torch {torch.__version__}, float64)")

@@ -100,19 +100,32 @@ public struct MaskedExamples: BatchSource {
         fingerprint = tokenFingerprint(all)
     }
 
-    /// The example at row `row` of the whole run: epoch `row / count` visits a permutation
-    /// drawn from the seed and the epoch.
-    public func example(at row: UInt64) -> MaskedExample {
-        let n = UInt64(examples.count), epoch = row / n
+    /// The epoch whose order `order` holds (a training step reuses it instead of drawing the
+    /// permutation again for every row).
+    private var cachedEpoch: UInt64?
+    private var order: [Int] = []
+
+    /// The permutation epoch `epoch` visits, drawn from the seed and the epoch.
+    func permutation(_ epoch: UInt64) -> [Int] {
         var order = Array(0..<examples.count)
         var rng = SplitMix64(seed: seed ^ (epoch &* 0xA076_1D64_78BD_642F) &+ 0x5851_F42D_4C95_7F2D)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        return examples[order[Int(row % n)]]
+        return order
+    }
+
+    /// The example at row `row` of the whole run: epoch `row / count` visits a permutation
+    /// drawn from the seed and the epoch.
+    public func example(at row: UInt64) -> MaskedExample {
+        let n = UInt64(examples.count)
+        return examples[permutation(row / n)[Int(row % n)]]
     }
 
     public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) {
+        let n = UInt64(examples.count)
         for b in 0..<batch {
-            let e = example(at: position)
+            let epoch = position / n
+            if cachedEpoch != epoch { order = permutation(epoch); cachedEpoch = epoch }
+            let e = examples[order[Int(position % n)]]
             position += 1
             let used = min(t, e.ids.count)
             for j in 0..<t {

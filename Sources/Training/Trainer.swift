@@ -115,9 +115,10 @@ public final class Trainer {
                 optimizer.update(parameters: model.parameters, gradients: workspace.gradients, lr: Float(lr), pool: pool)
             }
             // A finite step can still push weights past Float's range (a learning rate far too
-            // high); stop before anything saves them. The last checkpoint stays as it was.
-            if let bad = firstNonFinite(model.parameters.pointer, count: model.parameters.count),
-               let tensor = model.layout.tensors.last(where: { $0.offset <= bad }) {
+            // high); stop before anything saves them. The last checkpoint stays as it was. Only
+            // the tensors the step changed are looked at (an adapter run leaves the base alone).
+            for tensor in model.layout.tensors where tensor.trainable
+                && firstNonFinite(model.parameters.pointer + tensor.offset, count: tensor.count) != nil {
                 throw TrainingError.diverged(step: step + 1, tensor: tensor.name)
             }
             state.lossAverage = state.lossAverage.map { 0.95 * $0 + 0.05 * Double(loss) } ?? Double(loss)
