@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Chat", targets: ["Chat"]),
         .library(name: "GGUF", targets: ["GGUF"]),
+        .library(name: "Quantization", targets: ["Quantization"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +37,14 @@ let package = Package(
             swiftSettings: nativeCPU + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(name: "Support"),
+        // The AVX-512 VNNI block dot products (Swift cannot emit `vpdpbusd`).
+        .target(name: "CQuant"),
+        // ggml's block formats: reference quantizers, dequantization, quantized matrices.
+        .target(
+            name: "Quantization",
+            dependencies: ["CQuant", "Kernels", "Support"],
+            swiftSettings: nativeCPU
+        ),
         // The C interface over Debian's libsentencepiece (`libsentencepiece-dev`).
         .target(
             name: "CSentencePiece",
@@ -49,7 +58,7 @@ let package = Package(
         ),
         .target(
             name: "Transformer",
-            dependencies: ["Kernels", "Support", "Tokenizer"],
+            dependencies: ["Kernels", "Quantization", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
         .target(
@@ -65,7 +74,7 @@ let package = Package(
         // GGUF files: the container, ggml's block formats, Llama import and export.
         .target(
             name: "GGUF",
-            dependencies: ["Kernels", "Support", "Tokenizer", "Transformer"],
+            dependencies: ["Kernels", "Quantization", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
         // Conversations with a model: cache reuse across turns, streaming, the tool loop.
@@ -119,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GGUFTests",
-            dependencies: ["GGUF", "Kernels", "Support", "Tokenizer", "Transformer"],
+            dependencies: ["GGUF", "Kernels", "Quantization", "Support", "Tokenizer", "Transformer"],
             swiftSettings: nativeCPU
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import Support
+@_exported import Quantization
 
 /// A GGUF file (llama.cpp's container, version 2 or 3), memory-mapped: metadata key/values, tensor
 /// descriptions, and tensor data read in place. Every count, length, type, dimension and offset

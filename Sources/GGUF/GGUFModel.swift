@@ -63,37 +63,86 @@ public enum GGUFModel {
         return c
     }
 
-    /// Loads a `llama` GGUF as an fp32 model.
-    public static func load(_ file: GGUFFile) throws -> TransformerModel {
+    /// How a GGUF's weight matrices are held in memory.
+    public enum WeightStorage: String, Sendable, CaseIterable {
+        /// Quantized matrices stay in their blocks in the mapped file (the integer kernels read
+        /// them); other tensors are converted to fp32.
+        case quantized
+        /// Every tensor is dequantized to fp32 (exact ggml dequantization): training of the
+        /// whole model, and comparisons with references that dequantize.
+        case fp32
+    }
+
+    /// The products whose weights are read together (q, k, v; gate and up), each kept quantized
+    /// only when all of its parts can be.
+    static func productGroups(_ c: ModelConfig) -> [[String]] {
+        var groups: [[String]] = [["model.embed_tokens.weight"]]
+        if !c.tiedEmbeddings { groups.append(["lm_head.weight"]) }
+        for i in 0..<c.layers {
+            let p = "model.layers.\(i)."
+            groups.append(["q_proj", "k_proj", "v_proj"].map { p + "self_attn.\($0).weight" })
+            groups.append([p + "self_attn.o_proj.weight"])
+            groups.append(c.activation == .swiglu ? [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"] : [p + "mlp.up_proj.weight"])
+            groups.append([p + "mlp.down_proj.weight"])
+        }
+        return groups
+    }
+
+    /// llama.cpp's q/k row order: Hugging Face row `h·hd + half·hd/2 + j` is stored row
+    /// `h·hd + 2j + half`.
+    static func unpermutedOrder(rows: Int, headDim hd: Int) -> [Int] {
+        (0..<rows).map { r in
+            let h = r / hd, within = r % hd, half = within / (hd / 2), j = within % (hd / 2)
+            return h * hd + 2 * j + half
+        }
+    }
+
+    /// Loads a `llama` GGUF as a model whose weights are held as `storage` says.
+    public static func load(_ file: GGUFFile, storage: WeightStorage = .fp32) throws -> TransformerModel {
         let config = try config(of: file)
-        let layout = ParameterLayout(config)
-        // Every tensor by name and shape before the buffer exists.
-        var sources: [(ParameterLayout.Tensor, GGUFTensorInfo)] = []
-        for tensor in layout.tensors {
+        let plain = ParameterLayout(config)
+        // Every tensor by name and shape before any buffer exists.
+        var sources: [String: GGUFTensorInfo] = [:]
+        for tensor in plain.tensors {
             guard let name = ggufName(tensor.name), let info = file.tensor(named: name) else {
                 throw GGUFError.invalid(path: file.path, field: ggufName(tensor.name) ?? tensor.name, reason: "the tensor is missing")
             }
             guard info.shape == tensor.shape || (tensor.shape.count == 1 && info.elementCount == tensor.count) else {
                 throw GGUFError.invalid(path: file.path, field: info.name, reason: "shape \(info.shape), the model needs \(tensor.shape)")
             }
-            sources.append((tensor, info))
+            sources[tensor.name] = info
         }
+        let hd = config.headDim
+        func isPermuted(_ name: String) -> Bool { name.hasSuffix("q_proj.weight") || name.hasSuffix("k_proj.weight") }
+        var external: [String: QuantizedMatrix] = [:]
+        if storage == .quantized {
+            for group in productGroups(config) {
+                let infos = group.map { sources[$0]! }
+                guard infos.allSatisfy({ QuantizedMatrix.supports($0.type, columns: $0.dimensions[0]) }) else { continue }
+                for (name, info) in zip(group, infos) {
+                    let order = isPermuted(name) ? unpermutedOrder(rows: info.dimensions[1], headDim: hd) : nil
+                    let matrix = file.withBytes(of: info) {
+                        QuantizedMatrix(format: info.type, rows: info.dimensions[1], columns: info.dimensions[0],
+                                        bytes: $0.baseAddress!, order: order, owner: file)
+                    }
+                    if let block = matrix.firstNonFiniteScale() {
+                        throw GGUFError.invalid(path: file.path, field: info.name, reason: "block \(block) has a non-finite scale: weights must be finite")
+                    }
+                    external[name] = matrix
+                }
+            }
+        }
+        let layout = ParameterLayout(config, external: external)
         try MemoryBudget.check(floats: layout.count, what: "the \(layout.count) parameters of \(file.path)")
         let buffer = FloatBuffer(count: layout.count)
-        let hd = config.headDim
-        for (tensor, info) in sources {
+        for tensor in layout.tensors where !tensor.external {
+            let info = sources[tensor.name]!
             let p = buffer.pointer + tensor.offset
-            if tensor.name.hasSuffix("q_proj.weight") || tensor.name.hasSuffix("k_proj.weight") {
-                let columns = tensor.shape[1], heads = tensor.shape[0] / hd
+            if isPermuted(tensor.name) {
+                let columns = tensor.shape[1], order = unpermutedOrder(rows: tensor.shape[0], headDim: hd)
                 Scratch.withFloats(tensor.count) { raw in
                     file.read(info, into: raw)
-                    for h in 0..<heads {
-                        for j in 0..<(hd / 2) {
-                            for half in 0..<2 {
-                                (p + (h * hd + half * hd / 2 + j) * columns).update(from: raw + (h * hd + 2 * j + half) * columns, count: columns)
-                            }
-                        }
-                    }
+                    for (row, stored) in order.enumerated() { (p + row * columns).update(from: raw + stored * columns, count: columns) }
                 }
             } else {
                 file.read(info, into: p)
@@ -102,6 +151,6 @@ public enum GGUFModel {
                 throw GGUFError.invalid(path: file.path, field: info.name, reason: "holds \(p[bad]) at index \(bad): weights must be finite")
             }
         }
-        return try TransformerModel(config: config, parameters: buffer)
+        return try TransformerModel(config: config, parameters: buffer, external: external)
     }
 }

@@ -20,11 +20,13 @@ public struct LoadedModel {
         return (try? handle.read(upToCount: 4)) == Data("GGUF".utf8)
     }
 
-    /// Loads `path`; `tokenizer` overrides a checkpoint's own SentencePiece model.
-    public static func load(_ path: String, tokenizer override: String? = nil) throws -> LoadedModel {
+    /// Loads `path`; `tokenizer` overrides a checkpoint's own SentencePiece model. A GGUF's
+    /// quantized matrices stay in their blocks unless `storage` is `.fp32`.
+    public static func load(_ path: String, tokenizer override: String? = nil,
+                            storage: GGUFModel.WeightStorage = .quantized) throws -> LoadedModel {
         if isGGUF(path) {
             let file = try GGUFFile(path: path)
-            let model = try GGUFModel.load(file)
+            let model = try GGUFModel.load(file, storage: storage)
             let tokenizer: any TextTokenizer = try override.map { try SentencePieceTokenizer(contentsOf: $0) } ?? GGUFTokenizer.load(file)
             return LoadedModel(model: model, tokenizer: tokenizer, chatTemplate: file["tokenizer.chat_template"]?.string, path: path)
         }

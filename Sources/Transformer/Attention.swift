@@ -1,3 +1,4 @@
+import Foundation
 import Kernels
 
 /// Query rows per block of causal attention: a block needs only the keys up to its last row,
@@ -194,5 +195,109 @@ func attentionHeadBackwardBlocked(
         sgemm(.transposed, .none, m: visible, n: headDim, k: m, a: dp, lda: t, b: q + r0 * stride, ldb: stride,
               beta: 1, c: dk, ldc: stride, pool: pool)
         r0 = r1
+    }
+}
+
+/// One new token's attention over `keys` cached positions, every head at once (decoding). Query
+/// heads that share a key/value head are scored in one pass over its keys, so each cached key
+/// is read once per token, not once per query head; the work is split over (kv head, key range)
+/// for the scores and over (head, 16 dimensions) for the weighted values, each output computed
+/// by one task in a fixed order, so results do not depend on the thread count.
+func decodeAttention(
+    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int, keys total: Int,
+    heads: Int, kvHeads: Int, headDim hd: Int, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+    pool: ThreadPool
+) {
+    let group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
+    let keyChunk = 128, chunks = (total + keyChunk - 1) / keyChunk
+    // scores[h][j] = scale · q_h · k_j
+    pool.parallelFor(kvHeads * chunks) { task, _ in
+        let g = task / chunks, c = task % chunks
+        let range = (c * keyChunk)..<min(total, (c + 1) * keyChunk)
+        guard hd % 16 == 0 else {
+            for j in range {
+                for h in (g * group)..<((g + 1) * group) {
+                    scores[h * total + j] = scale * dotProduct(q + h * hd, k + j * kvStride + g * hd, count: hd)
+                }
+            }
+            return
+        }
+        for j in range {
+            let key = UnsafeRawPointer(k + j * kvStride + g * hd)
+            for h in (g * group)..<((g + 1) * group) {
+                let query = UnsafeRawPointer(q + h * hd)
+                var acc = SIMD16<Float>()
+                for c in stride(from: 0, to: 4 * hd, by: 64) {
+                    acc = acc.addingProduct(query.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self),
+                                            key.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self))
+                }
+                scores[h * total + j] = scale * acc.sum()
+            }
+        }
+    }
+    // Softmax per head.
+    pool.parallelFor(heads) { h, _ in
+        let s = scores + h * total
+        let m = maximum(s, count: total)
+        var sum: Float = 0
+        var j = 0
+        while j + 16 <= total {
+            let e = exp16(UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self) - m)
+            UnsafeMutableRawPointer(s + j).storeBytes(of: e, as: SIMD16<Float>.self)
+            sum += e.sum()
+            j += 16
+        }
+        while j < total { s[j] = Foundation.exp(s[j] - m); sum += s[j]; j += 1 }
+        let inverse = 1 / sum
+        for j in 0..<total { s[j] *= inverse }
+    }
+    // out_h = Σ_j p_hj v_j, 16 dimensions of one kv head per task: each value row is read once
+    // for the query heads that share it, into two accumulators per head (even and odd keys) so
+    // that the sums do not wait on one another.
+    let spans = (hd + 15) / 16
+    pool.parallelFor(kvHeads * spans) { task, _ in
+        let g = task / spans, d0 = (task % spans) * 16, width = min(16, hd - d0)
+        let value = v + g * hd + d0
+        guard width == 16 else {
+            for h in (g * group)..<((g + 1) * group) {
+                let p = scores + h * total
+                for d in 0..<width {
+                    var acc: Float = 0
+                    for j in 0..<total { acc += p[j] * value[j * kvStride + d] }
+                    out[h * hd + d0 + d] = acc
+                }
+            }
+            return
+        }
+        var h0 = g * group
+        while h0 < (g + 1) * group {
+            // Up to four heads per pass over the values.
+            let m = min(4, (g + 1) * group - h0)
+            var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+            var odd = even
+            let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
+            var j = 0
+            while j + 2 <= total {
+                let a = UnsafeRawPointer(value + j * kvStride).loadUnaligned(as: SIMD16<Float>.self)
+                let b = UnsafeRawPointer(value + (j + 1) * kvStride).loadUnaligned(as: SIMD16<Float>.self)
+                even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
+                even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
+                even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
+                even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
+                j += 2
+            }
+            if j < total {
+                let a = UnsafeRawPointer(value + j * kvStride).loadUnaligned(as: SIMD16<Float>.self)
+                even.0 = even.0.addingProduct(p0[j], a)
+                even.1 = even.1.addingProduct(p1[j], a)
+                even.2 = even.2.addingProduct(p2[j], a)
+                even.3 = even.3.addingProduct(p3[j], a)
+            }
+            let sums = [even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3]
+            for i in 0..<m {
+                UnsafeMutableRawPointer(out + (h0 + i) * hd + d0).storeBytes(of: sums[i], as: SIMD16<Float>.self)
+            }
+            h0 += m
+        }
     }
 }

@@ -96,7 +96,11 @@ extension TransformerModel {
         let d = config.dModel, p = parameters.pointer
         let x0 = buffers(0).x
         Profiler.measure("embedding") {
-            embeddingForward(table: p + layout.tokenEmbedding, ids: ids, into: x0, count: n, dim: d)
+            if let table = layout.tokenEmbeddingBlocks {
+                for r in 0..<n { table.dequantizeRow(Int(ids[r]), into: x0 + r * d) }
+            } else {
+                embeddingForward(table: p + layout.tokenEmbedding, ids: ids, into: x0, count: n, dim: d)
+            }
             if let positions = layout.positionEmbedding {
                 for r in 0..<n {
                     add(x0 + r * d, p + positions + (firstPosition + r % period) * d, into: x0 + r * d, count: d)
@@ -134,6 +138,11 @@ extension TransformerModel {
         for r in 0..<n {
             (keys + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + c.heads * hd, count: kvDim)
             (values + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + (c.heads + c.kvHeads) * hd, count: kvDim)
+        }
+        if n == 1 {
+            decodeAttention(q: qkv, k: keys, v: values, kvStride: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads,
+                            headDim: hd, scores: probs, out: att, pool: pool)
+            return
         }
         pool.parallelFor(c.heads) { h, _ in
             let kvh = h / group

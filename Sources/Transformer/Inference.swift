@@ -27,9 +27,16 @@ public final class InferenceSession: @unchecked Sendable {
     private var scores = FloatBuffer(count: 0)   // [H][rows][keys]
     private var logits = FloatBuffer(count: 0)   // [rows V]
 
+    /// The precision of the products of multi-token calls (prefill). A model with quantized
+    /// weights defaults to bf16 operands on AMX tiles where the CPU has them: its decode path
+    /// already rounds activations to 8 bits, so bf16 loses nothing it keeps, and prefill runs on
+    /// the tiles. Single-token calls on quantized weights take the integer path either way.
+    public var precision: MatmulPrecision
+
     /// A session whose cache starts with room for `reserve` positions (it grows past them).
     public init(model: TransformerModel, reserve: Int = 0) throws {
         self.model = model
+        precision = model.layout.isQuantized && amxAvailable ? .bf16 : .fp32
         try reserveCache(min(max(0, reserve), model.config.contextLength))
     }
 
@@ -68,14 +75,13 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config
         if n > rows {
             let size = CheckedSize(what: "the scratch for \(n) tokens")
-            let perRow = try size.sum([3 * c.dModel, c.qkvDim, c.heads * c.headDim, c.mlpInDim, c.dFF, c.vocabularySize])
+            let perRow = try size.sum([3 * c.dModel, c.qkvDim, c.heads * c.headDim, c.mlpInDim, c.dFF])
             try MemoryBudget.check(floats: try size.product(n, perRow), what: "the scratch for \(n) tokens")
             x = FloatBuffer(count: n * c.dModel); normed = FloatBuffer(count: n * c.dModel); branch = FloatBuffer(count: n * c.dModel)
             qkv = FloatBuffer(count: n * c.qkvDim)
             att = FloatBuffer(count: n * c.heads * c.headDim)
             hidden = FloatBuffer(count: n * c.mlpInDim)
             act = FloatBuffer(count: n * c.dFF)
-            logits = FloatBuffer(count: n * c.vocabularySize)
             rows = n
         }
         let scoreCount = try CheckedSize(what: "the attention scores").product(c.heads, n, total)
@@ -100,6 +106,13 @@ public final class InferenceSession: @unchecked Sendable {
         let start = position, total = position + n
         try reserveCache(total)
         try reserveScratch(rows: n, keys: total)
+        // Only the rows asked for go through the final norm and the output layer.
+        let first = allRows ? 0 : n - 1, count = n - first
+        if count * c.vocabularySize > logits.count {
+            let floats = try CheckedSize(what: "the logits").product(count, c.vocabularySize)
+            try MemoryBudget.check(floats: floats, what: "the logits of \(count) tokens")
+            logits = FloatBuffer(count: floats)
+        }
         let kvDim = c.kvHeads * c.headDim, capacity = capacity
         let x = x.pointer
         let buffers = BlockBuffers(
@@ -112,12 +125,10 @@ public final class InferenceSession: @unchecked Sendable {
             m.forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: start, period: Int.max, embeddingMask: nil,
                             buffers: { _ in buffers },
                             span: { .cached(keys: keys + $0 * capacity * kvDim, values: values + $0 * capacity * kvDim, start: start) },
-                            precision: .fp32, pool: pool)
+                            precision: n > 1 ? precision : .fp32, pool: pool)
         }
-        // Only the rows asked for go through the final norm and the output layer.
-        let first = allRows ? 0 : n - 1, count = n - first
         m.forwardHead(x + first * d, rows: count, normed: normed.pointer, mean: nil, rstd: nil, logits: logits.pointer,
-                      precision: .fp32, pool: pool)
+                      precision: count > 1 ? precision : .fp32, pool: pool)
         position = total
         return Array(UnsafeBufferPointer(start: logits.pointer, count: count * c.vocabularySize))
     }

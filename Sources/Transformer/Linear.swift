@@ -1,4 +1,5 @@
 import Kernels
+import Quantization
 
 /// One linear product of the model, `y = x · Wᵀ + b` with `W` stored `[outFeatures,
 /// inFeatures]`: the seam every projection goes through (attention, MLP, output layer), in
@@ -22,6 +23,9 @@ public struct Linear: Sendable, Equatable {
     public var biasGradient: Int?
     /// Low-rank adapters on ranges of the output columns (empty: none).
     public var adapters: [LowRankAdapter] = []
+    /// The weight in quantized blocks instead of the parameter buffer (then `weight` is unused
+    /// and the layer is frozen: QLoRA trains adapters over it).
+    public var blocks: QuantizedMatrix?
 
     public init(inFeatures: Int, outFeatures: Int, weight: Int, bias: Int? = nil,
                 weightGradient: Int? = nil, biasGradient: Int? = nil) {
@@ -45,8 +49,12 @@ public struct Linear: Sendable, Equatable {
         _ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
         parameters p: UnsafePointer<Float>, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
     ) {
-        gemm(precision, .none, .transposed, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
-             b: p + weight, ldb: inFeatures, beta: 0, c: out, ldc: outFeatures, bias: bias.map { p + $0 }, pool: pool)
+        if let blocks {
+            blocks.multiply(x, rows: rows, into: out, ldc: outFeatures, bias: bias.map { p + $0 }, precision: precision, pool: pool)
+        } else {
+            gemm(precision, .none, .transposed, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
+                 b: p + weight, ldb: inFeatures, beta: 0, c: out, ldc: outFeatures, bias: bias.map { p + $0 }, pool: pool)
+        }
         for adapter in adapters {
             adapter.forward(x, rows: rows, inFeatures: inFeatures, into: out, ldc: outFeatures, parameters: p,
                             precision: precision, pool: pool)
@@ -64,7 +72,10 @@ public struct Linear: Sendable, Equatable {
         computeWeightGradient: Bool = true, alpha: Float = 1,
         precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
     ) {
-        if let dx {
+        if let dx, let blocks {
+            blocks.multiplyTransposed(dy, rows: rows, ldy: outFeatures, alpha: alpha, into: dx, accumulate: accumulate,
+                                      precision: precision, pool: pool)
+        } else if let dx {
             gemm(precision, .none, .none, m: rows, n: inFeatures, k: outFeatures, alpha: alpha, a: dy, lda: outFeatures,
                  b: p + weight, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures, pool: pool)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Quantization
 import Support
 
 /// A decoder-only transformer: pre-norm blocks of causal self-attention and an MLP, a final
@@ -15,13 +16,14 @@ public final class TransformerModel: @unchecked Sendable {
     /// A model with the given parameters (`layout.count` floats). Tensors for which `trainable`
     /// is false are frozen: training computes no gradient for them and keeps no optimizer state.
     /// With `adapters`, the buffer holds the base model followed by the adapter matrices.
+    /// Weight matrices in `external` stay in their quantized blocks (see `ParameterLayout`).
     public init(config: ModelConfig, parameters: FloatBuffer, adapters: AdapterConfig? = nil,
-                trainable: (String) -> Bool = { _ in true }) throws {
+                trainable: (String) -> Bool = { _ in true }, external: [String: QuantizedMatrix] = [:]) throws {
         try config.validate()
         try adapters?.validate()
         self.config = config
         self.adapters = adapters
-        layout = ParameterLayout(config, adapters: adapters, trainable: trainable)
+        layout = ParameterLayout(config, adapters: adapters, trainable: trainable, external: external)
         guard parameters.count == layout.count else {
             throw TransformerError.checkpoint(path: "parameters", reason: "\(parameters.count) floats for a model of \(layout.count)")
         }
@@ -62,7 +64,7 @@ public final class TransformerModel: @unchecked Sendable {
         trainable: (String) -> Bool = { $0.contains(".lora_") }
     ) throws -> TransformerModel {
         try adapters.validate()
-        let layout = ParameterLayout(base.config, adapters: adapters)
+        let layout = ParameterLayout(base.config, adapters: adapters, external: base.layout.external)
         try MemoryBudget.check(floats: layout.count, what: "the model with its adapters")
         let buffer = FloatBuffer(count: layout.count)
         buffer.pointer.update(from: base.parameters.pointer, count: base.layout.baseCount)
@@ -71,7 +73,8 @@ public final class TransformerModel: @unchecked Sendable {
             let bound = 1 / Float(tensor.shape[1]).squareRoot()
             for i in 0..<tensor.count { buffer.pointer[tensor.offset + i] = (2 * rng.nextFloat() - 1) * bound }
         }
-        return try TransformerModel(config: base.config, parameters: buffer, adapters: adapters, trainable: trainable)
+        return try TransformerModel(config: base.config, parameters: buffer, adapters: adapters, trainable: trainable,
+                                    external: base.layout.external)
     }
 
     /// Parameters counted as the peers count them: every float, the tied embedding once.

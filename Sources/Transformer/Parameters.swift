@@ -1,4 +1,5 @@
 import Kernels
+import Quantization
 
 /// Every parameter of a model in one flat buffer, indexed by a table of named tensors (llm.c's
 /// layout). Names are Hugging Face Llama's and shapes PyTorch's `[out, in]`, so a checkpoint is
@@ -27,6 +28,9 @@ public struct ParameterLayout: Sendable {
         public var group: Group
         /// Where its gradient starts in the gradient buffer; nil when the tensor is frozen.
         public var gradientOffset: Int?
+        /// Kept outside the parameter buffer in quantized blocks (`ParameterLayout.external`);
+        /// such a tensor takes no room in the buffer, and is frozen.
+        public var external = false
         public var count: Int { shape.reduce(1, *) }
         public var trainable: Bool { gradientOffset != nil }
         /// AdamW's default: no weight decay on norms, biases and embeddings.
@@ -59,6 +63,8 @@ public struct ParameterLayout: Sendable {
     /// Floats in the gradient buffer (the trainable tensors).
     public private(set) var gradientCount = 0
     public private(set) var tokenEmbedding: Int = 0
+    /// The token embedding's quantized blocks, when it is kept outside the buffer.
+    public private(set) var tokenEmbeddingBlocks: QuantizedMatrix?
     public private(set) var tokenEmbeddingGradient: Int?
     public private(set) var positionEmbedding: Int?
     public private(set) var positionEmbeddingGradient: Int?
@@ -67,15 +73,28 @@ public struct ParameterLayout: Sendable {
     /// The output layer: the token embedding when tied.
     public private(set) var lmHead: Linear
 
+    /// Weight matrices kept in quantized blocks by tensor name (none: every tensor is in the buffer).
+    public private(set) var external: [String: QuantizedMatrix] = [:]
+
     /// The layout of `c` (and low-rank adapters on it, after the base tensors, so that a base
     /// checkpoint fills the front of the buffer), with every tensor trainable unless `trainable`
-    /// says otherwise per tensor name.
-    public init(_ c: ModelConfig, adapters: AdapterConfig? = nil, trainable: (String) -> Bool = { _ in true }) {
+    /// says otherwise per tensor name. Tensors named in `external` (weight matrices: all the
+    /// parts of a fused product or none) stay in their quantized blocks, frozen, outside the buffer.
+    public init(_ c: ModelConfig, adapters: AdapterConfig? = nil, trainable: (String) -> Bool = { _ in true },
+                external: [String: QuantizedMatrix] = [:]) {
+        self.external = external
         let d = c.dModel, hd = c.headDim
         lmHead = Linear(inFeatures: d, outFeatures: c.vocabularySize, weight: 0)
         var isTrainable = trainable
         func tensor(_ name: String, _ shape: [Int], _ group: Group) -> (Int, Int?) {
             let offset = count
+            if let blocks = external[name] {
+                precondition(blocks.rows == shape[0] && blocks.columns == shape.dropFirst().reduce(1, *), "\(name): blocks of another shape")
+                var t = Tensor(name: name, shape: shape, offset: offset, group: group, gradientOffset: nil)
+                t.external = true
+                tensors.append(t)
+                return (offset, nil)
+            }
             let gradient = isTrainable(name) ? gradientCount : nil
             tensors.append(Tensor(name: name, shape: shape, offset: offset, group: group, gradientOffset: gradient))
             let n = shape.reduce(1, *)
@@ -96,8 +115,12 @@ public struct ParameterLayout: Sendable {
             return first
         }
         func linear(_ names: [String], _ rows: [Int], inFeatures: Int) -> Linear {
-            let (w, gw) = fused(names.map { $0 + ".weight" }, rows, columns: inFeatures, .decay)
+            let weights = names.map { $0 + ".weight" }
+            let (w, gw) = fused(weights, rows, columns: inFeatures, .decay)
             var layer = Linear(inFeatures: inFeatures, outFeatures: rows.reduce(0, +), weight: w, weightGradient: gw)
+            let blocks = weights.compactMap { external[$0] }
+            precondition(blocks.isEmpty || blocks.count == weights.count, "a fused product is quantized whole or not at all")
+            if !blocks.isEmpty { layer.blocks = blocks.count == 1 ? blocks[0] : QuantizedMatrix.stacking(blocks) }
             if c.bias {
                 (layer.bias, layer.biasGradient) = fused(names.map { $0 + ".bias" }, rows, columns: 0, .noDecay)
             }
@@ -111,6 +134,7 @@ public struct ParameterLayout: Sendable {
         }
 
         (tokenEmbedding, tokenEmbeddingGradient) = tensor("model.embed_tokens.weight", [c.vocabularySize, d], .noDecay)
+        tokenEmbeddingBlocks = external["model.embed_tokens.weight"]
         if c.positions == .learned {
             (positionEmbedding, positionEmbeddingGradient) = tensor("model.embed_positions.weight", [c.contextLength, d], .noDecay)
         }
@@ -131,9 +155,11 @@ public struct ParameterLayout: Sendable {
         if c.tiedEmbeddings {
             lmHead = Linear(inFeatures: d, outFeatures: c.vocabularySize, weight: tokenEmbedding,
                             weightGradient: tokenEmbeddingGradient)
+            lmHead.blocks = tokenEmbeddingBlocks
         } else {
             let (w, gw) = tensor("lm_head.weight", [c.vocabularySize, d], .decay)
             lmHead = Linear(inFeatures: d, outFeatures: c.vocabularySize, weight: w, weightGradient: gw)
+            lmHead.blocks = external["lm_head.weight"]
         }
         guard let adapters else { return }
         // Adapters: per adapted projection, lora_A [r, in] and lora_B [out, r] (PEFT's names).
@@ -161,6 +187,9 @@ public struct ParameterLayout: Sendable {
             adapt(&layers[i].down, [("down", "mlp.down_proj", d)])
         }
     }
+
+    /// Whether some tensors are kept in quantized blocks outside the buffer.
+    public var isQuantized: Bool { !external.isEmpty }
 
     /// Floats of the base model (the adapters come after them).
     public var baseCount: Int { tensors.first { $0.group == .adapter }?.offset ?? count }

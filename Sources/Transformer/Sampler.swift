@@ -31,57 +31,156 @@ public struct Sampler: Sendable {
 
     /// The probabilities the draw uses (after every filter), for inspection and tests.
     public func distribution(_ logits: [Float], history: [Int32] = []) -> [Float] {
-        var l = logits
-        if repetitionPenalty != 1 {
-            for id in Set(history) where id >= 0 && Int(id) < l.count {
-                l[Int(id)] = l[Int(id)] > 0 ? l[Int(id)] / repetitionPenalty : l[Int(id)] * repetitionPenalty
-            }
-        }
+        var p = [Float](repeating: 0, count: logits.count)
         if temperature == 0 {
-            var p = [Float](repeating: 0, count: l.count)
-            if let best = argmax(l) { p[best] = 1 }
+            let l = penalized(logits, history)
+            if !l.isEmpty { p[greedy(l)] = 1 }
             return p
         }
-        let m = l.max() ?? 0
-        var p = l.map { Foundation.exp(Double(($0 - m) / temperature)) }
-        var order = Array(p.indices)
-        if topK > 0 || topP < 1 {
-            order.sort { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
-        }
-        var keep = [Bool](repeating: true, count: p.count)
-        if topK > 0 && topK < order.count {
-            for i in order[topK...] { keep[i] = false }
-        }
-        if topP < 1 {
-            let total = order.reduce(0.0) { $0 + (keep[$1] ? p[$1] : 0) }
-            var cumulative = 0.0
-            for i in order where keep[i] {
-                if cumulative >= Double(topP) * total { keep[i] = false } else { cumulative += p[i] }
-            }
-        }
-        if minP > 0, let top = p.max() {
-            for i in p.indices where p[i] < Double(minP) * top { keep[i] = false }
-        }
-        for i in p.indices where !keep[i] { p[i] = 0 }
-        let total = p.reduce(0, +)
-        return p.map { Float($0 / total) }
+        let (ids, weights) = candidates(logits, history: history)
+        let total = weights.reduce(0, +)
+        for (i, w) in zip(ids, weights) { p[i] = w / total }
+        return p
     }
 
     /// Draws the next token.
     public mutating func sample(_ logits: [Float], history: [Int32] = []) -> Int32 {
-        let p = distribution(logits, history: history)
-        if temperature == 0 { return Int32(argmax(p) ?? 0) }
-        var u = Float(Double(rng.next() >> 11) * 0x1p-53)
-        for (i, q) in p.enumerated() where q > 0 {
-            u -= q
+        guard !logits.isEmpty else { return 0 }
+        if temperature == 0 { return Int32(greedy(penalized(logits, history))) }
+        let (ids, weights) = candidates(logits, history: history)
+        let total = weights.reduce(0, +)
+        var u = Float(Double(rng.next() >> 11) * 0x1p-53) * total
+        for (i, w) in zip(ids, weights) {
+            u -= w
             if u < 0 { return Int32(i) }
         }
-        return Int32(p.lastIndex { $0 > 0 } ?? 0)
+        return Int32(ids.last ?? 0)
     }
 
-    private func argmax(_ values: [Float]) -> Int? {
-        var best: Int?
-        for i in values.indices where best == nil || values[i] > values[best!] { best = i }
-        return best
+    /// The logits with the repetition penalty applied to the ids in `history` (each once).
+    private func penalized(_ logits: [Float], _ history: [Int32]) -> [Float] {
+        var l = logits
+        guard repetitionPenalty != 1 else { return l }
+        var seen = [Bool](repeating: false, count: l.count)
+        for id in history where id >= 0 && Int(id) < l.count && !seen[Int(id)] {
+            let i = Int(id)
+            seen[i] = true
+            l[i] = l[i] > 0 ? l[i] / repetitionPenalty : l[i] * repetitionPenalty
+        }
+        return l
+    }
+
+    /// The first index of the largest logit.
+    private func greedy(_ l: [Float]) -> Int {
+        l.withUnsafeBufferPointer { b in
+            let m = maximum(b.baseAddress!, count: b.count)
+            return b.firstIndex(of: m) ?? 0
+        }
+    }
+
+    /// The tokens the filters keep, with unnormalized weights `exp((l - max) / T)`, in linear time
+    /// on the vocabulary: no full sort. Top-k keeps a heap of k; top-p sorts only the tokens that
+    /// can matter (those above 1e-4 of the top weight when they hold the needed mass, as they
+    /// nearly always do); min-p is a cut-off on the weight.
+    private func candidates(_ logits: [Float], history: [Int32]) -> (ids: [Int], weights: [Float]) {
+        let l = penalized(logits, history)
+        let n = l.count
+        var w = [Float](repeating: 0, count: n)
+        l.withUnsafeBufferPointer { l in
+            w.withUnsafeMutableBufferPointer { w in
+                let m = maximum(l.baseAddress!, count: n), t = 1 / temperature
+                var i = 0
+                while i + 16 <= n {
+                    let v = (UnsafeRawPointer(l.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self) - m) * t
+                    let e = exp16(v)
+                    for j in 0..<16 { w[i + j] = e[j] }
+                    i += 16
+                }
+                while i < n { w[i] = Foundation.exp((l[i] - m) * t); i += 1 }
+            }
+        }
+        // Higher weight first, lower id first among equals: the order top-k and top-p count in.
+        func before(_ a: Int, _ b: Int) -> Bool { w[a] > w[b] || (w[a] == w[b] && a < b) }
+        var ids: [Int]
+        var total: Float
+        if topK > 0 && topK < n {
+            var heap = Heap(capacity: topK, before: before)
+            for i in 0..<n { heap.offer(i) }
+            ids = heap.items.sorted(by: before)
+            total = ids.reduce(0) { $0 + w[$1] }
+        } else if topP < 1 {
+            total = w.withUnsafeBufferPointer { sum($0.baseAddress!, count: n) }
+            // Only tokens above a floor can be in the nucleus when those above it hold the mass;
+            // with min-p the floor is min-p's own cut-off, and if the tokens above it do not hold
+            // the mass, the nucleus contains all of them and min-p decides alone.
+            let floor: Float = minP > 0 ? minP : 1e-4
+            var likely: [Int] = []
+            var mass: Float = 0
+            for i in 0..<n where w[i] >= floor {
+                likely.append(i)
+                mass += w[i]
+            }
+            if mass >= topP * total {
+                ids = likely.sorted(by: before)
+            } else if minP > 0 {
+                return (likely, likely.map { w[$0] })
+            } else {
+                ids = Array(0..<n).sorted(by: before)
+            }
+        } else {
+            ids = Array(0..<n)
+            total = 0
+        }
+        if topP < 1 {
+            var cumulative: Float = 0, kept = 0
+            for i in ids {
+                if cumulative >= topP * total { break }
+                cumulative += w[i]
+                kept += 1
+            }
+            ids.removeSubrange(kept...)
+        }
+        if minP > 0 {
+            ids.removeAll { w[$0] < minP }  // the top weight is 1
+        }
+        return (ids, ids.map { w[$0] })
+    }
+}
+
+/// The `capacity` items first in `before` order, kept as a heap whose root is the last of them.
+private struct Heap {
+    var items: [Int] = []
+    let capacity: Int
+    let before: (Int, Int) -> Bool
+
+    init(capacity: Int, before: @escaping (Int, Int) -> Bool) {
+        self.capacity = capacity
+        self.before = before
+        items.reserveCapacity(capacity)
+    }
+
+    mutating func offer(_ x: Int) {
+        if items.count < capacity {
+            items.append(x)
+            var c = items.count - 1
+            while c > 0 {
+                let parent = (c - 1) / 2
+                guard before(items[parent], items[c]) else { break }
+                items.swapAt(parent, c)
+                c = parent
+            }
+        } else if before(x, items[0]) {
+            items[0] = x
+            var c = 0
+            while true {
+                let l = 2 * c + 1, r = l + 1
+                var worst = c
+                if l < items.count && before(items[worst], items[l]) { worst = l }
+                if r < items.count && before(items[worst], items[r]) { worst = r }
+                if worst == c { break }
+                items.swapAt(worst, c)
+                c = worst
+            }
+        }
     }
 }

@@ -1,0 +1,280 @@
+#include "CQuant.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline float half_to_float(const uint8_t *p) {
+    _Float16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+
+void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8) {
+    for (long b = 0; b < blocks; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float db = amax / 127.0f;
+        const float id = db != 0 ? 1.0f / db : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            int8_t v = (int8_t)roundf(xb[j] * id);
+            q[b * 32 + j] = v;
+            s += v;
+        }
+        const float dh = (float)(_Float16)db;
+        for (int l = 0; l < 8; l++) {
+            d8[b * 8 + l] = dh;
+            s8[b * 8 + l] = dh * (float)s;
+        }
+    }
+}
+
+// Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
+static inline void scale_min_k4(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// One block of 32 (a Q4_K sub-block when format is CQ_Q4_K): the portable path and odd tails.
+static float block_dot(int format, const uint8_t *w, long blk, const int8_t *qa, float da, float sa) {
+    int32_t dot = 0;
+    switch (format) {
+    case CQ_Q4_0: {
+        const uint8_t *b = w + blk * 18;
+        for (int j = 0; j < 16; j++) dot += (b[2 + j] & 0x0F) * qa[j] + (b[2 + j] >> 4) * qa[j + 16];
+        const float dw = half_to_float(b);
+        return dw * da * (float)dot - 8.0f * dw * sa;
+    }
+    case CQ_Q4_1: {
+        const uint8_t *b = w + blk * 20;
+        for (int j = 0; j < 16; j++) dot += (b[4 + j] & 0x0F) * qa[j] + (b[4 + j] >> 4) * qa[j + 16];
+        return half_to_float(b) * da * (float)dot + half_to_float(b + 2) * sa;
+    }
+    case CQ_Q8_0: {
+        const uint8_t *b = w + blk * 34;
+        for (int j = 0; j < 32; j++) dot += (int8_t)b[2 + j] * qa[j];
+        return half_to_float(b) * da * (float)dot;
+    }
+    default: {  // CQ_Q4_K
+        const uint8_t *sb = w + (blk / 8) * 144;
+        const int sub = (int)(blk % 8);
+        const uint8_t *qs = sb + 16 + (sub / 2) * 32;
+        const int shift = (sub % 2) * 4;
+        for (int j = 0; j < 32; j++) dot += ((qs[j] >> shift) & 0x0F) * qa[j];
+        uint8_t sc, m;
+        scale_min_k4(sub, sb + 4, &sc, &m);
+        return half_to_float(sb) * (float)sc * da * (float)dot - half_to_float(sb + 2) * (float)m * sa;
+    }
+    }
+}
+
+static void dot_rows_portable(int format, const uint8_t *const *rows, long nrows, long blocks,
+                              const int8_t *q, const float *d8, const float *s8, long nx,
+                              float *y, long ystride) {
+    for (long r = 0; r < nrows; r++) {
+        for (long i = 0; i < nx; i++) {
+            float acc = 0;
+            for (long b = 0; b < blocks; b++) {
+                const long k = i * blocks + b;
+                acc += block_dot(format, rows[r], b, q + k * 32, d8[k * 8], s8[k * 8]);
+            }
+            y[i * ystride + r] = acc;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#ifndef PREFETCH
+#define PREFETCH 1024
+#endif
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
+
+int cq_vnni_available(void) {
+    static int state = -1;  // benign race: every thread computes the same answer
+    if (state < 0) {
+        __builtin_cpu_init();
+        state = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    }
+    return state;
+}
+
+// Blocks b and b+1 of 16 nibble bytes each, as 64 unsigned bytes in value order:
+// [b low nibbles | b high nibbles | b+1 low | b+1 high].
+VNNI static inline __m512i nibble_pair(const uint8_t *b0, const uint8_t *b1) {
+    const __m256i both = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)b1), _mm_loadu_si128((const __m128i *)b0));
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(both, mask);                         // [b0 lo | b1 lo]
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), mask);   // [b0 hi | b1 hi]
+    const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);  // lanes: b0lo b1lo b0hi b1hi
+    return _mm512_shuffle_i64x2(r, r, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// 32 nibble bytes of a Q4_K super-block pair: [low nibbles (sub-block 2j) | high (2j+1)].
+VNNI static inline __m512i nibble_span(const uint8_t *qs) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, mask)),
+                              _mm256_and_si256(_mm256_srli_epi16(v, 4), mask), 1);
+}
+
+// The weights of one pair of 32-blocks (p = pair index in the row): 64 bytes of codes, and
+// per lane the factor on Σ q_w q_a (dw) and on d_a Σ q_a (mw, pre-divided by 8: each block's
+// offset is spread over its 8 lanes). Lanes 0-7 belong to the first block, 8-15 to the second.
+typedef struct { __m512i wq; __m512 dw, mw; } pair_t;
+
+VNNI static inline __m512 halves(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, const uint8_t *w, long p) {
+    pair_t t;
+    switch (format) {
+    case CQ_Q4_0: {
+        const uint8_t *b0 = w + 2 * p * 18, *b1 = b0 + 18;
+        t.wq = nibble_pair(b0 + 2, b1 + 2);
+        t.dw = halves(half_to_float(b0), half_to_float(b1));
+        t.mw = _mm512_sub_ps(_mm512_setzero_ps(), t.dw);  // -8 d_w / 8
+        break;
+    }
+    case CQ_Q4_1: {
+        const uint8_t *b0 = w + 2 * p * 20, *b1 = b0 + 20;
+        t.wq = nibble_pair(b0 + 4, b1 + 4);
+        t.dw = halves(half_to_float(b0), half_to_float(b1));
+        t.mw = _mm512_mul_ps(halves(half_to_float(b0 + 2), half_to_float(b1 + 2)), _mm512_set1_ps(0.125f));
+        break;
+    }
+    case CQ_Q8_0: {
+        const uint8_t *b0 = w + 2 * p * 34, *b1 = b0 + 34;
+        t.wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                  _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+        t.dw = halves(half_to_float(b0), half_to_float(b1));
+        t.mw = _mm512_setzero_ps();
+        break;
+    }
+    default: {  // CQ_Q4_K: pair p is sub-blocks 2(p%4), 2(p%4)+1 of super-block p/4
+        const uint8_t *sb = w + (p / 4) * 144;
+        const int j = (int)(p % 4);
+        t.wq = nibble_span(sb + 16 + 32 * j);
+        uint8_t sc0, m0, sc1, m1;
+        scale_min_k4(2 * j, sb + 4, &sc0, &m0);
+        scale_min_k4(2 * j + 1, sb + 4, &sc1, &m1);
+        const float d = half_to_float(sb), dmin = half_to_float(sb + 2);
+        t.dw = halves(d * (float)sc0, d * (float)sc1);
+        t.mw = halves(-dmin * (float)m0 * 0.125f, -dmin * (float)m1 * 0.125f);
+        break;
+    }
+    }
+    return t;
+}
+
+// One weight row against G activation rows (G a compile-time constant after inlining, so the
+// accumulators live in registers): y[i * ystride] for i in 0..<G. `d8` and `s8` hold each
+// activation block's d and d·Σq repeated over 8 lanes.
+VNNI static inline __attribute__((always_inline)) void
+row_dot(int format, const int G, const uint8_t *w, long blocks, const int8_t *q, const float *d8,
+        const float *s8, float *y, long ystride) {
+    const long pairs = blocks / 2;
+    __m512 acc[4], off[4];
+    for (int k = 0; k < G; k++) { acc[k] = _mm512_setzero_ps(); off[k] = _mm512_setzero_ps(); }
+    const long pair_bytes = format == CQ_Q4_0 ? 36 : format == CQ_Q4_1 ? 40 : format == CQ_Q8_0 ? 68 : 72;
+    for (long p = 0; p < pairs; p++) {
+        // The rows stream from memory: ask for the bytes a few rows ahead (harmless past the end).
+        _mm_prefetch((const char *)w + p * pair_bytes + PREFETCH, _MM_HINT_T0);
+        const pair_t t = load_pair(format, w, p);
+        __m512i wq = t.wq;
+        __mmask64 negative = 0;
+        if (format == CQ_Q8_0) {  // signed weights: |w| times x with w's sign
+            negative = _mm512_movepi8_mask(wq);
+            wq = _mm512_abs_epi8(wq);
+        }
+        for (int k = 0; k < G; k++) {
+            const long b = k * blocks + 2 * p;
+            __m512i xa = _mm512_loadu_si512((const void *)(q + b * 32));
+            if (format == CQ_Q8_0) xa = _mm512_mask_sub_epi8(xa, negative, _mm512_setzero_si512(), xa);
+            const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xa);
+            const __m512 scale = _mm512_mul_ps(t.dw, _mm512_loadu_ps(d8 + b * 8));
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), scale, acc[k]);
+            if (format != CQ_Q8_0) off[k] = _mm512_fmadd_ps(t.mw, _mm512_loadu_ps(s8 + b * 8), off[k]);
+        }
+    }
+    for (int k = 0; k < G; k++) {
+        float v = _mm512_reduce_add_ps(_mm512_add_ps(acc[k], off[k]));
+        if (blocks % 2) {
+            const long b = k * blocks + blocks - 1;
+            v += block_dot(format, w, blocks - 1, q + b * 32, d8[b * 8], s8[b * 8]);
+        }
+        y[k * ystride] = v;
+    }
+}
+
+VNNI static inline __attribute__((always_inline)) void
+dot_rows_vnni(int format, const uint8_t *const *rows, long nrows, long blocks,
+              const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
+    for (long r = 0; r < nrows; r++) {
+        long i = 0;
+        for (; i + 4 <= nx; i += 4)
+            row_dot(format, 4, rows[r], blocks, q + i * blocks * 32, d8 + i * blocks * 8, s8 + i * blocks * 8,
+                    y + i * ystride + r, ystride);
+        const int left = (int)(nx - i);
+        const int8_t *qi = q + i * blocks * 32;
+        const float *di = d8 + i * blocks * 8, *si = s8 + i * blocks * 8;
+        float *yi = y + i * ystride + r;
+        if (left == 1) row_dot(format, 1, rows[r], blocks, qi, di, si, yi, ystride);
+        else if (left == 2) row_dot(format, 2, rows[r], blocks, qi, di, si, yi, ystride);
+        else if (left == 3) row_dot(format, 3, rows[r], blocks, qi, di, si, yi, ystride);
+    }
+}
+
+VNNI static void dot_q4_0(const uint8_t *const *rows, long nrows, long blocks, const int8_t *q, const float *d,
+                          const float *sum, long nx, float *y, long ystride) {
+    dot_rows_vnni(CQ_Q4_0, rows, nrows, blocks, q, d, sum, nx, y, ystride);
+}
+VNNI static void dot_q4_1(const uint8_t *const *rows, long nrows, long blocks, const int8_t *q, const float *d,
+                          const float *sum, long nx, float *y, long ystride) {
+    dot_rows_vnni(CQ_Q4_1, rows, nrows, blocks, q, d, sum, nx, y, ystride);
+}
+VNNI static void dot_q8_0(const uint8_t *const *rows, long nrows, long blocks, const int8_t *q, const float *d,
+                          const float *sum, long nx, float *y, long ystride) {
+    dot_rows_vnni(CQ_Q8_0, rows, nrows, blocks, q, d, sum, nx, y, ystride);
+}
+VNNI static void dot_q4_k(const uint8_t *const *rows, long nrows, long blocks, const int8_t *q, const float *d,
+                          const float *sum, long nx, float *y, long ystride) {
+    dot_rows_vnni(CQ_Q4_K, rows, nrows, blocks, q, d, sum, nx, y, ystride);
+}
+
+void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
+                 const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
+    if (!cq_vnni_available()) {
+        dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+        return;
+    }
+    switch (format) {
+    case CQ_Q4_0: dot_q4_0(rows, nrows, blocks, q, d8, s8, nx, y, ystride); break;
+    case CQ_Q4_1: dot_q4_1(rows, nrows, blocks, q, d8, s8, nx, y, ystride); break;
+    case CQ_Q8_0: dot_q8_0(rows, nrows, blocks, q, d8, s8, nx, y, ystride); break;
+    default: dot_q4_k(rows, nrows, blocks, q, d8, s8, nx, y, ystride); break;
+    }
+}
+
+#else
+
+int cq_vnni_available(void) { return 0; }
+
+void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
+                 const int8_t *q, const float *d, const float *sum, long nx, float *y, long ystride) {
+    dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+}
+
+#endif

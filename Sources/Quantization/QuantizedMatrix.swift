@@ -1,0 +1,252 @@
+import CQuant
+import Kernels
+
+/// A weight matrix `[rows, columns]` kept in ggml blocks (Q4_0, Q4_1, Q8_0 or Q4_K), usually
+/// straight from a memory-mapped GGUF file: no dequantized copy exists.
+///
+/// Each row is addressed by a pointer to its first block, so a matrix can stack tensors that
+/// live apart in the file (q, k and v as one product) and can reorder rows (llama.cpp's q/k row
+/// permutation) without moving a byte. Rows of one segment share a format; segments may differ.
+///
+/// Products:
+/// - a few input rows (decoding): each input row is quantized to 8 bits per block of 32 (ggml's
+///   Q8_0 activation path) and every weight row is dotted with it in integer arithmetic (AVX-512
+///   VNNI, `CQuant`), weight rows spread over the thread pool; each output is computed by one
+///   thread, so results do not depend on the thread count;
+/// - many input rows (prefill, training): row panels are dequantized to fp32 and multiplied by
+///   the GEMM of `Kernels` (bf16 AMX tiles when asked for).
+public struct QuantizedMatrix: @unchecked Sendable, Equatable {
+    /// A run of consecutive rows in one format.
+    public struct Segment: Sendable, Equatable {
+        public var format: GGMLType
+        public var rows: Range<Int>
+    }
+
+    public let rows: Int
+    public let columns: Int
+    public let segments: [Segment]
+    private let storage: Storage
+
+    /// The formats the integer kernels read.
+    public static let formats: [GGMLType] = [.q4_0, .q4_1, .q8_0, .q4_K]
+
+    /// Row pointers and whatever keeps their bytes alive (a mapped file).
+    final class Storage: @unchecked Sendable {
+        let rowPointers: UnsafeMutableBufferPointer<UnsafePointer<UInt8>?>
+        let owners: [AnyObject]
+        init(_ pointers: [UnsafePointer<UInt8>], owners: [AnyObject]) {
+            rowPointers = .allocate(capacity: max(1, pointers.count))
+            for (i, p) in pointers.enumerated() { rowPointers[i] = p }
+            self.owners = owners
+        }
+        deinit { rowPointers.deallocate() }
+    }
+
+    /// Whether `format` with `columns` columns can be held (whole blocks per row).
+    public static func supports(_ format: GGMLType, columns: Int) -> Bool {
+        formats.contains(format) && columns > 0 && columns % format.blockSize == 0
+    }
+
+    /// A matrix over `bytes`: `rows` rows of `columns` values in `format`, row after row. Row `r`
+    /// of the matrix is stored row `order[r]` (default: the identity). `owner` is kept alive as
+    /// long as the matrix is.
+    public init(format: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawPointer, order: [Int]? = nil, owner: AnyObject?) {
+        precondition(QuantizedMatrix.supports(format, columns: columns), "\(format) rows of \(columns) values")
+        let rowBytes = columns / format.blockSize * format.blockBytes
+        let base = bytes.assumingMemoryBound(to: UInt8.self)
+        let pointers = (0..<rows).map { base + (order?[$0] ?? $0) * rowBytes }
+        self.rows = rows
+        self.columns = columns
+        segments = [Segment(format: format, rows: 0..<rows)]
+        storage = Storage(pointers, owners: owner.map { [$0] } ?? [])
+    }
+
+    private init(rows: Int, columns: Int, segments: [Segment], storage: Storage) {
+        self.rows = rows
+        self.columns = columns
+        self.segments = segments
+        self.storage = storage
+    }
+
+    /// `parts` one above the other (same column count), e.g. q, k and v as one product.
+    public static func stacking(_ parts: [QuantizedMatrix]) -> QuantizedMatrix {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.columns == parts[0].columns })
+        var pointers: [UnsafePointer<UInt8>] = [], segments: [Segment] = [], owners: [AnyObject] = []
+        for part in parts {
+            for s in part.segments {
+                let start = pointers.count + s.rows.lowerBound
+                segments.append(Segment(format: s.format, rows: start..<(start + s.rows.count)))
+            }
+            pointers += (0..<part.rows).map { part.storage.rowPointers[$0]! }
+            owners += part.storage.owners
+        }
+        return QuantizedMatrix(rows: pointers.count, columns: parts[0].columns, segments: segments,
+                               storage: Storage(pointers, owners: owners))
+    }
+
+    public static func == (a: QuantizedMatrix, b: QuantizedMatrix) -> Bool {
+        a.storage === b.storage && a.rows == b.rows && a.columns == b.columns && a.segments == b.segments
+    }
+
+    /// Bytes of the blocks (what a product reads).
+    public var byteCount: Int {
+        segments.reduce(0) { $0 + $1.rows.count * (columns / $1.format.blockSize) * $1.format.blockBytes }
+    }
+
+    func format(ofRow r: Int) -> GGMLType { segments.first { $0.rows.contains(r) }!.format }
+
+    /// The first block (counting row by row) whose fp16 scale or minimum is infinite or NaN;
+    /// every other block decodes to finite values.
+    public func firstNonFiniteScale() -> Int? {
+        var block = 0
+        for s in segments {
+            let per = columns / s.format.blockSize
+            // Byte offsets of the fp16 fields in a block.
+            let fields: [Int] = switch s.format {
+            case .q4_0, .q8_0: [0]
+            case .q4_1, .q4_K: [0, 2]
+            default: []
+            }
+            for r in s.rows {
+                let row = UnsafeRawPointer(storage.rowPointers[r]!)
+                for b in 0..<per {
+                    for f in fields {
+                        let bits = row.loadUnaligned(fromByteOffset: b * s.format.blockBytes + f, as: UInt16.self).littleEndian
+                        if bits & 0x7C00 == 0x7C00 { return block + b }
+                    }
+                }
+                block += per
+            }
+        }
+        return nil
+    }
+
+    /// Row `r` as fp32 values (ggml's dequantization).
+    public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let format = format(ofRow: r)
+        let bytes = UnsafeRawBufferPointer(start: storage.rowPointers[r]!, count: columns / format.blockSize * format.blockBytes)
+        GGMLBlocks.dequantize(format, bytes, count: columns, into: out)
+    }
+
+    /// Rows `range` as fp32, row after row (`ldo` floats apart).
+    public func dequantizeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>, ldo: Int? = nil,
+                               pool: ThreadPool = .shared) {
+        let stride = ldo ?? columns
+        pool.parallelRanges(range.count, costPerItem: 4 * columns) { part, _ in
+            for i in part { dequantizeRow(range.lowerBound + i, into: out + i * stride) }
+        }
+    }
+
+    /// Input rows at or below this count take the integer path.
+    public static let integerPathRows = 4
+    /// Rows dequantized per panel on the GEMM path.
+    static let panelRows = 512
+
+    /// `y[i, j] = Σ_k x[i, k] W[j, k]` (+ `bias[j]`), `y` rows `ldc` apart: `x · Wᵀ`.
+    public func multiply(
+        _ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldc: Int,
+        bias: UnsafePointer<Float>? = nil, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
+    ) {
+        guard n > 0 else { return }
+        if n <= QuantizedMatrix.integerPathRows {
+            multiplyQuantized(x, rows: n, into: y, ldc: ldc, pool: pool)
+            if let bias { for i in 0..<n { add(y + i * ldc, bias, into: y + i * ldc, count: rows) } }
+            return
+        }
+        let panel = min(rows, QuantizedMatrix.panelRows)
+        Scratch.withFloats(panel * columns) { w in
+            for start in stride(from: 0, to: rows, by: panel) {
+                let count = min(panel, rows - start)
+                dequantizeRows(start..<(start + count), into: w, pool: pool)
+                gemm(precision, .none, .transposed, m: n, n: count, k: columns, a: x, lda: columns, b: w, ldb: columns,
+                     beta: 0, c: y + start, ldc: ldc, bias: bias.map { $0 + start }, pool: pool)
+            }
+        }
+    }
+
+    /// `dx (=, or += when accumulate) alpha · dy · W` for `dy` `[n, rows]` (rows `ldy` apart):
+    /// the input gradient of `x · Wᵀ`, through dequantized row panels.
+    public func multiplyTransposed(
+        _ dy: UnsafePointer<Float>, rows n: Int, ldy: Int, alpha: Float = 1, into dx: UnsafeMutablePointer<Float>,
+        accumulate: Bool, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
+    ) {
+        guard n > 0 else { return }
+        let panel = min(rows, QuantizedMatrix.panelRows)
+        Scratch.withFloats(panel * columns) { w in
+            for start in stride(from: 0, to: rows, by: panel) {
+                let count = min(panel, rows - start)
+                dequantizeRows(start..<(start + count), into: w, pool: pool)
+                gemm(precision, .none, .none, m: n, n: columns, k: count, alpha: alpha, a: dy + start, lda: ldy,
+                     b: w, ldb: columns, beta: accumulate || start > 0 ? 1 : 0, c: dx, ldc: columns, pool: pool)
+            }
+        }
+    }
+
+    /// The integer path: activations quantized per block of 32, weight rows over the pool.
+    func multiplyQuantized(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldc: Int,
+                           pool: ThreadPool) {
+        let blocks = columns / 32
+        let activations = ActivationBlocks(x, rows: n, columns: columns)
+        defer { activations.deallocate() }
+        // Weight rows in chunks of 16 (enough work per hand-off); each chunk in one format.
+        var chunks: [(format: GGMLType, rows: Range<Int>)] = []
+        for s in segments {
+            for start in stride(from: s.rows.lowerBound, to: s.rows.upperBound, by: 16) {
+                chunks.append((s.format, start..<min(start + 16, s.rows.upperBound)))
+            }
+        }
+        let pointers = storage.rowPointers.baseAddress!
+        let work = n * byteCount * 2
+        let run = { (chunk: (format: GGMLType, rows: Range<Int>)) in
+            cq_dot_rows(chunk.format.kernelCode, pointers + chunk.rows.lowerBound, chunk.rows.count, blocks,
+                        activations.q, activations.d8, activations.s8, n, y + chunk.rows.lowerBound, ldc)
+        }
+        if pool.threadCount == 1 || work < ThreadPool.parallelWorkThreshold {
+            chunks.forEach(run)
+        } else {
+            chunks.withUnsafeBufferPointer { chunks in
+                pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold) { range, _ in
+                    for i in range { run(chunks[i]) }
+                }
+            }
+        }
+    }
+}
+
+/// Activation rows quantized as ggml's Q8_0: per block of 32, 32 signed bytes, the scale `d`
+/// and `d·Σq` (each repeated over 8 lanes for the kernels).
+struct ActivationBlocks {
+    let q: UnsafeMutablePointer<Int8>
+    let d8: UnsafeMutablePointer<Float>
+    let s8: UnsafeMutablePointer<Float>
+
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+        let blocks = rows * columns / 32
+        q = .allocate(capacity: rows * columns)
+        d8 = .allocate(capacity: 8 * blocks)
+        s8 = .allocate(capacity: 8 * blocks)
+        cq_quantize_q8(x, blocks, q, d8, s8)
+    }
+
+    func deallocate() {
+        q.deallocate()
+        d8.deallocate()
+        s8.deallocate()
+    }
+}
+
+extension GGMLType {
+    /// The format's number in `CQuant`.
+    var kernelCode: Int32 {
+        switch self {
+        case .q4_0: Int32(CQ_Q4_0.rawValue)
+        case .q4_1: Int32(CQ_Q4_1.rawValue)
+        case .q8_0: Int32(CQ_Q8_0.rawValue)
+        case .q4_K: Int32(CQ_Q4_K.rawValue)
+        default: preconditionFailure("\(self) has no integer kernel")
+        }
+    }
+}
+
+/// Whether the integer kernels run on AVX-512 VNNI here (otherwise portable C loops).
+public var vnniAvailable: Bool { cq_vnni_available() != 0 }

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import GGUF
+import Kernels
+import Transformer
+
+/// `tinylm bench decode`: prefill and decode tokens/s of a model beside llama.cpp's `llama-bench`
+/// on the same file, in alternating rounds.
+struct BenchDecode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Prefill and decode tokens/s (greedy and sampled) beside llama.cpp on the same GGUF, in alternating rounds.")
+
+    @Option(help: "A GGUF file or a checkpoint directory.") var model: String
+    @Option(help: "Prompt tokens (one prefill call).") var promptTokens = 512
+    @Option(help: "Tokens decoded after the prompt.") var genTokens = 128
+    @Option(help: "Rounds of TinyLM then the peer.") var rounds = 3
+    @Option(help: "llama.cpp (llama-bench on the same file) or none.") var peer = "llama.cpp"
+    @Option(help: "The llama-bench binary (../shared/peers/build_llamacpp_noamx.sh builds it).")
+    var llamaBench = NSHomeDirectory() + "/.cache/tinylm-peers-build/llama-noamx/bin/llama-bench"
+    @Option(help: "quantized (blocks stay in the mapped file) or fp32 (dequantized).")
+    var weights: String = "quantized"
+
+    func validate() throws {
+        try OptionDomain.count(promptTokens, "prompt-tokens", max: 1 << 20)
+        try OptionDomain.count(genTokens, "gen-tokens", max: 1 << 20)
+        try OptionDomain.count(rounds, "rounds", max: 1000)
+        guard ["llama.cpp", "none"].contains(peer) else { throw ValidationError("--peer must be llama.cpp or none") }
+        guard GGUFModel.WeightStorage(rawValue: weights) != nil else { throw ValidationError("--weights must be quantized or fp32") }
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel.load(model, storage: GGUFModel.WeightStorage(rawValue: weights)!)
+        let m = loaded.model, threads = ThreadPool.shared.threadCount
+        guard promptTokens + genTokens <= m.config.contextLength else {
+            throw ValidationError("\(promptTokens) + \(genTokens) tokens exceed the model's context of \(m.config.contextLength)")
+        }
+        let usePeer = peer == "llama.cpp" && LoadedModel.isGGUF(model)
+        if peer == "llama.cpp" && !usePeer { print("note: the peer reads GGUF files only; running TinyLM alone") }
+        if usePeer && !FileManager.default.isExecutableFile(atPath: llamaBench) {
+            throw ValidationError("no llama-bench at \(llamaBench); run ../shared/peers/build_llamacpp_noamx.sh or pass --peer none")
+        }
+        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(m.layout.isQuantized ? "blocks in the mapped file" : "fp32"))")
+        var sampler = Sampler(seed: 1)
+        sampler.temperature = 0.8
+        sampler.topP = 0.95
+        sampler.minP = 0.05
+        sampler.repetitionPenalty = 1.1
+        // One untimed pass: page in the weights and size the buffers.
+        _ = try DecodeBenchmark.run(model: m, promptTokens: min(64, promptTokens), genTokens: min(8, genTokens), sampler: nil)
+        var ours: [(prefill: Double, greedy: Double, sampled: Double)] = []
+        var theirs: [(prefill: Double, decode: Double)] = []
+        for round in 1...rounds {
+            let greedy = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil)
+            let sampled = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: sampler)
+            ours.append((greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond))
+            var line = String(format: "round %d  tinylm: prefill %7.1f tok/s  decode %6.1f tok/s greedy, %6.1f sampled",
+                              round, greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond)
+            if usePeer {
+                let peer = try runLlamaBench(threads: threads)
+                theirs.append(peer)
+                line += String(format: "   llama.cpp: prefill %7.1f  decode %6.1f", peer.prefill, peer.decode)
+            }
+            print(line)
+        }
+        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+        let prefill = median(ours.map(\.prefill)), greedy = median(ours.map(\.greedy)), sampled = median(ours.map(\.sampled))
+        print(String(format: "median  tinylm: prefill %.1f tok/s, decode %.1f tok/s greedy, %.1f sampled (sampled/greedy %.3f)",
+                     prefill, greedy, sampled, sampled / greedy))
+        if usePeer {
+            // Per-round ratios, then their median: each pair ran back to back.
+            let prefillRatio = median(zip(ours, theirs).map { $0.prefill / $1.prefill })
+            let decodeRatio = median(zip(ours, theirs).map { $0.greedy / $1.decode })
+            print(String(format: "median  llama.cpp: prefill %.1f tok/s, decode %.1f tok/s", median(theirs.map(\.prefill)), median(theirs.map(\.decode))))
+            print(String(format: "ratio (median of rounds): prefill %.2fx, decode %.2fx llama.cpp", prefillRatio, decodeRatio))
+        }
+        let bytes = m.layout.linears.reduce(0) { $0 + ($1.blocks?.byteCount ?? 4 * $1.inFeatures * $1.outFeatures) }
+        print(String(format: "weights read per decoded token: %.1f MB; resident memory peak %.1f MB", Double(bytes) / 1e6,
+                     Double(peakResidentBytes()) / 1e6))
+    }
+
+    /// One `llama-bench` run (prefill and decode, one repetition) on the same file and threads.
+    private func runLlamaBench(threads: Int) throws -> (prefill: Double, decode: Double) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: llamaBench)
+        process.arguments = ["-m", model, "-p", "\(promptTokens)", "-n", "\(genTokens)", "-t", "\(threads)", "-r", "1", "-o", "json"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+            throw ValidationError("llama-bench failed on \(model) (exit \(process.terminationStatus))")
+        }
+        var prefill = 0.0, decode = 0.0
+        for row in rows {
+            let ts = row["avg_ts"] as? Double ?? 0
+            if (row["n_prompt"] as? Int ?? 0) > 0 { prefill = ts } else { decode = ts }
+        }
+        return (prefill, decode)
+    }
+}
+
+/// The process's peak resident memory (bytes).
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Int(usage.ru_maxrss) * 1024
+}
