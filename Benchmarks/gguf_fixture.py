@@ -7,6 +7,8 @@ reference writer) and check the decoders and quantizers bit for bit.
 
     ~/.cache/tinylm-peers-venv/bin/python Benchmarks/gguf_fixture.py Tests/Fixtures/gguf/blocks.gguf
 """
+import ctypes
+import os
 import sys
 
 import numpy as np
@@ -44,6 +46,21 @@ def main(path):
         values = source.astype(dtype)
         w.add_tensor(f"{qtype.name}.raw", values)
         w.add_tensor(f"{qtype.name}.expected", values.astype(np.float32))
+    # 100 tensors of 256 values, one per row, each with its hard case: the quantizers must give
+    # the same bytes as the reference on every one.
+    hard = hard_tensors(rng)
+    w.add_tensor("hard.source", hard)
+    for qtype in (T.Q8_0, T.Q4_0, T.Q4_1):
+        w.add_tensor(f"hard.{qtype.name}", quants.quantize(hard, qtype), raw_dtype=qtype)
+    # Q4_K: gguf-py has no quantizer; ggml's own C reference (quantize_row_q4_K_ref) through
+    # ctypes, from the llama.cpp libraries ../shared/peers/build_llamacpp_noamx.sh builds.
+    lib = os.path.expanduser(os.environ.get("GGML_BASE", "~/.cache/tinylm-peers-build/llama-noamx/bin/libggml-base.so"))
+    ggml = ctypes.CDLL(lib)
+    k_source = np.ascontiguousarray(hard[:, :].reshape(-1))
+    k_raw = np.zeros(k_source.size // 256 * 144, dtype=np.uint8)
+    ggml.quantize_row_q4_K_ref(k_source.ctypes.data_as(ctypes.c_void_p), k_raw.ctypes.data_as(ctypes.c_void_p),
+                               ctypes.c_int64(k_source.size))
+    w.add_tensor("hard.Q4_K", k_raw.reshape(hard.shape[0], -1), raw_dtype=T.Q4_K)
     bf16 = quants.quantize(source, T.BF16)
     w.add_tensor("BF16.source", source)
     w.add_tensor("BF16.raw", bf16, raw_dtype=T.BF16)
@@ -53,6 +70,39 @@ def main(path):
     w.write_tensors_to_file()
     w.close()
     print("wrote", path)
+
+
+def hard_tensors(rng):
+    """100 rows of 256 floats: Gaussians at many scales, and rows with zeros, ties for the largest
+    magnitude (same and opposite sign), denormals, ±1e30, values near the float maximum, constant
+    blocks, and single spikes."""
+    rows = []
+    for i in range(100):
+        x = (rng.standard_normal(256) * 10.0 ** rng.integers(-6, 7)).astype(np.float32)
+        case = i % 10
+        if case == 0:
+            x[: 32 * rng.integers(1, 8)] = 0
+        elif case == 1:
+            m = np.float32(abs(x).max() * 2)
+            x[0:256:16] = m
+            x[1:256:32] = -m
+        elif case == 2:
+            x = (rng.standard_normal(256) * 1e-39).astype(np.float32)  # denormals
+        elif case == 3:
+            x[::7] = np.float32(1e30) * np.sign(rng.standard_normal(x[::7].shape)).astype(np.float32)
+        elif case == 4:
+            x = (rng.uniform(-1, 1, 256) * 1e37).astype(np.float32)
+        elif case == 5:
+            x[:] = np.float32(rng.standard_normal())  # constant
+        elif case == 6:
+            x[:] = 0
+            x[rng.integers(0, 256)] = np.float32(rng.standard_normal() * 100)
+        elif case == 7:
+            x = np.abs(x)  # all positive: Q4_1's minimum is not 0
+        elif case == 8:
+            x = -np.abs(x)
+        rows.append(x.astype(np.float32))
+    return np.stack(rows)
 
 
 if __name__ == "__main__":

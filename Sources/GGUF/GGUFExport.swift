@@ -24,11 +24,21 @@ public enum GGUFExport {
     /// The GGUF of `model` (matrices as `type`; norms, biases and position tables stay F32, as
     /// llama.cpp's converter keeps them).
     public static func gguf(_ model: TransformerModel, tokenizer: SentencePieceTokenizer?, type: GGMLType, name: String) throws -> GGUFWriter {
+        try gguf(model, tokenizer: tokenizer, policy: QuantizationPolicy(type: type), name: name)
+    }
+
+    /// The GGUF of `model`, each matrix typed by `policy`; norms, biases and position tables stay F32.
+    public static func gguf(_ model: TransformerModel, tokenizer: SentencePieceTokenizer?, policy: QuantizationPolicy,
+                            name: String) throws -> GGUFWriter {
+        guard !model.layout.isQuantized else {
+            throw GGUFError.unsupported(path: "export", reason: "the model's weights are in quantized blocks; quantize its GGUF file instead")
+        }
+        let type = policy.type
         let c = model.config, arch = try architecture(of: c)
         var w = GGUFWriter()
         w.add("general.architecture", .string(arch))
         w.add("general.name", .string(name))
-        w.add("general.file_type", .uint(type == .f32 ? 0 : type == .f16 ? 1 : type == .q8_0 ? 7 : 32))
+        w.add("general.file_type", .uint(QuantizationPolicy.fileType(type)))
         func u(_ key: String, _ v: Int) { w.add("\(arch).\(key)", .uint(UInt64(v))) }
         u("context_length", c.contextLength)
         u("embedding_length", c.dModel)
@@ -52,7 +62,7 @@ public enum GGUFExport {
             return UnsafeBufferPointer(start: p + t.offset, count: t.count)
         }
         func add(_ ggufName: String, _ data: UnsafeBufferPointer<Float>, shape: [Int], quantized: Bool) throws {
-            let t: GGMLType = quantized && shape.count == 2 && shape[1] % type.blockSize == 0 ? type : .f32
+            let t: GGMLType = quantized ? policy.target(for: ggufName, shape: shape, current: .f32) : .f32
             w.add(tensor: ggufName, dimensions: shape.reversed(), type: t, data: try GGMLQuantize.encode(data, as: t))
         }
         func add(_ ggufName: String, _ name: String, quantized: Bool = true) throws {

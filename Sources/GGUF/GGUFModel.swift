@@ -63,6 +63,33 @@ public enum GGUFModel {
         return c
     }
 
+    /// The weight matrices of `model` that `adapted` changes, under their GGUF names and in GGUF
+    /// row order (q and k rows permuted back to llama.cpp's layout): what a fused model writes
+    /// over its base file.
+    public static func changedMatrices(of model: TransformerModel, adapted: AdapterConfig) -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        let p = model.parameters.pointer, hd = model.config.headDim
+        let short = ["q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+                     "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"]
+        for i in adapted.layers(of: model.config) {
+            for target in adapted.targets {
+                guard let module = short[target], let t = model.layout.tensor(named: "model.layers.\(i).\(module).weight"),
+                      let name = ggufName(t.name) else { continue }
+                var values = Array(UnsafeBufferPointer(start: p + t.offset, count: t.count))
+                if target == "q" || target == "k" {
+                    let order = unpermutedOrder(rows: t.shape[0], headDim: hd), columns = t.shape[1]
+                    var stored = values
+                    for (row, s) in order.enumerated() {
+                        for c in 0..<columns { stored[s * columns + c] = values[row * columns + c] }
+                    }
+                    values = stored
+                }
+                out[name] = values
+            }
+        }
+        return out
+    }
+
     /// How a GGUF's weight matrices are held in memory.
     public enum WeightStorage: String, Sendable, CaseIterable {
         /// Quantized matrices stay in their blocks in the mapped file (the integer kernels read

@@ -50,7 +50,7 @@ public enum GGMLQuantize {
                 let d = amax / 127
                 let id: Float = d != 0 ? 1 / d : 0
                 half(d)
-                for j in 0..<32 { out.append(UInt8(bitPattern: Int8((x[j] * id).rounded(.toNearestOrAwayFromZero)))) }
+                for j in 0..<32 { out.append(byte((x[j] * id).rounded(.toNearestOrAwayFromZero))) }
             }
         case .q4_0:
             for b in 0..<blocks {
@@ -79,6 +79,14 @@ public enum GGMLQuantize {
             throw QuantizationError.unsupported(type)
         }
         return out
+    }
+
+    /// A rounded Q8_0 code as a byte; a non-finite product (a denormal block maximum) becomes 0,
+    /// as the C cast gives it on x86.
+    @inline(__always)
+    static func byte(_ v: Float) -> UInt8 {
+        guard v.isFinite, abs(v) < 2_147_483_648 else { return 0 }
+        return UInt8(truncatingIfNeeded: Int32(v))
     }
 
     /// `min(15, (uint8) trunc(v))` as ggml's and NumPy's casts give it on x86: a value outside

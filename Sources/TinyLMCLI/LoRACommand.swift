@@ -34,6 +34,8 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Save the adapter every N steps (0: only at the end).") var saveEvery = 100
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Linear layers' products: fp32 or bf16.") var precision: MatmulPrecision = .fp32
+    @Option(help: "A GGUF base's quantized matrices: quantized (QLoRA: they stay in their blocks, frozen) or fp32 (dequantized).")
+    var baseWeights: String = "quantized"
 
     func validate() throws {
         try OptionDomain.count(rank, "rank", max: 1024)
@@ -47,10 +49,11 @@ struct LoRACommand: ParsableCommand {
         try OptionDomain.count(maxSeqLength, "max-seq-length", min: 2, max: 1 << 16)
         try OptionDomain.count(evalEvery, "eval-every", min: 0, max: 1 << 30)
         try OptionDomain.count(saveEvery, "save-every", min: 0, max: 1 << 30)
+        guard GGUFModel.WeightStorage(rawValue: baseWeights) != nil else { throw ValidationError("--base-weights must be quantized or fp32") }
     }
 
     func run() throws {
-        let loaded = try LoadedModel.load(model)
+        let loaded = try LoadedModel.load(model, storage: GGUFModel.WeightStorage(rawValue: baseWeights)!)
         let (template, defaultSystem) = try chatTemplate(of: loaded)
         var dataOptions = FineTuneData.Options()
         dataOptions.template = template
@@ -75,7 +78,7 @@ struct LoRACommand: ParsableCommand {
         let trainer = try Trainer(model: adapted, options: options,
                                   data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
         let trainable = adapted.layout.gradientCount
-        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base of \(adapted.layout.baseCount)")
+        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
         installInterruptHandler()
         try AtomicFile.createDirectory(adapterPath)
         let logPath = adapterPath + "/log.jsonl"
@@ -111,5 +114,58 @@ struct LoRACommand: ParsableCommand {
         }
         try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
         print("wrote \(adapterPath): \(trainable) adapter parameters after \(iters) steps (\(Int(Date().timeIntervalSince(start))) s)")
+    }
+}
+
+/// `tinylm fuse`: merge an adapter into its base.
+struct FuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuse",
+        abstract: "Merge a LoRA adapter into its base (W += scale·B·A): a checkpoint directory, or a GGUF from a GGUF base.")
+
+    @Option(help: "The base: a checkpoint directory or a GGUF file.") var model: String
+    @Option(help: "The adapter directory (PEFT files).") var adapter: String
+    @Option(help: "Where to write: a directory for a checkpoint base, a .gguf file for a GGUF base.") var out: String
+    @Option(help: "For a GGUF out: the type of the merged matrices (default: each keeps the base's type).") var type: ExportType?
+
+    func run() throws {
+        let gguf = LoadedModel.isGGUF(model)
+        let loaded = try LoadedModel.load(model, storage: .fp32)
+        let adapted = try PEFTAdapter.load(adapter, onto: loaded.model)
+        let fused = try adapted.fused()
+        if gguf {
+            let file = try GGUFFile(path: model)
+            let changed = GGUFModel.changedMatrices(of: fused, adapted: adapted.adapters!)
+            let policy = type.map { QuantizationPolicy($0, embeddings: .standard) } ?? .keep
+            let (writer, summary) = try GGUFQuantize.requantize(file, policy: policy, replacing: changed)
+            try writer.write(to: out)
+            print(String(format: "wrote %@: %d matrices merged, %.1f MB", out, changed.count, Double(summary.bytesAfter) / 1e6))
+        } else {
+            guard type == nil else { throw ValidationError("--type applies to GGUF output; export the fused checkpoint with tinylm quantize") }
+            try Checkpoint.save(fused, to: out)
+            if let tokenizer = Checkpoint.tokenizerPath(in: model) {
+                try FileManager.default.copyItem(atPath: tokenizer, toPath: out + "/" + Checkpoint.tokenizerFile)
+            }
+            print("wrote \(out): \(fused.parameterCount) parameters, adapter merged")
+        }
+    }
+}
+
+/// `tinylm export-adapter`: a PEFT adapter as llama.cpp's LoRA GGUF.
+struct ExportAdapterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-adapter",
+        abstract: "Write a LoRA adapter as llama.cpp's adapter GGUF (llama-cli --lora FILE).")
+
+    @Option(help: "The base the adapter was trained on (a checkpoint directory or a GGUF file).") var model: String
+    @Option(help: "The adapter directory (PEFT files).") var adapter: String
+    @Option(help: "The GGUF file to write.") var out: String
+
+    func run() throws {
+        let loaded = try LoadedModel.load(model)
+        let adapted = try PEFTAdapter.load(adapter, onto: loaded.model)
+        let writer = try GGUFAdapter.gguf(adapted, name: URL(fileURLWithPath: adapter).lastPathComponent)
+        try writer.write(to: out)
+        print("wrote \(out): \(adapted.layout.tensors.filter { $0.group == .adapter }.count) adapter tensors, rank \(adapted.adapters!.rank)")
     }
 }

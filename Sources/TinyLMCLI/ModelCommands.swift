@@ -194,10 +194,15 @@ struct LogitsCommand: ParsableCommand {
     @Option(help: "A checkpoint directory or a GGUF file.") var model: String
     @Option(help: "Comma-separated token ids.") var ids: String
     @Flag(help: "Every position's logits, not only the last.") var all = false
+    @Option(help: "A LoRA adapter directory (PEFT files).") var adapter: String?
+    @Option(help: "A GGUF's quantized matrices: fp32 (dequantized, as references load them) or quantized (the integer kernels).")
+    var weights = "fp32"
 
     func run() throws {
         let parsed = try parseIDs(ids, option: "ids")
-        let loaded = try LoadedModel.isGGUF(model) ? GGUFModel.load(GGUFFile(path: model)) : Checkpoint.load(from: model)
+        guard let storage = GGUFModel.WeightStorage(rawValue: weights) else { throw ValidationError("--weights must be fp32 or quantized") }
+        var loaded = try LoadedModel.isGGUF(model) ? GGUFModel.load(GGUFFile(path: model), storage: storage) : Checkpoint.load(from: model)
+        if let adapter { loaded = try PEFTAdapter.load(adapter, onto: loaded) }
         let session = try InferenceSession(model: loaded, reserve: parsed.count)
         let logits = try session.feed(parsed, allRows: all)
         let v = loaded.config.vocabularySize
@@ -217,7 +222,8 @@ struct GradientsCommand: ParsableCommand {
         commandName: "gradients",
         abstract: "Write the loss gradient of one batch as safetensors (same tensor names as the model), for checking against other implementations.")
 
-    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "A checkpoint directory or a GGUF file (dequantized to fp32).") var model: String
+    @Option(help: "A LoRA adapter directory (PEFT files): the gradients of its tensors only, the base frozen.") var adapter: String?
     @Option(help: "Comma-separated token ids, batch x length of them.") var ids: String
     @Option(help: "Comma-separated targets (-1: not counted); default: ids shifted left by one.") var targets: String?
     @Option(help: "Sequences in the batch.") var batch = 1
@@ -238,7 +244,8 @@ struct GradientsCommand: ParsableCommand {
             for i in 0..<input.count { goal.append((i + 1) % length == 0 ? -1 : input[i + 1]) }
         }
         guard goal.count == input.count else { throw ValidationError("--targets: need \(input.count), got \(goal.count)") }
-        let loaded = try Checkpoint.load(from: model)
+        var loaded = try LoadedModel.isGGUF(model) ? GGUFModel.load(GGUFFile(path: model)) : Checkpoint.load(from: model)
+        if let adapter { loaded = try PEFTAdapter.load(adapter, onto: loaded, trainable: { $0.contains(".lora_") }) }
         let workspace = try TrainingWorkspace(model: loaded, batch: batch, length: length)
         let loss = try loaded.forward(ids: input, targets: goal, workspace: workspace)
         loaded.backward(workspace: workspace)

@@ -136,12 +136,15 @@ struct SynthTools: ParsableCommand {
     @Option(help: "Conversations to write.") var count = 1000
     @Option(help: "Random seed (the same seed writes the same file).") var seed: UInt64 = 0
     @Option(help: "The JSONL file to write.") var out: String
+    @Flag(help: "Word the requests with the held-out quarter of the templates (never in training data): an evaluation set.")
+    var heldOut = false
 
     func validate() throws { try OptionDomain.count(count, "count", max: 200_000) }
 
     func run() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }
         var generator = SyntheticToolData(seed: seed)
+        generator.heldOutPhrasings = heldOut
         let conversations = generator.conversations(count)
         try ChatDatasets.writeOpenAI(conversations, to: out)
         let calls = conversations.filter { $0.messages.contains { !$0.toolCalls.isEmpty } }.count

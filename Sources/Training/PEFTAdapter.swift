@@ -34,8 +34,10 @@ public enum PEFTAdapter {
         try AtomicFile.write(data, to: directory + "/" + configFile)
     }
 
-    /// `base` with the adapters in `directory` (written by TinyLM or by PEFT).
-    public static func load(_ directory: String, onto base: TransformerModel) throws -> TransformerModel {
+    /// `base` with the adapters in `directory` (written by TinyLM or by PEFT); tensors for which
+    /// `trainable` holds get gradients (none by default).
+    public static func load(_ directory: String, onto base: TransformerModel,
+                            trainable: (String) -> Bool = { _ in false }) throws -> TransformerModel {
         let configPath = directory + "/" + configFile
         guard let data = FileManager.default.contents(atPath: configPath) else { throw FileError.notFound(path: configPath) }
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -64,7 +66,7 @@ public enum PEFTAdapter {
             }
             config.lastLayers = layers.count
         }
-        let model = try TransformerModel.adapting(base, with: config, seed: 0, trainable: { _ in false })
+        let model = try TransformerModel.adapting(base, with: config, seed: 0, trainable: trainable)
         let file = try Safetensors.File(path: directory + "/" + weightsFile)
         let expected = Set(model.layout.tensors.filter { $0.group == .adapter }.map { prefix + $0.name })
         if let extra = file.tensors.keys.sorted().first(where: { !expected.contains($0) && !expected.contains($0.replacingOccurrences(of: ".default", with: "")) }) {

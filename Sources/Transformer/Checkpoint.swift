@@ -14,6 +14,9 @@ public enum Checkpoint {
     public static func save(
         _ model: TransformerModel, to directory: String, tokenizer: Data? = nil, metadata: [String: String] = [:]
     ) throws {
+        guard !model.layout.isQuantized else {
+            throw TransformerError.checkpoint(path: directory, reason: "the model's weights are quantized blocks; a checkpoint holds fp32 weights (load the base as fp32)")
+        }
         try AtomicFile.createDirectory(directory)
         let base = model.parameters.pointer
         for tensor in model.layout.tensors where tensor.group != .adapter {

@@ -125,6 +125,36 @@ struct TemplateTests {
         }
     }
 
+    @Test("held-out phrasings never occur in training data; every kind of conversation is generated")
+    func heldOutPhrasings() {
+        var train = SyntheticToolData(seed: 1), held = SyntheticToolData(seed: 2)
+        held.heldOutPhrasings = true
+        // Percentages: the fourth of six templates ("A $X jacket is N% off. How much do I save?") is
+        // held out. Typos only swap letters, so the template shows in the non-letters: "$XN%.".
+        func isHeldOutTemplate(_ text: String) -> Bool {
+            let symbols = String(text.unicodeScalars.filter { !$0.properties.isAlphabetic && $0 != " " }.map(Character.init))
+            return symbols.range(of: #"\$\d+%\."#, options: .regularExpression) != nil
+        }
+        let trainText = (0..<120).map { _ in train.conversation(.percentage).messages.first { $0.role == .user }!.content }
+        let heldText = (0..<40).map { _ in held.conversation(.percentage).messages.first { $0.role == .user }!.content }
+        #expect(heldText.allSatisfy(isHeldOutTemplate), "\(heldText.filter { !isHeldOutTemplate($0) })")
+        #expect(!trainText.contains(where: isHeldOutTemplate))
+        // Every kind makes a well-formed conversation: calls answered by tool turns, a final answer.
+        for kind in SyntheticToolData.Kind.allCases {
+            let c = train.conversation(kind)
+            #expect(c.messages.last?.role == .assistant && c.messages.last?.toolCalls.isEmpty == true, "\(kind)")
+            let calls = c.messages.flatMap(\.toolCalls).count, results = c.messages.filter { $0.role == .tool }.count
+            #expect(calls == results, "\(kind)")
+            #expect((calls == 0) == (kind == .noTool), "\(kind)")
+        }
+        // Follow-ups use the first answer's number; two-tool turns make two calls.
+        let follow = train.conversation(.followUp)
+        let first = follow.messages.first { $0.role == .tool }!.content, second = follow.messages.last { !$0.toolCalls.isEmpty }!
+        let previous = (try? JSONValue.parse(first))?["result"]?.numberValue ?? .nan
+        #expect(second.toolCalls[0].arguments["expression"]?.stringValue?.hasPrefix(Calculator.format(previous)) == true)
+        #expect(train.conversation(.twoTools).messages.flatMap(\.toolCalls).count == 2)
+    }
+
     @Test("synthetic data is deterministic per seed, varied, and uses every tool with real results")
     func synthetic() {
         var a = SyntheticToolData(seed: 9), b = SyntheticToolData(seed: 9), c = SyntheticToolData(seed: 10)

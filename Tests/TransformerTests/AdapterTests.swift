@@ -72,6 +72,9 @@ struct AdapterTests {
             let fused = try TransformerModel(config: base.config, parameters: merged)
             let ids: [Int32] = [4, 9, 1, 12, 0, 7, 3]
             let a = try logits(adapted, ids), f = try logits(fused, ids), plain = try logits(base, ids)
+            // `fused()` (what `tinylm fuse` writes) is the same merge.
+            let library = try logits(try adapted.fused(), ids)
+            #expect(zip(library, f).map { abs($0 - $1) }.max()! <= 1e-5 * f.map(abs).max()!, "fused(): \(variant.name), \(targets)")
             let scaleOfLogits = f.map(abs).max()!
             #expect(zip(a, f).map { abs($0 - $1) }.max()! <= 1e-5 * scaleOfLogits, "\(variant.name), \(targets)")
             #expect(zip(a, plain).map { abs($0 - $1) }.max()! > 1e-3, "the adapters change the output")

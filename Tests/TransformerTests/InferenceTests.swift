@@ -116,3 +116,46 @@ struct SamplerTests {
         #expect(throws: TransformerError.self) { try s.validate() }
     }
 }
+
+@Suite("sampling: the linear-time filters against a full sort")
+struct SamplerReferenceTests {
+    /// The filters as a full sort defines them: top-k, then top-p over the kept mass, then min-p.
+    static func reference(_ logits: [Float], _ s: Sampler) -> [Double] {
+        let m = logits.max()!
+        let w = logits.map { Foundation.exp(Double(($0 - m) / s.temperature)) }
+        let order = w.indices.sorted { w[$0] > w[$1] || (w[$0] == w[$1] && $0 < $1) }
+        var keep = [Bool](repeating: true, count: w.count)
+        if s.topK > 0 && s.topK < order.count { for i in order[s.topK...] { keep[i] = false } }
+        if s.topP < 1 {
+            let total = order.reduce(0.0) { $0 + (keep[$1] ? w[$1] : 0) }
+            var cumulative = 0.0
+            for i in order where keep[i] {
+                if cumulative >= Double(s.topP) * total { keep[i] = false } else { cumulative += w[i] }
+            }
+        }
+        if s.minP > 0 { for i in w.indices where w[i] < Double(s.minP) { keep[i] = false } }
+        let kept = w.indices.map { keep[$0] ? w[$0] : 0 }
+        let sum = kept.reduce(0, +)
+        return kept.map { $0 / sum }
+    }
+
+    @Test("kept tokens and probabilities equal the full-sort reference over random logits and settings")
+    func againstReference() {
+        var rng = SplitMix64(seed: 77)
+        for trial in 0..<60 {
+            let n = [7, 100, 5000][trial % 3]
+            let spread = Float([0.5, 3, 12][trial % 3])
+            let logits = (0..<n).map { _ in rng.nextGaussian() * spread }
+            var s = Sampler(seed: 1)
+            s.temperature = [0.3, 0.8, 1.5][trial % 3]
+            s.topK = trial % 4 == 0 ? 40 : 0
+            s.topP = [1, 0.9, 0.5, 0.95][(trial / 2) % 4]
+            s.minP = [0, 0.05, 0.2][(trial / 3) % 3]
+            let ours = s.distribution(logits), reference = Self.reference(logits, s)
+            for (i, (a, b)) in zip(ours, reference).enumerated() {
+                #expect((a > 0) == (b > 0), "trial \(trial): token \(i) kept differently")
+                #expect(abs(Double(a) - b) < 1e-5, "trial \(trial): token \(i)")
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 import Foundation
 
-/// An arithmetic evaluator for the `calculator` tool: numbers (decimals, exponents), + − × ÷ %,
-/// powers (`^` or `**`, right-associative), parentheses, unary minus, `sqrt`, `abs`, `round`,
+/// An arithmetic evaluator for the `calculator` tool: numbers (decimals, exponents), + − × ÷,
+/// `%` as a remainder (`17 % 5`) or a percentage (`15% of 80`, `80 * 15%`), powers (`^` or `**`,
+/// right-associative), `√`, parentheses, unary minus, `sqrt`, `abs`, `round`,
 /// `floor`, `ceil`, `min`, `max`, `pi`, `e`. It parses text and evaluates nothing else: no
 /// names but these, no code. Errors, never traps, for anything else.
 public enum Calculator {
@@ -63,6 +64,25 @@ public enum Calculator {
             return nil
         }
 
+        /// Consumes `word` when it comes next as a whole word.
+        mutating func acceptWord(_ word: String) -> Bool {
+            skipSpaces()
+            let w = Array(word.unicodeScalars)
+            guard index + w.count <= scalars.count,
+                  String(String.UnicodeScalarView(scalars[index..<(index + w.count)])).lowercased() == word else { return false }
+            if index + w.count < scalars.count && scalars[index + w.count].properties.isAlphabetic { return false }
+            index += w.count
+            return true
+        }
+
+        /// Whether a `%` just read ends an operand (a percent sign) rather than starts a remainder:
+        /// nothing, a closing parenthesis, a comma or another operator follows it.
+        mutating func isPercentSign() -> Bool {
+            skipSpaces()
+            guard let c = current else { return true }
+            return [")", ",", "+", "-", "−", "*", "×", "/", "÷"].contains(c)
+        }
+
         mutating func expression(depth: Int) throws -> Double {
             guard depth < maximumDepth else { throw fail("the expression is nested deeper than \(maximumDepth) levels") }
             var value = try term(depth: depth)
@@ -80,13 +100,24 @@ public enum Calculator {
                 // `**` is a power, not two multiplications.
                 skipSpaces()
                 if index + 1 < scalars.count && scalars[index] == "*" && scalars[index + 1] == "*" { return value }
-                guard let op = accept("*", "×", "/", "÷", "%") else { return value }
+                guard var op = accept("*", "×", "/", "÷", "%") else { return value }
+                if op == "%" {
+                    // `15% of 80` and `80 * 15%` are percentages; `17 % 5` is a remainder.
+                    if acceptWord("of") {
+                        op = "percent"
+                    } else if isPercentSign() {
+                        value /= 100
+                        continue
+                    }
+                }
                 let rhs = try unary(depth: depth)
                 switch op {
                 case "*", "×": value *= rhs
                 case "%":
                     guard rhs != 0 else { throw fail("modulo by zero") }
                     value = value.truncatingRemainder(dividingBy: rhs)
+                case "percent":
+                    value = value / 100 * rhs
                 default:
                     guard rhs != 0 else { throw fail("division by zero") }
                     value /= rhs
@@ -124,6 +155,12 @@ public enum Calculator {
                 return value
             }
             if ("0"..."9").contains(c) || c == "." { return try number() }
+            if c == "√" {
+                index += 1
+                let x = try power(depth: depth + 1)
+                guard x >= 0 else { throw fail("the square root of a negative number (\(format(x)))") }
+                return x.squareRoot()
+            }
             if c.properties.isAlphabetic || c == "π" {
                 let start = index
                 while let d = current, d.properties.isAlphabetic || d == "π" { index += 1 }
@@ -191,7 +228,7 @@ public enum Calculator {
     public static let tool = Tool(
         definition: ToolDefinition(
             name: "calculator",
-            description: "Evaluate an arithmetic expression: + - * / % ^, parentheses, sqrt, abs, round, min, max.",
+            description: "Evaluate an arithmetic expression: + - * / ^, percentages (15% of 80), parentheses, sqrt, abs, round, min, max.",
             parameters: .object([
                 ("type", .string("object")),
                 ("properties", .object([("expression", .object([("type", .string("string")), ("description", .string("e.g. (3 + 4) * 2"))]))])),

@@ -1,0 +1,270 @@
+import Foundation
+import Kernels
+import Testing
+@testable import GGUF
+@testable import Quantization
+import Transformer
+
+/// Bytes that outlive the matrices over them.
+final class Bytes {
+    let pointer: UnsafeMutableRawPointer
+    init(_ values: [UInt8]) {
+        pointer = .allocate(byteCount: max(1, values.count), alignment: 64)
+        pointer.copyMemory(from: values, byteCount: values.count)
+    }
+    deinit { pointer.deallocate() }
+}
+
+@Suite("Quantization: reference quantizers, integer kernels")
+struct QuantizationTests {
+    static let file = { try! GGUFFile(path: fixtures + "/gguf/blocks.gguf") }()
+
+    /// `hard.source` is 100 tensors (rows of 256) with zeros, ties for the largest magnitude,
+    /// denormals, ±1e30, values near the float maximum, constant rows and spikes; `hard.TYPE` is
+    /// the `gguf` package's quantization of each (Q8_0, Q4_0, Q4_1) and ggml's C reference
+    /// `quantize_row_q4_K_ref` (Q4_K), written by Benchmarks/gguf_fixture.py.
+    @Test("Q8_0, Q4_0, Q4_1 and Q4_K blocks are byte-identical to the references on 100 hard tensors",
+          arguments: [GGMLType.q8_0, .q4_0, .q4_1, .q4_K])
+    func referenceBytes(_ type: GGMLType) throws {
+        let source = try floats(Self.file, "hard.source")
+        let info = try #require(Self.file.tensor(named: "hard.\(type)"))
+        let expected = Self.file.withBytes(of: info) { Array($0) }
+        #expect(source.count == 100 * 256)
+        let rowBytes = 256 / type.blockSize * type.blockBytes
+        var differing: [Int] = []
+        for row in 0..<100 {
+            let ours = try source[(row * 256)..<((row + 1) * 256)].withUnsafeBufferPointer { try GGMLQuantize.encode($0, as: type) }
+            if ours != Array(expected[(row * rowBytes)..<((row + 1) * rowBytes)]) { differing.append(row) }
+        }
+        #expect(differing.isEmpty, "rows whose blocks differ: \(differing)")
+    }
+
+    /// Random weights and activations, the activation quantized as the kernels do.
+    struct Case {
+        var type: GGMLType
+        var rows: Int
+        var columns: Int
+        var blocks: [UInt8]
+        var x: [Float]     // [n, columns]
+        var n: Int
+
+        init(_ type: GGMLType, rows: Int, columns: Int, n: Int, seed: UInt64) throws {
+            var rng = SplitMix64(seed: seed)
+            var w = (0..<(rows * columns)).map { _ in rng.nextGaussian() * 0.1 }
+            for i in stride(from: 0, to: w.count, by: 97) { w[i] = 0 }   // a few exact zeros
+            self.type = type
+            self.rows = rows
+            self.columns = columns
+            blocks = try w.withUnsafeBufferPointer { try GGMLQuantize.encode($0, as: type) }
+            x = (0..<(n * columns)).map { _ in rng.nextGaussian() }
+            self.n = n
+        }
+
+        func matrix(owner _: AnyObject? = nil) -> QuantizedMatrix {
+            let bytes = Bytes(blocks)
+            return QuantizedMatrix(format: type, rows: rows, columns: columns, bytes: bytes.pointer, owner: bytes)
+        }
+
+        /// ggml's semantics in double precision: per block of 32, d_w · d_a · Σ q_w q_a (plus the
+        /// format's offset terms), from the dequantized weights and the 8-bit activations.
+        func reference() -> [Double] {
+            var weights = [Float](repeating: 0, count: rows * columns)
+            blocks.withUnsafeBytes { GGMLBlocks.dequantize(type, $0, count: rows * columns, into: &weights) }
+            var y = [Double](repeating: 0, count: n * rows)
+            for i in 0..<n {
+                // The activation row as the kernels quantize it (ggml's quantize_row_q8_0_ref).
+                var a = [Double](repeating: 0, count: columns)
+                for b in 0..<(columns / 32) {
+                    let block = x[(i * columns + b * 32)..<(i * columns + b * 32 + 32)]
+                    let amax = block.map(abs).max()!
+                    let d = amax / 127, id: Float = d != 0 ? 1 / d : 0
+                    let dh = Double(Float(Float16(d)))
+                    for (j, v) in block.enumerated() { a[b * 32 + j] = Double((v * id).rounded(.toNearestOrAwayFromZero)) * dh }
+                }
+                for r in 0..<rows {
+                    var s = 0.0
+                    for c in 0..<columns { s += Double(weights[r * columns + c]) * a[c] }
+                    y[i * rows + r] = s
+                }
+            }
+            return y
+        }
+    }
+
+    @Test("the integer kernels equal the block dot-product semantics at edge shapes (every format, 1-6 input rows)",
+          arguments: [GGMLType.q4_0, .q4_1, .q8_0, .q4_K])
+    func kernelAgainstReference(_ type: GGMLType) throws {
+        let shapes: [(Int, Int)] = type == .q4_K ? [(1, 256), (5, 512), (17, 768)] : [(1, 32), (3, 64), (17, 96), (33, 288), (8, 576)]
+        for (rows, columns) in shapes {
+            for n in [1, 2, 3, 4] {
+                let c = try Case(type, rows: rows, columns: columns, n: n, seed: UInt64(rows * 1000 + columns + n))
+                let holder = NSObject()
+                let m = c.matrix(owner: holder)
+                var y = [Float](repeating: .nan, count: n * rows)
+                m.multiplyQuantized(c.x, rows: n, into: &y, ldc: rows, pool: .shared)
+                let reference = c.reference()
+                for (ours, ref) in zip(y, reference) {
+                    #expect(abs(Double(ours) - ref) <= 2e-5 * max(1, abs(ref)), "\(type) \(rows)x\(columns) n \(n): \(ours) vs \(ref)")
+                }
+            }
+        }
+    }
+
+    @Test("Q4_0 × Q8_0 is ggml's Σ d_w·d_a·Σ q_w·q_a, block by block")
+    func q4_0Semantics() throws {
+        let c = try Case(.q4_0, rows: 4, columns: 128, n: 1, seed: 7)
+        var y = [Float](repeating: 0, count: 4)
+        c.matrix(owner: NSObject()).multiplyQuantized(c.x, rows: 1, into: &y, ldc: 4, pool: .shared)
+        for r in 0..<4 {
+            var total = 0.0
+            for b in 0..<4 {
+                let block = Array(c.blocks[((r * 4 + b) * 18)..<((r * 4 + b + 1) * 18)])
+                let dw = Double(Float(Float16(bitPattern: UInt16(block[0]) | UInt16(block[1]) << 8)))
+                let xs = Array(c.x[(b * 32)..<(b * 32 + 32)])
+                let amax = xs.map(abs).max()!, d = amax / 127, id: Float = d != 0 ? 1 / d : 0
+                let qa = xs.map { Int(($0 * id).rounded(.toNearestOrAwayFromZero)) }
+                var dot = 0
+                for j in 0..<16 {
+                    let low = Int(block[2 + j] & 0x0F) - 8, high = Int(block[2 + j] >> 4) - 8
+                    dot += low * qa[j]
+                    dot += high * qa[j + 16]
+                }
+                total += dw * Double(Float(Float16(d))) * Double(dot)
+            }
+            #expect(abs(Double(y[r]) - total) <= 1e-5 * max(1, abs(total)), "row \(r): \(y[r]) vs \(total)")
+        }
+    }
+
+    @Test("results do not depend on the thread count; the GEMM path (many rows) and the transposed product match fp32 on the dequantized weights")
+    func threadsAndPaths() throws {
+        let c = try Case(.q4_1, rows: 1100, columns: 576, n: 9, seed: 3)
+        let m = c.matrix(owner: NSObject())
+        var one = [Float](repeating: 0, count: 4 * 1100), two = one
+        m.multiplyQuantized(c.x, rows: 4, into: &one, ldc: 1100, pool: ThreadPool(threadCount: 1))
+        m.multiplyQuantized(c.x, rows: 4, into: &two, ldc: 1100, pool: ThreadPool(threadCount: 3))
+        #expect(one == two)
+        // Nine rows take the GEMM path on dequantized panels: equal to x · Wᵀ in fp32.
+        var w = [Float](repeating: 0, count: 1100 * 576)
+        m.dequantizeRows(0..<1100, into: &w)
+        var y = [Float](repeating: 0, count: 9 * 1100), expected = y
+        m.multiply(c.x, rows: 9, into: &y, ldc: 1100)
+        sgemm(.none, .transposed, m: 9, n: 1100, k: 576, a: c.x, lda: 576, b: w, ldb: 576, c: &expected, ldc: 1100)
+        for (a, b) in zip(y, expected) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b))) }
+        // dx = dy · W through dequantized panels.
+        let dy: [Float] = (0..<(9 * 1100)).map { i -> Float in Float((i * 7919) % 13) / 13 - 0.5 }
+        var dx = [Float](repeating: 0, count: 9 * 576), dxExpected = dx
+        m.multiplyTransposed(dy, rows: 9, ldy: 1100, into: &dx, accumulate: false)
+        sgemm(.none, .none, m: 9, n: 576, k: 1100, a: dy, lda: 1100, b: w, ldb: 576, c: &dxExpected, ldc: 576)
+        for (a, b) in zip(dx, dxExpected) { #expect(abs(a - b) <= 1e-3 * max(1, abs(b))) }
+    }
+
+    @Test("stacked and reordered matrices read the right rows; a non-finite scale is found")
+    func stackingAndScales() throws {
+        let a = try Case(.q4_0, rows: 3, columns: 64, n: 1, seed: 11), b = try Case(.q8_0, rows: 2, columns: 64, n: 1, seed: 12)
+        let owner = NSObject()
+        let aBytes = Bytes(a.blocks)
+        let reversed = QuantizedMatrix(format: .q4_0, rows: 3, columns: 64, bytes: aBytes.pointer, order: [2, 1, 0], owner: aBytes)
+        let stacked = QuantizedMatrix.stacking([reversed, b.matrix(owner: owner)])
+        #expect(stacked.rows == 5 && stacked.segments.count == 2)
+        var y = [Float](repeating: 0, count: 5), ya = [Float](repeating: 0, count: 3), yb = [Float](repeating: 0, count: 2)
+        stacked.multiplyQuantized(a.x, rows: 1, into: &y, ldc: 5, pool: .shared)
+        a.matrix(owner: owner).multiplyQuantized(a.x, rows: 1, into: &ya, ldc: 3, pool: .shared)
+        b.matrix(owner: owner).multiplyQuantized(a.x, rows: 1, into: &yb, ldc: 2, pool: .shared)
+        #expect(y == [ya[2], ya[1], ya[0], yb[0], yb[1]])
+        #expect(stacked.firstNonFiniteScale() == nil)
+        var broken = a.blocks
+        broken[18 * 3 + 1] = 0x7C   // the fp16 scale of row 1's second block: infinity
+        let brokenBytes = Bytes(broken)
+        let bad = QuantizedMatrix(format: .q4_0, rows: 3, columns: 64, bytes: brokenBytes.pointer, owner: brokenBytes)
+        #expect(bad.firstNonFiniteScale() == 3)
+    }
+}
+
+@Suite("Quantized models: GGUF weights kept in blocks, quantize, adapters for llama.cpp")
+struct QuantizedModelTests {
+    static func llama(seed: UInt64 = 5) throws -> TransformerModel {
+        var c = ModelConfig(vocabularySize: 96, contextLength: 64, dModel: 64, layers: 2, heads: 4, kvHeads: 2, dFF: 96)
+        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false; c.tiedEmbeddings = true; c.initStd = 0.2
+        return try TransformerModel(config: c, seed: seed)
+    }
+
+    @Test("a Q4_0 / Q4_1 / Q8_0 GGUF runs from its blocks: logits near the dequantized fp32 model's, prefill equals decoding's path within int8 error",
+          arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func quantizedStorage(_ type: GGMLType) throws {
+        let model = try Self.llama()
+        let path = scratch() + "/m.gguf"
+        try GGUFExport.gguf(model, tokenizer: nil, policy: QuantizationPolicy(type: type), name: "test").write(to: path)
+        let file = try GGUFFile(path: path)
+        let blocks = try GGUFModel.load(file, storage: .quantized), dense = try GGUFModel.load(file, storage: .fp32)
+        #expect(blocks.layout.isQuantized && !dense.layout.isQuantized)
+        // Only norms are left in the buffer: the matrices stay in the mapped file.
+        #expect(blocks.layout.count == (2 * 2 + 1) * 64)
+        #expect(blocks.layout.linears.allSatisfy { $0.blocks != nil })
+        let ids: [Int32] = [3, 17, 90, 4, 41, 8, 77, 12, 5]
+        let exact = try InferenceSession(model: dense).feed(ids, allRows: true)
+        let prefill = try InferenceSession(model: blocks).feed(ids, allRows: true)
+        let session = try InferenceSession(model: blocks)
+        var decoded: [Float] = []
+        for id in ids { decoded += try session.feed([id]) }
+        let scale = exact.map(abs).max()!
+        // Prefill multiplies dequantized weights (exact up to bf16 operands); decoding quantizes
+        // activations to 8 bits per block as ggml does.
+        #expect(zip(prefill, exact).map { abs($0 - $1) }.max()! < 0.02 * scale)
+        #expect(zip(decoded, exact).map { abs($0 - $1) }.max()! < 0.05 * scale)
+    }
+
+    @Test("quantize: the policy types each tensor (Q4_K falls back to Q4_1 on rows that are not whole super-blocks, embeddings Q8_0), metadata survives, the file loads")
+    func requantize() throws {
+        let model = try Self.llama()
+        let path = scratch() + "/m.gguf", out = scratch() + "/q.gguf"
+        try GGUFExport.gguf(model, tokenizer: nil, type: .f32, name: "test").write(to: path)
+        let (writer, summary) = try GGUFQuantize.requantize(try GGUFFile(path: path), policy: .standard(.q4_K))
+        try writer.write(to: out)
+        let file = try GGUFFile(path: out)
+        #expect(file.tensor(named: "token_embd.weight")?.type == .q8_0)
+        #expect(file.tensor(named: "blk.0.attn_q.weight")?.type == .q4_1)      // 64 columns: not a super-block
+        #expect(file.tensor(named: "blk.0.attn_norm.weight")?.type == .f32)
+        #expect(file["general.name"]?.string == "test")
+        #expect(file["general.file_type"]?.integer == 14)
+        #expect(summary.bytesAfter < summary.bytesBefore / 4)
+        _ = try GGUFModel.load(file, storage: .quantized)
+        // 256 columns: Q4_K proper.
+        var wide = try Self.llama().config
+        wide.dModel = 256
+        wide.heads = 4
+        let big = try TransformerModel(config: wide, seed: 2)
+        try GGUFExport.gguf(big, tokenizer: nil, policy: .standard(.q4_K), name: "wide").write(to: out)
+        let wideFile = try GGUFFile(path: out)
+        #expect(wideFile.tensor(named: "blk.0.attn_q.weight")?.type == .q4_K)
+        #expect(wideFile.tensor(named: "blk.0.ffn_down.weight")?.type == .q4_1)   // 96 columns
+        let loaded = try GGUFModel.load(wideFile, storage: .quantized), dense = try GGUFModel.load(wideFile, storage: .fp32)
+        let ids: [Int32] = [1, 2, 3, 50]
+        let a = try InferenceSession(model: loaded).feed(ids), b = try InferenceSession(model: dense).feed(ids)
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! < 0.05 * b.map(abs).max()!)
+    }
+
+    @Test("export-adapter: llama.cpp's names and shapes, alpha = scale · r, q/k lora_b rows in llama.cpp's order")
+    func adapterGGUF() throws {
+        let base = try Self.llama()
+        let adapted = try TransformerModel.adapting(base, with: AdapterConfig(rank: 4, alpha: 12, targets: ["q", "k", "v", "down"]), seed: 3)
+        // Non-zero B, so the permutation is visible.
+        for t in adapted.layout.tensors where t.name.hasSuffix("lora_B.weight") {
+            for i in 0..<t.count { adapted.parameters.pointer[t.offset + i] = Float(i % 97) / 97 }
+        }
+        let path = scratch() + "/a.gguf"
+        try GGUFAdapter.gguf(adapted, name: "a").write(to: path)
+        let file = try GGUFFile(path: path)
+        #expect(file["general.type"]?.string == "adapter" && file["adapter.type"]?.string == "lora")
+        #expect(file["adapter.lora.alpha"]?.number == 12)
+        let a = try #require(file.tensor(named: "blk.1.attn_q.weight.lora_a")), b = try #require(file.tensor(named: "blk.1.attn_q.weight.lora_b"))
+        #expect(a.dimensions == [64, 4] && b.dimensions == [4, 64])   // ggml order: [in, r] and [r, out]
+        #expect(file.tensor(named: "blk.0.ffn_down.weight.lora_b")?.dimensions == [4, 64])
+        #expect(file.tensor(named: "blk.0.attn_output.weight.lora_a") == nil)
+        let stored = try floats(file, "blk.1.attn_q.weight.lora_b")
+        let hf = adapted.layout.tensor(named: "model.layers.1.self_attn.q_proj.lora_B.weight")!
+        let order = GGUFModel.unpermutedOrder(rows: 64, headDim: 16)
+        for row in [0, 1, 8, 17, 63] {
+            for c in 0..<4 { #expect(stored[order[row] * 4 + c] == adapted.parameters.pointer[hf.offset + row * 4 + c]) }
+        }
+    }
+}
