@@ -9,12 +9,13 @@ BIN := .build/release/tinylm
 
 all: build
 
-# libsentencepiece-dev (Debian) is the one system dependency; numpy is only for the GEMM peer.
+# libsentencepiece-dev and libedit-dev (Debian) are the system dependencies; numpy is only for
+# the GEMM peer.
 setup:
-	@if ! pkg-config --exists sentencepiece 2>/dev/null; then \
-		echo "installing libsentencepiece-dev"; \
+	@if ! pkg-config --exists sentencepiece libedit 2>/dev/null; then \
+		echo "installing libsentencepiece-dev libedit-dev"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libsentencepiece-dev pkg-config; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libsentencepiece-dev libedit-dev pkg-config; \
 	fi
 	@command -v $(SWIFT) >/dev/null || { echo "error: swift not found; install Swift 6 from swift.org"; exit 1; }
 

@@ -37,6 +37,8 @@ let package = Package(
             swiftSettings: nativeCPU + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(name: "Support"),
+        // libedit's readline interface: line editing and history in `tinylm chat`.
+        .systemLibrary(name: "CEditLine", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // The AVX-512 VNNI block dot products (Swift cannot emit `vpdpbusd`).
         .target(name: "CQuant"),
         // ggml's block formats: reference quantizers, dequantization, quantized matrices.
@@ -92,6 +94,7 @@ let package = Package(
         .executableTarget(
             name: "TinyLMCLI",
             dependencies: [
+                "CEditLine",
                 "Chat",
                 "ChatEngine",
                 "Fuzzing",

@@ -5,7 +5,9 @@ import Support
 /// `messages` JSONL, read into `Conversation`s; OpenAI JSONL written back.
 public enum ChatDatasets {
     /// Reads a file by its form: a JSON array (ShareGPT, or OpenAI objects) or JSONL.
-    public static func read(_ path: String) throws -> [Conversation] {
+    /// `allowEmptyReplies`: an assistant turn with neither text nor calls is kept (a saved chat
+    /// where the model said nothing), instead of refused as a training-data error.
+    public static func read(_ path: String, allowEmptyReplies: Bool = false) throws -> [Conversation] {
         let bytes = try MappedFile(path: path).data()
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ChatError.invalidData(source: path, reason: "not valid UTF-8")
@@ -37,7 +39,7 @@ public enum ChatDatasets {
         }
         return try records.map { record, source in
             if record["conversations"] != nil { return try shareGPT(record, source: source) }
-            if record["messages"] != nil { return try openAI(record, source: source) }
+            if record["messages"] != nil { return try openAI(record, source: source, allowEmptyReplies: allowEmptyReplies) }
             throw ChatError.invalidData(source: source, reason: "neither \"conversations\" (ShareGPT) nor \"messages\" (OpenAI)")
         }
     }
@@ -101,7 +103,7 @@ public enum ChatDatasets {
 
     /// One OpenAI record: `messages` with role, content, tool_calls (function name and JSON
     /// string arguments) and tool_call_id; optional `tools`.
-    public static func openAI(_ record: JSONValue, source: String) throws -> Conversation {
+    public static func openAI(_ record: JSONValue, source: String, allowEmptyReplies: Bool = false) throws -> Conversation {
         guard case .array(let list) = record["messages"] else {
             throw ChatError.invalidData(source: source, reason: "\"messages\" is not an array")
         }
@@ -158,7 +160,7 @@ public enum ChatDatasets {
             default:
                 throw ChatError.invalidData(source: source, reason: "message \(i + 1): \"content\" must be a string, got \(m["content"]!.serialized(spaced: false).prefix(40))")
             }
-            if role == .assistant && content.isEmpty && calls.isEmpty {
+            if role == .assistant && content.isEmpty && calls.isEmpty && !allowEmptyReplies {
                 throw ChatError.invalidData(source: source, reason: "message \(i + 1): an assistant turn with no content and no tool calls")
             }
             return Message(role: role, content: content, toolCalls: calls,

@@ -16,8 +16,12 @@ public protocol ChatModel: AnyObject {
 /// A model's inference session as a chat model.
 public final class SessionChatModel: ChatModel {
     public let session: InferenceSession
-    public init(_ model: TransformerModel) throws { session = try InferenceSession(model: model) }
-    public var contextLength: Int { session.model.config.contextLength }
+    /// The context the chat uses: the model's, or less (`maxContext`), which bounds the cache.
+    public let contextLength: Int
+    public init(_ model: TransformerModel, maxContext: Int? = nil) throws {
+        session = try InferenceSession(model: model)
+        contextLength = min(model.config.contextLength, maxContext ?? .max)
+    }
     public var position: Int { session.position }
     public func truncate(to position: Int) { session.truncate(to: position) }
     public func feed(_ ids: [Int32]) throws -> [Float] { try session.feed(ids) }

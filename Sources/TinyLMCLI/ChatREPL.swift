@@ -26,7 +26,11 @@ struct ChatREPL: ParsableCommand {
     @Option(help: "The system message (default: the model's template's own, if any).") var system: String?
     @Option(help: "Comma-separated tools the model may call (calculator, current_time, unit_convert), or none.")
     var tools = "calculator,current_time,unit_convert"
+    @Option(help: "A JSON file of your own tools: OpenAI-style function schemas, each with \"command\": [program, args…] that reads the arguments as JSON on stdin and answers JSON on stdout.")
+    var toolsFile: String?
     @Option(help: "Most tokens per reply.") var maxTokens = 512
+    @Option(help: "Tokens of context the chat keeps (default: the model's); older turns are dropped when it fills.")
+    var maxContext: Int?
     @Option(help: "Tool calls allowed per turn.") var maxToolCalls = 4
     @Flag(help: "Print prefill and decode figures after each reply.") var stats = false
     @OptionGroup var sampling: SamplingOptions
@@ -34,14 +38,16 @@ struct ChatREPL: ParsableCommand {
     func validate() throws {
         try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 20)
         try OptionDomain.count(maxToolCalls, "max-tool-calls", min: 0, max: 100)
+        try OptionDomain.count(maxContext, "max-context", min: 16, max: 1 << 20)
     }
 
     func run() throws {
         var loaded = try LoadedModel.load(model)
         if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
         let (template, defaultSystem) = try chatTemplate(of: loaded)
-        let registry = try Self.registry(tools)
-        let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,
+        var registry = try Self.registry(tools)
+        if let toolsFile { for tool in try CommandTool.load(toolsFile) { registry.register(tool) } }
+        let engine = ChatEngine(model: try SessionChatModel(loaded.model, maxContext: maxContext), tokenizer: loaded.tokenizer, template: template,
                                 system: system ?? defaultSystem, tools: registry)
         engine.sampler = try sampling.sampler()
         engine.maxTokens = maxTokens
@@ -55,9 +61,9 @@ struct ChatREPL: ParsableCommand {
         if terminal {
             print("\(dim)TinyLM chat — \(model) (\(loaded.model.parameterCount) parameters); tools: \(registry.definitions.map(\.name).joined(separator: ", ").nilIfEmpty ?? "none"); /help for commands\(reset)")
         }
+        let editor = LineEditor(interactive: terminal)
         while true {
-            if terminal { FileHandle.standardOutput.write(Data("> ".utf8)) }
-            guard let raw = readLine(strippingNewline: true) else { break }
+            guard let raw = editor.readLine(prompt: "> ") else { break }
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             replyInterrupted.store(false, ordering: .relaxed)
@@ -132,7 +138,7 @@ struct ChatREPL: ParsableCommand {
         case "/load":
             guard !argument.isEmpty else { printError("usage: /load FILE"); return false }
             do {
-                let conversations = try ChatDatasets.read(argument)
+                let conversations = try ChatDatasets.read(argument, allowEmptyReplies: true)
                 engine.load(conversations[conversations.count - 1])
                 print("\(dim)(loaded \(engine.messages.count) messages from \(argument))\(reset)")
             } catch { printError("Error: \(error)") }
