@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Transformer
 import Support
 
 /// Which ggml type each tensor of a quantized file gets.
@@ -106,5 +107,59 @@ public enum GGUFQuantize {
             summary.bytesAfter += data.count
         }
         return (w, summary)
+    }
+}
+
+/// Owns encoded blocks for matrices quantized in memory.
+final class BlockStore: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    init(_ bytes: [UInt8]) {
+        pointer = .allocate(byteCount: max(1, bytes.count), alignment: 64)
+        pointer.copyMemory(from: bytes, byteCount: bytes.count)
+    }
+    deinit { pointer.deallocate() }
+}
+
+extension TransformerModel {
+    /// This model with its weight matrices encoded under `policy` and kept in blocks, as a
+    /// quantized GGUF of it would load (any architecture, no file): for measuring what a type
+    /// costs. Matrices whose target type the integer kernels do not read (F16, F32) stay fp32.
+    public func quantized(_ policy: QuantizationPolicy) throws -> (model: TransformerModel, bytes: Int) {
+        guard adapters == nil, !layout.isQuantized else {
+            throw GGUFError.unsupported(path: "quantize", reason: "quantize a plain fp32 model (fuse adapters first)")
+        }
+        let p = parameters.pointer
+        var external: [String: QuantizedMatrix] = [:]
+        var bytes = 0
+        for tensor in layout.tensors {
+            let gguf = tensor.name == "model.embed_tokens.weight" ? "token_embd.weight" : tensor.name == "lm_head.weight" ? "output.weight" : tensor.name
+            let isMatrix = tensor.shape.count == 2 && tensor.name != "model.embed_positions.weight"
+            let type = isMatrix ? policy.target(for: gguf, shape: tensor.shape, current: .f32) : .f32
+            guard QuantizedMatrix.supports(type, columns: tensor.shape.last!), isMatrix else {
+                bytes += 4 * tensor.count
+                continue
+            }
+            let encoded = try GGMLQuantize.encode(UnsafeBufferPointer(start: p + tensor.offset, count: tensor.count), as: type)
+            let store = BlockStore(encoded)
+            external[tensor.name] = QuantizedMatrix(format: type, rows: tensor.shape[0], columns: tensor.shape[1], bytes: store.pointer, owner: store)
+            bytes += encoded.count
+        }
+        // Fused products are quantized whole or not at all: drop partial groups back to fp32.
+        let plain = ParameterLayout(config)
+        for linear in plain.linears {
+            let names = plain.tensors.filter { $0.offset >= linear.weight && $0.offset < linear.weight + linear.inFeatures * linear.outFeatures && $0.shape.count == 2 }.map(\.name)
+            if names.contains(where: { external[$0] == nil }) {
+                for name in names where external[name] != nil {
+                    external[name] = nil
+                    bytes += 4 * plain.tensor(named: name)!.count
+                }
+            }
+        }
+        let layout = ParameterLayout(config, external: external)
+        let buffer = FloatBuffer(count: layout.count)
+        for tensor in layout.tensors where !tensor.external {
+            (buffer.pointer + tensor.offset).update(from: p + self.layout.tensor(named: tensor.name)!.offset, count: tensor.count)
+        }
+        return (try TransformerModel(config: config, parameters: buffer, external: external), bytes)
     }
 }

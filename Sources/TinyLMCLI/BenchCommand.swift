@@ -6,7 +6,7 @@ import Transformer
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure TinyLM's speed beside its peers on this machine.",
-        subcommands: [BenchKernels.self, BenchTrain.self, BenchDecode.self, BenchLoRA.self]
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchDecode.self, BenchLoRA.self, BenchQuality.self]
     )
 }
 

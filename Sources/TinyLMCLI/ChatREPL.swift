@@ -33,12 +33,16 @@ struct ChatREPL: ParsableCommand {
     var maxContext: Int?
     @Option(help: "Tool calls allowed per turn.") var maxToolCalls = 4
     @Flag(help: "Print prefill and decode figures after each reply.") var stats = false
+    @Option(help: "What finished turns keep in the prompt: full (tool calls and results too) or answers (questions and final answers).")
+    var history = "full"
+
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 20)
         try OptionDomain.count(maxToolCalls, "max-tool-calls", min: 0, max: 100)
         try OptionDomain.count(maxContext, "max-context", min: 16, max: 1 << 20)
+        guard ["full", "answers"].contains(history) else { throw ValidationError("--history must be full or answers") }
     }
 
     func run() throws {
@@ -52,6 +56,7 @@ struct ChatREPL: ParsableCommand {
         engine.sampler = try sampling.sampler()
         engine.maxTokens = maxTokens
         engine.maxToolCalls = maxToolCalls
+        engine.keepToolTurns = history == "full"
         engine.shouldStop = { replyInterrupted.load(ordering: .relaxed) }
         let terminal = isatty(0) != 0 && isatty(1) != 0
         signal(SIGINT) { _ in

@@ -25,7 +25,10 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Adapt only the last N blocks.") var numLayers: Int?
     @Flag(help: "rsLoRA: scale alpha / √rank.") var rsLora = false
     @Option(help: "Optimizer steps.") var iters = 600
-    @Option(help: "Examples per step.") var batch = 4
+    @Option(help: "Examples per micro-batch.") var batch = 4
+    @Option(help: "Micro-batches per optimizer step (gradients accumulated).") var gradAccum = 1
+    @Option(help: "Stop after this many validations without improvement (0: never).") var patience = 0
+    @Flag(help: "At the end, report the loss on test.jsonl in --data.") var test = false
     @Option(help: "Peak learning rate.") var lr = 2e-4
     @Option(help: "Final learning rate.") var minLr = 2e-5
     @Option(help: "Warmup steps.") var warmup = 20
@@ -43,6 +46,8 @@ struct LoRACommand: ParsableCommand {
         try OptionDomain.count(numLayers, "num-layers", max: 1024)
         try OptionDomain.count(iters, "iters", max: 1 << 30)
         try OptionDomain.count(batch, "batch", max: 4096)
+        try OptionDomain.count(gradAccum, "grad-accum", max: 4096)
+        try OptionDomain.count(patience, "patience", min: 0, max: 1 << 20)
         try OptionDomain.number(lr, "lr", 0...10, openLower: true)
         try OptionDomain.number(minLr, "min-lr", 0...lr)
         try OptionDomain.count(warmup, "warmup", min: 0, max: 1 << 30)
@@ -69,6 +74,7 @@ struct LoRACommand: ParsableCommand {
         var options = TrainingOptions()
         options.steps = iters
         options.batch = batch
+        options.accumulation = gradAccum
         options.sequenceLength = max(2, length)
         options.schedule = LearningRateSchedule(maxLR: lr, minLR: minLr, warmup: warmup, total: iters)
         options.weightDecay = 0
@@ -92,7 +98,12 @@ struct LoRACommand: ParsableCommand {
         if let v = try validate() { printError(String(format: "step 0: validation loss %.4f", v)) }
         let start = Date()
         var tokens = 0
+        var bestValidation = Double.infinity, staleValidations = 0
         while trainer.state.step < iters {
+            if patience > 0 && staleValidations >= patience {
+                printError("stopping early at step \(trainer.state.step): \(patience) validations without improvement")
+                break
+            }
             if interruptRequested.load(ordering: .relaxed) {
                 try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
                 printError("interrupted at step \(trainer.state.step); adapter saved in \(adapterPath)")
@@ -103,6 +114,9 @@ struct LoRACommand: ParsableCommand {
             let step = report.step
             var validation: Double?
             if (evalEvery > 0 && step % evalEvery == 0) || step == iters { validation = try validate() }
+            if let validation {
+                if validation < bestValidation { bestValidation = validation; staleValidations = 0 } else { staleValidations += 1 }
+            }
             if saveEvery > 0 && step % saveEvery == 0 && step < iters { try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model) }
             let elapsed = Date().timeIntervalSince(start)
             let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s", step, iters, report.loss,
@@ -113,7 +127,12 @@ struct LoRACommand: ParsableCommand {
             log.write(Data((entry + "}\n").utf8))
         }
         try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
-        print("wrote \(adapterPath): \(trainable) adapter parameters after \(iters) steps (\(Int(Date().timeIntervalSince(start))) s)")
+        print("wrote \(adapterPath): \(trainable) adapter parameters after \(trainer.state.step) steps (\(Int(Date().timeIntervalSince(start))) s)")
+        if test {
+            let examples = try FineTuneData.read(data + "/test.jsonl", tokenizer: loaded.tokenizer, options: dataOptions)
+            let loss = try adapted.evaluate(examples: examples, batch: batch, length: options.sequenceLength, precision: precision)
+            print(String(format: "test loss %.4f, perplexity %.3f (%d examples of %@/test.jsonl)", loss, Foundation.exp(loss), examples.count, data))
+        }
     }
 }
 

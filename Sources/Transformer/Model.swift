@@ -77,8 +77,9 @@ public final class TransformerModel: @unchecked Sendable {
                                     external: base.layout.external)
     }
 
-    /// Parameters counted as the peers count them: every float, the tied embedding once.
-    public var parameterCount: Int { layout.count }
+    /// Parameters counted as the peers count them: every value, the tied embedding once
+    /// (matrices kept in quantized blocks included).
+    public var parameterCount: Int { layout.tensors.reduce(0) { $0 + $1.count } }
 
     /// Rejects ids outside the vocabulary before any kernel sees them.
     func validate(_ ids: UnsafeBufferPointer<Int32>, allowNegative: Bool = false) throws {
