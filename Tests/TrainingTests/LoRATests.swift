@@ -57,11 +57,11 @@ struct LoRATests {
         let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: 8, alpha: 16), seed: 1)
         let before = try model.evaluate(examples: Array(train.prefix(16)), batch: 4, length: 128)
         var training = TrainingOptions()
-        training.steps = 40; training.batch = 4; training.sequenceLength = 128; training.weightDecay = 0; training.spikeFactor = 0
-        training.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 4, total: 40)
+        training.steps = 64; training.batch = 4; training.sequenceLength = 128; training.weightDecay = 0; training.spikeFactor = 0
+        training.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 4, total: 64)
         let trainer = try Trainer(model: model, options: training, data: try MaskedExamples(examples: train, vocabularySize: 4096, seed: 1), validation: nil)
         #expect(trainer.optimizer.m.count == model.layout.gradientCount && model.layout.gradientCount < model.layout.baseCount / 3)
-        for _ in 0..<40 { _ = try trainer.step() }
+        for _ in 0..<64 { _ = try trainer.step() }
         let after = try model.evaluate(examples: Array(train.prefix(16)), batch: 4, length: 128)
         #expect(after < 0.8 * before, "\(before) → \(after)")
         #expect(Array(UnsafeBufferPointer(start: model.parameters.pointer, count: base.layout.count)) == base.parameters.array)
