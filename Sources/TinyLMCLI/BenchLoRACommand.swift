@@ -65,15 +65,7 @@ struct BenchLoRA: ParsableCommand {
         var ratios: [Double] = []
         var peerMemory = 0.0
         for round in 1...rounds {
-            _ = CPUMeter.waitQuiet()
-            var samples: [(seconds: Double, foreign: Double)] = []
-            for i in 0..<(warmup + steps) {
-                let before = CPUMeter.read()
-                _ = try trainer.step()
-                let after = CPUMeter.read()
-                if i >= warmup { samples.append((after.wall - before.wall, CPUMeter.foreignCores(from: before, to: after))) }
-            }
-            let (median, clean) = KernelBenchmark.cleanMedian(samples, threshold: CPUMeter.cleanThreshold)
+            let (median, clean) = try CPUMeter.measureRound(warmup: warmup, steps: steps) { _ = try trainer.step() }
             let ours = Double(batch * seq) / median
             var line = String(format: "round %d  TinyLM %7.0f ms/step %6.0f tokens/s (clean %d/%d), peak memory %.0f MB",
                               round, median * 1000, ours, clean, steps, Double(peakResidentBytes()) / 1e6)

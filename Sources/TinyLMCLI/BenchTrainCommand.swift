@@ -67,15 +67,7 @@ struct BenchTrain: ParsableCommand {
 
         var ours: [Double] = [], theirs: [Double] = [], ratios: [Double] = []
         for round in 1...rounds {
-            _ = CPUMeter.waitQuiet()
-            var samples: [(seconds: Double, foreign: Double)] = []
-            for i in 0..<(warmup + steps) {
-                let before = CPUMeter.read()
-                _ = try trainer.step()
-                let after = CPUMeter.read()
-                if i >= warmup { samples.append((after.wall - before.wall, CPUMeter.foreignCores(from: before, to: after))) }
-            }
-            let (median, clean) = KernelBenchmark.cleanMedian(samples, threshold: CPUMeter.cleanThreshold)
+            let (median, clean) = try CPUMeter.measureRound(warmup: warmup, steps: steps) { _ = try trainer.step() }
             let tokensPerSecond = Double(batchSize * t) / median
             ours.append(tokensPerSecond)
             var line = String(format: "round %d  TinyLM %7.1f ms/step %8.0f tokens/s (clean %d/%d)", round, median * 1000, tokensPerSecond, clean, steps)

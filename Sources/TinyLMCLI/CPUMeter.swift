@@ -1,3 +1,4 @@
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -67,5 +68,20 @@ struct CPUMeter {
         guard fields.count >= 5 else { return nil }
         let busy = fields.prefix(8).reduce(0, +) - fields[3] - fields[4]
         return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Waits for a quiet machine, runs `warmup` untimed then `steps` timed calls of `step`, and
+    /// returns the median time of the clean ones (other processes under `cleanThreshold` cores)
+    /// and how many were clean: one round of an alternating benchmark.
+    static func measureRound(warmup: Int, steps: Int, _ step: () throws -> Void) rethrows -> (median: Double, clean: Int) {
+        _ = waitQuiet()
+        var samples: [(seconds: Double, foreign: Double)] = []
+        for i in 0..<(warmup + steps) {
+            let before = read()
+            try step()
+            let after = read()
+            if i >= warmup { samples.append((after.wall - before.wall, foreignCores(from: before, to: after))) }
+        }
+        return KernelBenchmark.cleanMedian(samples, threshold: cleanThreshold)
     }
 }
