@@ -13,22 +13,45 @@ struct EvalToolsCommand: ParsableCommand {
 
     @Option(help: "A checkpoint directory or a GGUF file.") var model: String
     @Option(help: "A LoRA adapter directory.") var adapter: String?
-    @Option(help: "Conversations (OpenAI JSONL or ShareGPT JSON); each one's first assistant turn is the expected action.") var data: String
+    @Option(help: "Conversations (OpenAI JSONL or ShareGPT JSON); each one's first assistant turn is the expected action.") var data: String?
+    @Option(help: "The Berkeley Function Calling Leaderboard's data folder (bfcl_eval/data from PyPI's bfcl-eval) instead of --data.")
+    var bfcl: String?
+    @Option(help: "With --bfcl: comma-separated categories.") var categories = BFCL.categories.joined(separator: ",")
     @Option(help: "Only the first N conversations.") var limit: Int?
     @Flag(help: "Print each conversation's outcome.") var verbose = false
 
-    func validate() throws { try OptionDomain.count(limit, "limit", max: 1 << 30) }
+    func validate() throws {
+        try OptionDomain.count(limit, "limit", max: 1 << 30)
+        guard (data == nil) != (bfcl == nil) else { throw ValidationError("give --data or --bfcl (one of them)") }
+        for c in categories.split(separator: ",") where !BFCL.categories.contains(String(c)) {
+            throw ValidationError("--categories: '\(c)' is not one of \(BFCL.categories.joined(separator: ", "))")
+        }
+    }
 
     func run() throws {
         var loaded = try LoadedModel.load(model)
         if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
         let (template, defaultSystem) = try chatTemplate(of: loaded)
-        var conversations = try ChatDatasets.read(data)
-        if let limit { conversations = Array(conversations.prefix(limit)) }
         let engine = ChatEngine(model: try SessionChatModel(loaded.model), tokenizer: loaded.tokenizer, template: template,
                                 system: defaultSystem, tools: ToolRegistry.builtIn())
         engine.sampler.temperature = 0
         engine.maxTokens = 160
+        if let bfcl {
+            var total = (correct: 0, count: 0)
+            for category in categories.split(separator: ",").map(String.init) {
+                var questions = try BFCL.load(bfcl, category: category)
+                if let limit { questions = Array(questions.prefix(limit)) }
+                let (correct, count) = try BFCL.run(engine, questions: questions, category: category) { i, ok, what in
+                    if verbose { print("\(category) \(i + 1) \(ok ? "ok  " : "MISS") \(what)") }
+                }
+                total.correct += correct
+                total.count += count
+                print(String(format: "%-14@ %4d / %4d  %5.1f%%", category, correct, count, 100 * Double(correct) / Double(max(1, count))))
+            }
+            return
+        }
+        var conversations = try ChatDatasets.read(data!)
+        if let limit { conversations = Array(conversations.prefix(limit)) }
         let result = try ToolUseEvaluation.run(engine, on: conversations) { i, ok, what in
             if verbose { print("\(i + 1) \(ok ? "ok  " : "MISS") \(what)") }
         }
