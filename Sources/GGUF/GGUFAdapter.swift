@@ -27,14 +27,9 @@ public enum GGUFAdapter {
             guard let ggufName = GGUFModel.ggufName(module + ".weight"),
                   let b = model.layout.tensor(named: module + ".lora_B.weight") else { continue }
             let a = Array(UnsafeBufferPointer(start: p + t.offset, count: t.count))
-            var bValues = Array(UnsafeBufferPointer(start: p + b.offset, count: b.count))
-            if module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
-                // Row r of Hugging Face's order is row order[r] of llama.cpp's.
-                let order = GGUFModel.unpermutedOrder(rows: b.shape[0], headDim: hd), r = b.shape[1]
-                var permuted = bValues
-                for (row, stored) in order.enumerated() { for c in 0..<r { permuted[stored * r + c] = bValues[row * r + c] } }
-                bValues = permuted
-            }
+            let bRows = UnsafeBufferPointer(start: p + b.offset, count: b.count)
+            let bValues = module.hasSuffix("q_proj") || module.hasSuffix("k_proj")
+                ? GGUFModel.llamaOrder(bRows, rows: b.shape[0], columns: b.shape[1], headDim: hd) : Array(bRows)
             w.add(tensor: ggufName + ".lora_a", dimensions: t.shape.reversed(), type: .f32,
                   data: try a.withUnsafeBufferPointer { try GGMLQuantize.encode($0, as: .f32) })
             w.add(tensor: ggufName + ".lora_b", dimensions: b.shape.reversed(), type: .f32,

@@ -70,16 +70,9 @@ public enum GGUFExport {
         }
         /// q or k rows from rotate-half order to llama.cpp's pairwise order.
         func permuted(_ name: String) -> [Float] {
-            let t = layout.tensor(named: name)!, columns = t.shape[1], heads = t.shape[0] / hd
-            var out = [Float](repeating: 0, count: t.count)
-            for h in 0..<heads {
-                for j in 0..<(hd / 2) {
-                    for half in 0..<2 {
-                        for col in 0..<columns { out[(h * hd + 2 * j + half) * columns + col] = p[t.offset + (h * hd + half * hd / 2 + j) * columns + col] }
-                    }
-                }
-            }
-            return out
+            let t = layout.tensor(named: name)!
+            return GGUFModel.llamaOrder(UnsafeBufferPointer(start: p + t.offset, count: t.count), rows: t.shape[0],
+                                        columns: t.shape[1], headDim: hd)
         }
         try add("token_embd.weight", "model.embed_tokens.weight")
         if arch == "gpt2" {

@@ -75,16 +75,9 @@ public enum GGUFModel {
             for target in adapted.targets {
                 guard let module = short[target], let t = model.layout.tensor(named: "model.layers.\(i).\(module).weight"),
                       let name = ggufName(t.name) else { continue }
-                var values = Array(UnsafeBufferPointer(start: p + t.offset, count: t.count))
-                if target == "q" || target == "k" {
-                    let order = unpermutedOrder(rows: t.shape[0], headDim: hd), columns = t.shape[1]
-                    var stored = values
-                    for (row, s) in order.enumerated() {
-                        for c in 0..<columns { stored[s * columns + c] = values[row * columns + c] }
-                    }
-                    values = stored
-                }
-                out[name] = values
+                let values = UnsafeBufferPointer(start: p + t.offset, count: t.count)
+                out[name] = target == "q" || target == "k"
+                    ? llamaOrder(values, rows: t.shape[0], columns: t.shape[1], headDim: hd) : Array(values)
             }
         }
         return out
@@ -122,6 +115,16 @@ public enum GGUFModel {
             let h = r / hd, within = r % hd, half = within / (hd / 2), j = within % (hd / 2)
             return h * hd + 2 * j + half
         }
+    }
+
+    /// `values` (`rows` rows of `columns`, Hugging Face's q/k row order) in llama.cpp's order:
+    /// the inverse of `unpermutedOrder`, for writing q and k (or their adapters' B) to GGUF.
+    static func llamaOrder(_ values: UnsafeBufferPointer<Float>, rows: Int, columns: Int, headDim: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * columns)
+        for (row, stored) in unpermutedOrder(rows: rows, headDim: headDim).enumerated() {
+            for c in 0..<columns { out[stored * columns + c] = values[row * columns + c] }
+        }
+        return out
     }
 
     /// Loads a `llama` GGUF as a model whose weights are held as `storage` says.

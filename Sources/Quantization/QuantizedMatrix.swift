@@ -26,6 +26,14 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     public let columns: Int
     public let segments: [Segment]
     private let storage: Storage
+    /// Runs of at most 16 weight rows in one format: the integer path's units of work, made once.
+    private let chunks: [(format: GGMLType, rows: Range<Int>)]
+
+    private static func chunks(of segments: [Segment]) -> [(format: GGMLType, rows: Range<Int>)] {
+        segments.flatMap { s in
+            stride(from: s.rows.lowerBound, to: s.rows.upperBound, by: 16).map { (s.format, $0..<min($0 + 16, s.rows.upperBound)) }
+        }
+    }
 
     /// The formats the integer kernels read.
     public static let formats: [GGMLType] = [.q4_0, .q4_1, .q8_0, .q4_K]
@@ -58,6 +66,7 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         self.rows = rows
         self.columns = columns
         segments = [Segment(format: format, rows: 0..<rows)]
+        chunks = Self.chunks(of: segments)
         storage = Storage(pointers, owners: owner.map { [$0] } ?? [])
     }
 
@@ -65,6 +74,7 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         self.rows = rows
         self.columns = columns
         self.segments = segments
+        chunks = Self.chunks(of: segments)
         self.storage = storage
     }
 
@@ -188,13 +198,6 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         let blocks = columns / 32
         let activations = ActivationBlocks(x, rows: n, columns: columns)
         defer { activations.deallocate() }
-        // Weight rows in chunks of 16 (enough work per hand-off); each chunk in one format.
-        var chunks: [(format: GGMLType, rows: Range<Int>)] = []
-        for s in segments {
-            for start in stride(from: s.rows.lowerBound, to: s.rows.upperBound, by: 16) {
-                chunks.append((s.format, start..<min(start + 16, s.rows.upperBound)))
-            }
-        }
         let pointers = storage.rowPointers.baseAddress!
         let work = n * byteCount * 2
         let run = { (chunk: (format: GGMLType, rows: Range<Int>)) in
