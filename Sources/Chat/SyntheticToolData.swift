@@ -55,11 +55,19 @@ public struct SyntheticToolData {
     /// The kinds of conversation, in the proportions drawn.
     public enum Kind: CaseIterable, Sendable {
         case arithmetic, wordProblem, percentage, powerOrRoot, units, time, indirectTime, twoTools, followUp, toolError, noTool
+        /// A function of another domain, listed among others, called with arguments from the request.
+        case foreignCall
+        /// A request none of the listed tools can serve: answered without a call.
+        case missingTool
+
+        /// Whether the conversation makes no tool call.
+        public var answersWithoutTool: Bool { self == .noTool || self == .missingTool }
     }
 
     public mutating func next() -> Conversation {
         let kind: Kind = pick([.arithmetic, .arithmetic, .wordProblem, .wordProblem, .percentage, .powerOrRoot, .units, .units,
-                               .time, .indirectTime, .twoTools, .followUp, .toolError, .noTool, .noTool, .noTool])
+                               .time, .indirectTime, .twoTools, .followUp, .toolError, .noTool, .noTool, .noTool,
+                               .foreignCall, .foreignCall, .foreignCall, .missingTool, .missingTool])
         return conversation(kind)
     }
 
@@ -78,6 +86,8 @@ public struct SyntheticToolData {
         case .followUp: messages = followUp()
         case .toolError: messages = toolError()
         case .noTool: return noTool()
+        case .foreignCall: return foreignCall()
+        case .missingTool: return missingTool()
         }
         if chance(0.3) {
             messages.insert(Message(role: .system, content: pick(["You are a helpful assistant.", "You are TinyLM, a small helpful assistant.", "Answer briefly."])), at: 0)
@@ -130,39 +140,64 @@ public struct SyntheticToolData {
         }
     }
 
-    /// Everyday problems whose arithmetic the model must set up itself.
+    /// Everyday problems whose arithmetic the model must set up itself. Each problem has several
+    /// wordings, so held-out phrasings test new wordings of problems it learned to set up.
     private mutating func wordProblem() -> [Message] {
-        let a = int(2...60), b = int(2...12), price = int(2...99), total = int(20...500)
-        let item = pick(["apples", "books", "tickets", "pens", "cookies", "chairs", "shirts", "boxes"])
-        let (request, expression, reply): (String, String, (String) -> String) = request([
-            ("I buy \(b) \(item) at $\(price) each. How much do I pay?", "\(b) * \(price)", { "You pay $\($0)." }),
-            ("A \(item.dropLast()) costs $\(price). How much do \(b) of them cost?", "\(price) * \(b)", { "\(b) of them cost $\($0)." }),
-            ("I had \(total) \(item) and gave away \(a). How many are left?", "\(total) - \(a)", { "You have \($0) \(item) left." }),
-            ("We are \(b) friends splitting a $\(total) bill equally. How much does each of us pay?", "\(total) / \(b)", { "Each of you pays $\($0)." }),
-            ("A car drives at \(a) km/h for \(b) hours. How far does it go?", "\(a) * \(b)", { "It goes \($0) km." }),
-            ("There are \(b) boxes with \(a) \(item) in each. How many \(item) in total?", "\(b) * \(a)", { "There are \($0) \(item) in total." }),
-            ("I read \(a) pages a day. How many pages do I read in \(b) weeks?", "\(a) * 7 * \(b)", { "You read \($0) pages." }),
-            ("My rent is $\(total * 3) a month. What is that per year?", "\(total * 3) * 12", { "That is $\($0) a year." }),
-            ("I scored \(a), \(price) and \(b * 7) in three games. What is my average?", "(\(a) + \(price) + \(b * 7)) / 3", { "Your average is \($0)." }),
-            ("A recipe needs \(b) eggs per cake. How many eggs for \(a) cakes?", "\(b) * \(a)", { "You need \($0) eggs." }),
-            ("How many minutes are there in \(b) hours and \(a) minutes?", "\(b) * 60 + \(a)", { "That is \($0) minutes." }),
-            ("I saved $\(price) a week for \(a) weeks. How much did I save?", "\(price) * \(a)", { "You saved $\($0)." }),
-        ])
-        return exchange(phrase(request), [Self.calc(expression)]) { r in reply(Self.value(r[0])) }
+        let a = int(2...60), b = int(2...12), price = int(2...99), total = int(20...500), rent = int(20...500) * 3
+        let item = pick(["apples", "books", "tickets", "pens", "cookies", "chairs", "shirts", "boxes"]), one = String(item.dropLast())
+        let problems: [(phrasings: [String], expression: String, reply: (String) -> String)] = [
+            (["I buy \(b) \(item) at $\(price) each. How much do I pay?", "A \(one) costs $\(price). How much do \(b) of them cost?",
+              "What do \(b) \(item) cost at $\(price) apiece?", "How much for \(b) \(item) if one is $\(price)?",
+              "\(b) \(item) at $\(price) each: what's the total?"], "\(b) * \(price)", { "That is $\($0) in total." }),
+            (["I had \(total) \(item) and gave away \(a). How many are left?", "There were \(total) \(item); \(a) were sold. How many remain?",
+              "Out of \(total) \(item), \(a) are broken. How many are still fine?", "I have \(total) \(item) and use \(a). What's left?",
+              "If I start with \(total) \(item) and lose \(a), how many do I have?"], "\(total) - \(a)", { "\($0) \(item) are left." }),
+            (["We are \(b) friends splitting a $\(total) bill equally. How much does each of us pay?", "Split a $\(total) bill evenly among \(b) people.",
+              "$\(total) shared by \(b) people: how much each?", "If \(b) of us share a $\(total) dinner, what is each person's part?",
+              "Divide $\(total) equally between \(b) friends. How much does everyone get?"], "\(total) / \(b)", { "Each person's share is $\($0)." }),
+            (["A car drives at \(a) km/h for \(b) hours. How far does it go?", "Traveling \(b) hours at \(a) km/h, what distance do I cover?",
+              "How far does a train get in \(b) hours at \(a) km/h?", "I cycle at \(a) km/h for \(b) hours. How many km is that?",
+              "At \(a) km per hour, how far do you go in \(b) hours?"], "\(a) * \(b)", { "That is \($0) km." }),
+            (["There are \(b) boxes with \(a) \(item) in each. How many \(item) in total?", "\(b) bags hold \(a) \(item) each. How many \(item) altogether?",
+              "A shelf has \(b) rows of \(a) \(item). How many \(item) is that?", "Each of \(b) crates has \(a) \(item). What's the total?",
+              "How many \(item) are in \(b) packs of \(a)?"], "\(b) * \(a)", { "There are \($0) \(item) in total." }),
+            (["I read \(a) pages a day. How many pages do I read in \(b) weeks?", "Reading \(a) pages daily, how many pages in \(b) weeks?",
+              "If I walk \(a) minutes every day, how many minutes is that over \(b) weeks?", "\(a) pages per day for \(b) weeks: how many pages?",
+              "How many pages will I finish in \(b) weeks at \(a) pages a day?"], "\(a) * 7 * \(b)", { "That makes \($0)." }),
+            (["My rent is $\(rent) a month. What is that per year?", "I pay $\(rent) monthly. How much is that per year?",
+              "A subscription costs $\(rent) a month. What does it cost a year?", "What's my yearly cost if I spend $\(rent) each month?",
+              "$\(rent) every month adds up to how much in a year?"], "\(rent) * 12", { "That is $\($0) a year." }),
+            (["I scored \(a), \(price) and \(b * 7) in three games. What is my average?", "What is the average of \(a), \(price) and \(b * 7)?",
+              "My three test results were \(a), \(price) and \(b * 7). What's the mean?", "Average these three numbers: \(a), \(price), \(b * 7).",
+              "Three days' temperatures were \(a), \(price) and \(b * 7). What was the average?"], "(\(a) + \(price) + \(b * 7)) / 3", { "The average is \($0)." }),
+            (["How many minutes are there in \(b) hours and \(a) minutes?", "Convert \(b) h \(a) min into minutes.",
+              "A movie lasts \(b) hours and \(a) minutes. How many minutes is that?", "What is \(b) hours \(a) minutes in minutes?",
+              "How long in minutes is a \(b)-hour, \(a)-minute trip?"], "\(b) * 60 + \(a)", { "That is \($0) minutes." }),
+            (["I saved $\(price) a week for \(a) weeks. How much did I save?", "If I put away $\(price) every week for \(a) weeks, how much do I have?",
+              "Saving $\(price) weekly, what do I have after \(a) weeks?", "$\(price) per week for \(a) weeks comes to how much?",
+              "I earn $\(price) each week. What do I earn in \(a) weeks?"], "\(price) * \(a)", { "That comes to $\($0)." }),
+        ]
+        let problem = pick(problems)
+        let request = request(problem.phrasings)
+        return exchange(phrase(request), [Self.calc(problem.expression)]) { r in problem.reply(Self.value(r[0])) }
     }
 
     private mutating func percentage() -> [Message] {
         let p = pick([5, 10, 12, 15, 18, 20, 25, 30, 40, 50, 75, int(1...99)]), x = int(10...2000)
         let expression = "\(p)% of \(x)"
-        let (request, reply): (String, (String) -> String) = request([
-            ("What is \(p)% of \(x)?", { "\(p)% of \(x) is \($0)." }),
-            ("What's \(p) percent of \(x)?", { "\(p) percent of \(x) is \($0)." }),
-            ("How much is a \(p)% tip on a $\(x) bill?", { "A \(p)% tip is $\($0)." }),
-            ("A $\(x) jacket is \(p)% off. How much do I save?", { "You save $\($0)." }),
-            ("Calculate \(p)% of \(x).", { "It is \($0)." }),
-            ("\(p)% of \(x)?", { "\($0)." }),
-        ])
-        return exchange(phrase(request), [Self.calc(expression)]) { r in reply(Self.value(r[0])) }
+        // Plain percentages, tips and discounts, each with several wordings.
+        let forms: [(phrasings: [String], reply: (String) -> String)] = [
+            (["What is \(p)% of \(x)?", "What's \(p) percent of \(x)?", "Calculate \(p)% of \(x).", "\(p)% of \(x)?",
+              "How much is \(p) percent of \(x)?", "Find \(p)% of \(x)."], { "\(p)% of \(x) is \($0)." }),
+            (["How much is a \(p)% tip on a $\(x) bill?", "I want to leave a \(p)% tip on $\(x). How much is that?",
+              "What tip should I give on a $\(x) meal at \(p) percent?", "Tip of \(p)% on $\(x)?"], { "A \(p)% tip is $\($0)." }),
+            (["A $\(x) jacket is \(p)% off. How much do I save?", "How much do I save with \(p)% off a $\(x) TV?",
+              "The store gives \(p)% discount on a $\(x) bike. What's the saving?", "What is the discount on $\(x) at \(p)% off?",
+              "\(p)% off a $\(x) price saves how much?"], { "You save $\($0)." }),
+        ]
+        let form = pick(forms)
+        let request = request(form.phrasings)
+        return exchange(phrase(request), [Self.calc(expression)]) { r in form.reply(Self.value(r[0])) }
     }
 
     private mutating func powerOrRoot() -> [Message] {
@@ -321,7 +356,86 @@ public struct SyntheticToolData {
         if chance(0.3) {
             messages.insert(Message(role: .system, content: pick(["You are a helpful assistant.", "You are TinyLM, a small helpful assistant."])), at: 0)
         }
-        return Conversation(messages: messages, tools: chance(0.8) ? registry.definitions : [])
+        let tools: [ToolDefinition]
+        switch int(0...9) {
+        case 0...5: tools = registry.definitions
+        case 6...8: tools = foreignTools(excluding: [], count: int(1...2))
+        default: tools = []
+        }
+        return Conversation(messages: messages, tools: tools)
+    }
+
+    /// `count` foreign tools other than those named, in random order.
+    private mutating func foreignTools(excluding names: Set<String>, count: Int) -> [ToolDefinition] {
+        var pool = ForeignTool.all.filter { !names.contains($0.definition.name) }.map(\.definition)
+        var chosen: [ToolDefinition] = []
+        for _ in 0..<min(count, pool.count) { chosen.append(pool.remove(at: int(0...(pool.count - 1)))) }
+        return chosen
+    }
+
+    private mutating func shuffled<T>(_ items: [T]) -> [T] {
+        var items = items
+        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, int(0...i)) }
+        return items
+    }
+
+    /// One foreign tool's example, drawn from this generator's stream.
+    private mutating func foreignExample(_ tool: ForeignTool) -> (requests: [String], arguments: JSONValue, result: JSONValue, answer: String) {
+        var generator = rng
+        var draw = ForeignToolDraw(int: { range in range.lowerBound + Int(generator.next() % UInt64(range.count)) })
+        let example = tool.example(&draw)
+        rng = generator
+        return example
+    }
+
+    /// A foreign tool listed among 0–2 others (sometimes with the built-in three), called with
+    /// the request's arguments; its (invented) result answered in words.
+    private mutating func foreignCall() -> Conversation {
+        let tool = pick(ForeignTool.all)
+        let example = foreignExample(tool)
+        var tools = foreignTools(excluding: [tool.definition.name], count: int(0...2)) + [tool.definition]
+        // With the built-in three only when short: every signature costs prompt tokens.
+        if tools.count == 1 && chance(0.5) { tools += registry.definitions }
+        let id = "call_\(callCount)"
+        callCount += 1
+        var messages = [Message(role: .user, content: phrase(request(example.requests))),
+                        Message(role: .assistant, content: "", toolCalls: [ToolCall(id: id, name: tool.definition.name, arguments: example.arguments)]),
+                        Message(role: .tool, content: example.result.serialized(), toolCallID: id, name: tool.definition.name),
+                        Message(role: .assistant, content: example.answer)]
+        if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
+        return Conversation(messages: messages, tools: shuffled(tools))
+    }
+
+    /// A request for something none of the listed tools does — another domain's function, or a
+    /// built-in tool left out of the list — answered without a call.
+    private mutating func missingTool() -> Conversation {
+        let user: String, capability: String
+        var tools: [ToolDefinition]
+        if chance(0.5) {
+            let tool = pick(ForeignTool.all)
+            user = request(foreignExample(tool).requests)
+            capability = tool.capability
+            tools = chance(0.4) ? registry.definitions : foreignTools(excluding: [tool.definition.name], count: int(1...2))
+        } else {
+            // A built-in request, with that tool missing from the list.
+            let (name, text, what): (String, String, String) = pick([
+                ("calculator", request(["What is \(int(2...999)) times \(int(2...99))?", "Calculate \(int(10...999)) plus \(int(10...999)).",
+                                        "What's \(int(2...90))% of \(int(10...900))?", "Divide \(int(100...999)) by \(int(2...20))."]), "do arithmetic"),
+                ("current_time", request(["What time is it in \(pick(Self.cities).city)?", "What day is it in \(pick(Self.cities).city)?",
+                                          "Current time in \(pick(Self.cities).city)?", "Is it night in \(pick(Self.cities).city) now?"]), "tell the time"),
+                ("unit_convert", request(["Convert \(int(2...99)) miles to km.", "How many pounds is \(int(2...99)) kg?",
+                                          "What is \(int(2...40)) °C in Fahrenheit?", "How many liters is \(int(2...30)) gallons?"]), "convert units"),
+            ])
+            user = text
+            capability = what
+            tools = registry.definitions.filter { $0.name != name } + foreignTools(excluding: [], count: int(0...1))
+        }
+        let names = tools.map(\.name).joined(separator: ", ")
+        let answer = Self.pickFixed(["None of the available tools (\(names)) can \(capability), so I can't do that here.",
+                                     "I can't help with that: the tools I have (\(names)) cannot \(capability).",
+                                     "Sorry, I have no tool to \(capability). My tools are: \(names)."], salt: user)
+        return Conversation(messages: [Message(role: .user, content: phrase(user)), Message(role: .assistant, content: answer)],
+                            tools: shuffled(tools))
     }
 
     /// A choice that depends on a string (so a closure needs no mutable generator).

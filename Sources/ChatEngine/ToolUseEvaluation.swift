@@ -37,13 +37,20 @@ public enum ToolUseEvaluation {
         }
     }
 
-    /// Runs `engine` on each conversation (its tools and system as set on the engine) and scores
-    /// the first action; `progress` gets each conversation's outcome.
+    /// Runs `engine` on each conversation and scores the first action; `progress` gets each
+    /// conversation's outcome. The engine is offered the conversation's own tools (the engine's
+    /// tools where the names match, so built-in tools really run; stubs otherwise) and its
+    /// system message is the engine's.
     public static func run(_ engine: ChatEngine, on conversations: [Conversation],
                            progress: (Int, Bool, String) -> Void = { _, _, _ in }) throws -> Result {
         var result = Result()
+        let available = engine.tools
+        defer { engine.tools = available }
         for (i, c) in conversations.enumerated() {
             guard let (history, expected) = split(c) else { continue }
+            engine.tools = ToolRegistry(c.tools.map { definition in
+                available.tools.first { $0.definition == definition } ?? Tool(definition: definition) { _ in .object([]) }
+            })
             let category = expected.toolCalls.first?.name ?? "no tool"
             let (text, calls) = try engine.nextMessage(after: history)
             let valid = calls.filter { !$0.name.isEmpty }

@@ -38,7 +38,7 @@ struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init", abstract: "Write a freshly initialised checkpoint.")
 
-    @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config: String
+    @Option(help: "A preset (tiny, small, base, tiny-moe, small-moe, small-dense) or a config JSON file.") var config: String
     @Option(help: "The checkpoint directory to write.") var out: String
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "A tokenizer to ship in the checkpoint (default: Tokenizers/tinylm-4k.model when the vocabulary fits).")
@@ -220,7 +220,7 @@ struct LogitsCommand: ParsableCommand {
 struct GradientsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradients",
-        abstract: "Write the loss gradient of one batch as safetensors (same tensor names as the model), for checking against other implementations.")
+        abstract: "Write the loss gradient of one batch as safetensors (same tensor names as the model), for checking against other implementations. A mixture of experts' loss includes its router losses with their coefficients.")
 
     @Option(help: "A checkpoint directory or a GGUF file (dequantized to fp32).") var model: String
     @Option(help: "A LoRA adapter directory (PEFT files): the gradients of its tensors only, the base frozen.") var adapter: String?
@@ -253,10 +253,18 @@ struct GradientsCommand: ParsableCommand {
         let entries = loaded.layout.tensors.compactMap { t in
             t.gradientOffset.map { Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: base + $0, count: t.count)) }
         }
-        try withExtendedLifetime(workspace) {
-            try Safetensors.write(entries, metadata: ["loss": String(loss)], to: out)
+        // A mixture model's gradient includes its router losses (times their coefficients).
+        var metadata = ["loss": String(loss)]
+        var router = ""
+        if loaded.config.experts > 0 {
+            metadata["aux_loss"] = String(workspace.routerAuxLoss)
+            metadata["z_loss"] = String(workspace.routerZLoss)
+            router = " (cross-entropy); aux_loss \(workspace.routerAuxLoss); z_loss \(workspace.routerZLoss)"
         }
-        print("loss \(loss); gradients written to \(out)")
+        try withExtendedLifetime(workspace) {
+            try Safetensors.write(entries, metadata: metadata, to: out)
+        }
+        print("loss \(loss)\(router); gradients written to \(out)")
     }
 }
 

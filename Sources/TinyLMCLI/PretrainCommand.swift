@@ -32,7 +32,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Validation data instead of the split: a text file or a .bin shard (never train on it).") var valData: String?
     @Option(help: "Fraction of --corpus documents held out for validation.") var valFraction = 0.01
     @Option(help: "Tokenizer (default: the shipped Tokenizers/tinylm-4k.model).") var tokenizer: String?
-    @Option(help: "A preset (tiny, small, base) or a config JSON file.") var config = "tiny"
+    @Option(help: "A preset (tiny, small, base, tiny-moe, small-moe, small-dense) or a config JSON file.") var config = "tiny"
     @Option(help: "Vocabulary size (default: the tokenizer's).") var vocabSize: Int?
     @Option(help: "Tokens per sequence (default: the model's context).") var context: Int?
     @Option(help: "Optimizer steps (default 1000; with --resume, the run's own unless given).") var steps: Int?

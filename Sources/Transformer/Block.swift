@@ -21,6 +21,7 @@ struct BlockBuffers {
     var branch: UnsafeMutablePointer<Float>       // (rows, d) scratch: a branch's output
     var attentionMask: UnsafePointer<Float>?      // (rows, d) dropout on the attention branch
     var mlpMask: UnsafePointer<Float>?            // (rows, d) dropout on the MLP branch
+    var mixture: MixtureBuffers? = nil            // a mixture block's routing state (mlpIn, mlpAct then hold (rows k, ·))
 }
 
 /// Which keys a block's queries see.
@@ -69,18 +70,23 @@ extension TransformerModel {
         Profiler.measure("norm") {
             normForward(b.mid, layer.norm2, into: b.norm2, mean: b.norm2Mean, rstd: b.norm2Rstd, rows: n, pool: pool)
         }
-        Profiler.measure("mlp up") {
-            layer.up.forward(b.norm2, rows: n, into: b.mlpIn, parameters: p, precision: precision, pool: pool)
-        }
-        Profiler.measure("activation") {
-            if c.activation == .swiglu {
-                swigluForward(b.mlpIn, into: b.mlpAct, rows: n, dim: c.dFF, pool: pool)
-            } else {
-                geluForward(b.mlpIn, into: b.mlpAct, count: n * c.dFF, pool: pool)
+        if let mixture = layer.mixture, let routing = b.mixture {
+            mixtureForward(mixture, x: b.norm2, into: b.branch, hidden: b.mlpIn, act: b.mlpAct, routing, rows: n,
+                           precision: precision, pool: pool)
+        } else {
+            Profiler.measure("mlp up") {
+                layer.up.forward(b.norm2, rows: n, into: b.mlpIn, parameters: p, precision: precision, pool: pool)
             }
-        }
-        Profiler.measure("mlp down") {
-            layer.down.forward(b.mlpAct, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool)
+            Profiler.measure("activation") {
+                if c.activation == .swiglu {
+                    swigluForward(b.mlpIn, into: b.mlpAct, rows: n, dim: c.dFF, pool: pool)
+                } else {
+                    geluForward(b.mlpIn, into: b.mlpAct, count: n * c.dFF, pool: pool)
+                }
+            }
+            Profiler.measure("mlp down") {
+                layer.down.forward(b.mlpAct, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool)
+            }
         }
         if let mask = b.mlpMask { multiply(b.branch, by: mask, count: n * d) }
         Profiler.measure("residual") { add(b.mid, b.branch, into: b.output, count: n * d) }

@@ -26,6 +26,7 @@ public final class InferenceSession: @unchecked Sendable {
     private var act = FloatBuffer(count: 0)      // [rows dFF]
     private var scores = FloatBuffer(count: 0)   // [H][rows][keys]
     private var logits = FloatBuffer(count: 0)   // [rows V]
+    private var routing: MixtureWorkspace?       // a mixture block's routing state for `rows` rows
 
     /// The precision of the products of multi-token calls (prefill). A model with quantized
     /// weights defaults to bf16 operands on AMX tiles where the CPU has them: its decode path
@@ -51,6 +52,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Bytes held by the cache and scratch.
     public var residentBytes: Int {
         4 * [keys, values, x, normed, branch, qkv, att, hidden, act, scores, logits].reduce(0) { $0 + $1.count }
+            + (routing?.residentBytes ?? 0)
     }
 
     /// Grows the cache to hold at least `positions` positions, keeping what it holds.
@@ -75,13 +77,15 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config
         if n > rows {
             let size = CheckedSize(what: "the scratch for \(n) tokens")
-            let perRow = try size.sum([3 * c.dModel, c.qkvDim, c.heads * c.headDim, c.mlpInDim, c.dFF])
-            try MemoryBudget.check(floats: try size.product(n, perRow), what: "the scratch for \(n) tokens")
+            let perRow = try size.sum([3 * c.dModel, c.qkvDim, c.heads * c.headDim, c.mlpInPerToken, c.mlpActPerToken])
+            let routingFloats = c.experts > 0 ? try MixtureWorkspace.floatCount(config: c, rows: n, layers: 1, training: false) : 0
+            try MemoryBudget.check(floats: try size.sum([try size.product(n, perRow), routingFloats]), what: "the scratch for \(n) tokens")
             x = FloatBuffer(count: n * c.dModel); normed = FloatBuffer(count: n * c.dModel); branch = FloatBuffer(count: n * c.dModel)
             qkv = FloatBuffer(count: n * c.qkvDim)
             att = FloatBuffer(count: n * c.heads * c.headDim)
-            hidden = FloatBuffer(count: n * c.mlpInDim)
-            act = FloatBuffer(count: n * c.dFF)
+            hidden = FloatBuffer(count: n * c.mlpInPerToken)
+            act = FloatBuffer(count: n * c.mlpActPerToken)
+            routing = c.experts > 0 ? MixtureWorkspace(config: c, rows: n, layers: 1, training: false) : nil
             rows = n
         }
         let scoreCount = try CheckedSize(what: "the attention scores").product(c.heads, n, total)
@@ -120,10 +124,12 @@ public final class InferenceSession: @unchecked Sendable {
             probs: scores.pointer, mid: x, norm2: normed.pointer, norm2Mean: nil, norm2Rstd: nil,
             mlpIn: hidden.pointer, mlpAct: act.pointer, output: x, branch: branch.pointer,
             attentionMask: nil, mlpMask: nil)
+        var mixtureBuffers = buffers
+        mixtureBuffers.mixture = routing?.block(0, rows: n)
         let keys = keys.pointer, values = values.pointer
         ids.withUnsafeBufferPointer { ids in
             m.forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: start, period: Int.max, embeddingMask: nil,
-                            buffers: { _ in buffers },
+                            buffers: { c.isMixture($0) ? mixtureBuffers : buffers },
                             span: { .cached(keys: keys + $0 * capacity * kvDim, values: values + $0 * capacity * kvDim, start: start) },
                             precision: n > 1 ? precision : .fp32, pool: pool)
         }

@@ -49,7 +49,8 @@ public final class TransformerModel: @unchecked Sendable {
             } else if name.hasSuffix(".bias") {
                 continue
             } else {
-                let s = name.hasSuffix("o_proj.weight") || name.hasSuffix("down_proj.weight") ? residualStd : std
+                let residual = name.hasSuffix("o_proj.weight") || name.hasSuffix("down_proj.weight") || name.hasSuffix(".w2.weight")
+                let s = residual ? residualStd : std
                 for i in 0..<tensor.count { p[i] = rng.nextGaussian() * s }
             }
         }

@@ -29,6 +29,43 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// `initStd / sqrt(2 * layers)` (GPT-2).
     public var initStd: Double = 0.02
 
+    // Mixture of experts (Mixtral's sparse MLP): with `experts > 0`, the MLP of every
+    // `moeEvery`-th block is `experts` SwiGLU/GELU MLPs of width `expertDFF`, and a router sends
+    // each token to its top `expertsPerToken`.
+    /// Experts per mixture layer (0: every block is dense).
+    public var experts = 0
+    public var expertsPerToken = 2
+    /// Blocks `moeEvery - 1, 2·moeEvery - 1, …` are mixtures (Qwen2-MoE's `decoder_sparse_step`); the rest dense.
+    public var moeEvery = 1
+    /// Each expert's MLP width (default `d_ff`).
+    public var expertDFF: Int?
+    /// Weight of the load-balancing loss (Hugging Face's `load_balancing_loss_func`) in training.
+    public var routerAuxLossCoef: Double = 0.01
+    /// Weight of the router z-loss (ST-MoE: mean of logsumexp(router logits)²) in training.
+    public var routerZLossCoef: Double = 0.001
+    /// Training only: the mixture's input is multiplied by noise uniform in [1 - jitter, 1 + jitter] (Mixtral).
+    public var routerJitter: Double = 0
+    /// Renormalize the top-k routing weights to sum to 1 (Mixtral); false keeps the raw softmax
+    /// probabilities (Qwen2-MoE, OLMoE).
+    public var normalizeTopK = true
+
+    /// Whether block `layer` is a mixture of experts.
+    public func isMixture(_ layer: Int) -> Bool { experts > 0 && (layer + 1) % moeEvery == 0 }
+    /// The width of each expert's MLP.
+    public var expertWidth: Int { expertDFF ?? dFF }
+    /// Width of an expert's first product (gate and up side by side for SwiGLU).
+    public var expertInDim: Int { activation == .swiglu ? 2 * expertWidth : expertWidth }
+    /// Whether some blocks have the dense MLP.
+    var hasDenseMLP: Bool { experts == 0 || moeEvery > 1 }
+    /// MLP activations per token, before and after the activation function: the dense MLP's, or
+    /// `expertsPerToken` experts' in a mixture, whichever is wider.
+    var mlpInPerToken: Int { max(hasDenseMLP ? mlpInDim : 0, experts > 0 ? expertsPerToken * expertInDim : 0) }
+    var mlpActPerToken: Int { max(hasDenseMLP ? dFF : 0, experts > 0 ? expertsPerToken * expertWidth : 0) }
+    /// Block `layer`'s index among the mixture blocks.
+    func mixtureIndex(_ layer: Int) -> Int { (layer + 1) / moeEvery - 1 }
+    /// Mixture layers in the model.
+    public var mixtureLayers: Int { (0..<layers).filter(isMixture).count }
+
     public var headDim: Int { dModel / heads }
     /// Width of the fused q, k, v projection output.
     public var qkvDim: Int { (heads + 2 * kvHeads) * headDim }
@@ -41,6 +78,70 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case layers = "n_layers", heads = "n_heads", kvHeads = "n_kv_heads", dFF = "d_ff"
         case norm, normEps = "norm_eps", positions, ropeTheta = "rope_theta", activation, bias
         case tiedEmbeddings = "tied_embeddings", dropout, initStd = "init_std"
+        // Mixture of experts, with Hugging Face Mixtral's names where it has one.
+        case experts = "num_local_experts", expertsPerToken = "num_experts_per_tok", moeEvery = "moe_every"
+        case expertDFF = "d_ff_expert", routerAuxLossCoef = "router_aux_loss_coef", routerZLossCoef = "router_z_loss_coef"
+        case routerJitter = "router_jitter", normalizeTopK = "norm_topk_prob"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vocabularySize, forKey: .vocabularySize)
+        try c.encode(contextLength, forKey: .contextLength)
+        try c.encode(dModel, forKey: .dModel)
+        try c.encode(layers, forKey: .layers)
+        try c.encode(heads, forKey: .heads)
+        try c.encode(kvHeads, forKey: .kvHeads)
+        try c.encode(dFF, forKey: .dFF)
+        try c.encode(norm, forKey: .norm)
+        try c.encode(normEps, forKey: .normEps)
+        try c.encode(positions, forKey: .positions)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(activation, forKey: .activation)
+        try c.encode(bias, forKey: .bias)
+        try c.encode(tiedEmbeddings, forKey: .tiedEmbeddings)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(initStd, forKey: .initStd)
+        // A dense model's config stays as it was; a mixture's names its fields.
+        guard experts > 0 else { return }
+        try c.encode(experts, forKey: .experts)
+        try c.encode(expertsPerToken, forKey: .expertsPerToken)
+        try c.encode(moeEvery, forKey: .moeEvery)
+        try c.encode(expertWidth, forKey: .expertDFF)
+        try c.encode(routerAuxLossCoef, forKey: .routerAuxLossCoef)
+        try c.encode(routerZLossCoef, forKey: .routerZLossCoef)
+        try c.encode(routerJitter, forKey: .routerJitter)
+        try c.encode(normalizeTopK, forKey: .normalizeTopK)
+        // A Mixtral-shaped mixture also describes itself as Hugging Face's config does, so that
+        // `MixtralForCausalLM.from_pretrained` loads the checkpoint directory as it is.
+        guard isMixtralCompatible else { return }
+        var hf = encoder.container(keyedBy: HuggingFaceKeys.self)
+        try hf.encode("mixtral", forKey: .modelType)
+        try hf.encode(["MixtralForCausalLM"], forKey: .architectures)
+        try hf.encode(dModel, forKey: .hiddenSize)
+        try hf.encode(expertWidth, forKey: .intermediateSize)
+        try hf.encode(layers, forKey: .hiddenLayers)
+        try hf.encode(heads, forKey: .attentionHeads)
+        try hf.encode(kvHeads, forKey: .keyValueHeads)
+        try hf.encode(contextLength, forKey: .maxPositions)
+        try hf.encode(normEps, forKey: .rmsNormEps)
+        try hf.encode(tiedEmbeddings, forKey: .tieWordEmbeddings)
+        try hf.encode("silu", forKey: .hiddenAct)
+        try hf.encode(true, forKey: .outputRouterLogits)
+    }
+
+    /// Hugging Face `MixtralConfig` fields TinyLM writes but does not read (its own names carry them).
+    private enum HuggingFaceKeys: String, CodingKey {
+        case modelType = "model_type", architectures, hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case hiddenLayers = "num_hidden_layers", attentionHeads = "num_attention_heads", keyValueHeads = "num_key_value_heads"
+        case maxPositions = "max_position_embeddings", rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
+        case hiddenAct = "hidden_act", outputRouterLogits = "output_router_logits"
+    }
+
+    /// Whether the model is what Hugging Face's Mixtral computes: RMSNorm, RoPE, SwiGLU experts
+    /// without biases in every block, renormalized top-k weights.
+    public var isMixtralCompatible: Bool {
+        experts > 0 && moeEvery == 1 && normalizeTopK && norm == .rmsnorm && positions == .rope && activation == .swiglu && !bias
     }
 
     public init(vocabularySize: Int, contextLength: Int, dModel: Int, layers: Int, heads: Int,
@@ -75,10 +176,45 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         tiedEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tiedEmbeddings) ?? true
         dropout = try c.decodeIfPresent(Double.self, forKey: .dropout) ?? 0
         initStd = try c.decodeIfPresent(Double.self, forKey: .initStd) ?? 0.02
+        experts = try c.decodeIfPresent(Int.self, forKey: .experts) ?? 0
+        expertsPerToken = try c.decodeIfPresent(Int.self, forKey: .expertsPerToken) ?? 2
+        moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
+        expertDFF = try c.decodeIfPresent(Int.self, forKey: .expertDFF)
+        routerAuxLossCoef = try c.decodeIfPresent(Double.self, forKey: .routerAuxLossCoef) ?? 0.01
+        routerZLossCoef = try c.decodeIfPresent(Double.self, forKey: .routerZLossCoef) ?? 0.001
+        routerJitter = try c.decodeIfPresent(Double.self, forKey: .routerJitter) ?? 0
+        normalizeTopK = try c.decodeIfPresent(Bool.self, forKey: .normalizeTopK) ?? true
     }
 
-    /// The presets. `tiny` and `small` are the peer benchmark's shapes.
+    /// The Llama-style `small` of the mixture-of-experts benchmark: RMSNorm, RoPE, SwiGLU, no
+    /// biases, tied embeddings (the shapes of `hf_moe_train_bench.py`).
+    private static func llamaSmall(dFF: Int, experts: Int = 0) -> ModelConfig {
+        var c = ModelConfig(vocabularySize: 8192, contextLength: 256, dModel: 384, layers: 6, heads: 6, dFF: dFF)
+        c.norm = .rmsnorm
+        c.positions = .rope
+        c.activation = .swiglu
+        c.bias = false
+        c.experts = experts
+        return c
+    }
+
+    private static func tinyMoE() -> ModelConfig {
+        var c = ModelConfig(vocabularySize: 4096, contextLength: 128, dModel: 128, layers: 4, heads: 4, dFF: 256)
+        c.norm = .rmsnorm
+        c.positions = .rope
+        c.activation = .swiglu
+        c.bias = false
+        c.experts = 4
+        return c
+    }
+
+    /// The presets. `tiny` and `small` are the peer benchmark's shapes; `small-moe` (8 experts of
+    /// width 512, top 2, in every block) and `small-dense` (one SwiGLU MLP of width 1024: the same
+    /// active width) those of the mixture-of-experts benchmark.
     public static let presets: [String: ModelConfig] = [
+        "tiny-moe": tinyMoE(),
+        "small-moe": llamaSmall(dFF: 512, experts: 8),
+        "small-dense": llamaSmall(dFF: 1024),
         // 1.3M parameters.
         "tiny": ModelConfig(vocabularySize: 4096, contextLength: 128, dModel: 128, layers: 4, heads: 4),
         // 13.9M parameters: vocab 8192, ctx 256, d 384, 6 layers, 6 heads.
@@ -134,7 +270,14 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public func encoded() -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return (try? encoder.encode(self)) ?? Data()
+        guard let data = try? encoder.encode(self) else { return Data() }
+        guard isMixtralCompatible, var text = String(data: data, encoding: .utf8) else { return data }
+        // Hugging Face's config classes reject a whole number where they declare a float, and
+        // JSONEncoder writes 0.0 as 0: give those fields their decimal point.
+        for key in ["router_aux_loss_coef", "rms_norm_eps", "norm_eps", "rope_theta"] {
+            text = text.replacingOccurrences(of: "(\"\(key)\" : -?[0-9]+)(,?\n)", with: "$1.0$2", options: .regularExpression)
+        }
+        return Data(text.utf8)
     }
 
     /// Checks every field; the error names the first bad one.
@@ -154,5 +297,13 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try check(ropeTheta > 1, "rope_theta", "must be greater than 1, got \(ropeTheta)")
         try check(dropout >= 0 && dropout < 1, "dropout", "must be in [0, 1), got \(dropout)")
         try check(initStd > 0 && initStd < 10, "init_std", "must be in (0, 10), got \(initStd)")
+        try check(experts >= 0 && experts <= 256, "num_local_experts", "must be in 0...256, got \(experts)")
+        guard experts > 0 else { return }
+        try check(expertsPerToken >= 1 && expertsPerToken <= experts, "num_experts_per_tok", "must be in 1...\(experts), got \(expertsPerToken)")
+        try check(moeEvery >= 1 && moeEvery <= layers, "moe_every", "must be in 1...\(layers), got \(moeEvery)")
+        try check(expertWidth > 0 && expertWidth <= 1 << 16, "d_ff_expert", "must be in 1...65536, got \(expertWidth)")
+        try check(routerAuxLossCoef.isFinite && routerAuxLossCoef >= 0, "router_aux_loss_coef", "must be a non-negative number, got \(routerAuxLossCoef)")
+        try check(routerZLossCoef.isFinite && routerZLossCoef >= 0, "router_z_loss_coef", "must be a non-negative number, got \(routerZLossCoef)")
+        try check(routerJitter >= 0 && routerJitter < 1, "router_jitter", "must be in [0, 1), got \(routerJitter)")
     }
 }

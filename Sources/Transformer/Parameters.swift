@@ -55,6 +55,21 @@ public struct ParameterLayout: Sendable {
         /// The MLP's first product: up, or SwiGLU's gate and up side by side (`[mlpInDim, d]`).
         public var up: Linear
         public var down: Linear
+        /// In a mixture-of-experts block, its router and experts (`up` and `down` then have no outputs).
+        public var mixture: Mixture? = nil
+    }
+
+    /// A mixture-of-experts MLP (Hugging Face Mixtral's `block_sparse_moe`).
+    public struct Mixture: Sendable {
+        /// The router: `[experts, d]`, no bias (`gate.weight`).
+        public var router: Linear
+        public var experts: [Expert]
+    }
+
+    /// One expert: an MLP like the dense one (`w1`/`w3` gate and up side by side, `w2` down).
+    public struct Expert: Sendable {
+        public var up: Linear
+        public var down: Linear
     }
 
     public private(set) var tensors: [Tensor] = []
@@ -114,14 +129,14 @@ public struct ParameterLayout: Sendable {
             }
             return first
         }
-        func linear(_ names: [String], _ rows: [Int], inFeatures: Int) -> Linear {
+        func linear(_ names: [String], _ rows: [Int], inFeatures: Int, bias: Bool = c.bias) -> Linear {
             let weights = names.map { $0 + ".weight" }
             let (w, gw) = fused(weights, rows, columns: inFeatures, .decay)
             var layer = Linear(inFeatures: inFeatures, outFeatures: rows.reduce(0, +), weight: w, weightGradient: gw)
             let blocks = weights.compactMap { external[$0] }
             precondition(blocks.isEmpty || blocks.count == weights.count, "a fused product is quantized whole or not at all")
             if !blocks.isEmpty { layer.blocks = blocks.count == 1 ? blocks[0] : QuantizedMatrix.stacking(blocks) }
-            if c.bias {
+            if bias {
                 (layer.bias, layer.biasGradient) = fused(names.map { $0 + ".bias" }, rows, columns: 0, .noDecay)
             }
             return layer
@@ -145,6 +160,21 @@ public struct ParameterLayout: Sendable {
                              [c.heads * hd, c.kvHeads * hd, c.kvHeads * hd], inFeatures: d)
             let out = linear([p + "self_attn.o_proj"], [d], inFeatures: c.heads * hd)
             let norm2 = norm(p + "post_attention_layernorm")
+            if c.isMixture(i) {
+                let m = p + "block_sparse_moe."
+                let router = linear([m + "gate"], [c.experts], inFeatures: d, bias: false)
+                let experts = (0..<c.experts).map { e in
+                    let x = m + "experts.\(e)."
+                    let up = c.activation == .swiglu
+                        ? linear([x + "w1", x + "w3"], [c.expertWidth, c.expertWidth], inFeatures: d)
+                        : linear([x + "w1"], [c.expertWidth], inFeatures: d)
+                    return Expert(up: up, down: linear([x + "w2"], [d], inFeatures: c.expertWidth))
+                }
+                let none = Linear(inFeatures: d, outFeatures: 0, weight: 0)
+                layers.append(Layer(norm1: norm1, qkv: qkv, out: out, norm2: norm2, up: none, down: none,
+                                    mixture: Mixture(router: router, experts: experts)))
+                continue
+            }
             let up = c.activation == .swiglu
                 ? linear([p + "mlp.gate_proj", p + "mlp.up_proj"], [c.dFF, c.dFF], inFeatures: d)
                 : linear([p + "mlp.up_proj"], [c.dFF], inFeatures: d)
@@ -179,6 +209,8 @@ public struct ParameterLayout: Sendable {
             adapt(&layers[i].qkv, [("q", "self_attn.q_proj", c.heads * hd), ("k", "self_attn.k_proj", c.kvHeads * hd),
                                    ("v", "self_attn.v_proj", c.kvHeads * hd)])
             adapt(&layers[i].out, [("o", "self_attn.o_proj", d)])
+            // Mixture blocks: adapters on attention only (experts are not adapted yet).
+            if layers[i].mixture != nil { continue }
             if c.activation == .swiglu {
                 adapt(&layers[i].up, [("gate", "mlp.gate_proj", c.dFF), ("up", "mlp.up_proj", c.dFF)])
             } else {
@@ -199,7 +231,12 @@ public struct ParameterLayout: Sendable {
 
     /// Every linear product of one token's forward pass, in the order the model runs them: per
     /// block qkv, attention out, MLP up, MLP down; then the output layer.
-    public var linears: [Linear] { layers.flatMap { [$0.qkv, $0.out, $0.up, $0.down] } + [lmHead] }
+    /// A mixture block lists its router and every expert's products.
+    public var linears: [Linear] {
+        layers.flatMap { layer in
+            [layer.qkv, layer.out] + (layer.mixture.map { [$0.router] + $0.experts.flatMap { [$0.up, $0.down] } } ?? [layer.up, layer.down])
+        } + [lmHead]
+    }
 }
 
 /// Low-rank adapters (LoRA) on a model's projections: which ones, their rank and scale.

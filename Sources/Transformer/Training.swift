@@ -18,8 +18,9 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let probs: FloatBuffer      // [L][B H T T]
     let att: FloatBuffer        // [L][N H hd]
     let norm2: FloatBuffer, norm2Mean: FloatBuffer, norm2Rstd: FloatBuffer   // [L][N d], [L][N], [L][N]
-    let mlpIn: FloatBuffer      // [L][N mlpInDim]
-    let mlpAct: FloatBuffer     // [L][N dFF]
+    let mlpIn: FloatBuffer      // [L][N mlpInPerToken] (a mixture block: its slots' rows, N k expertInDim)
+    let mlpAct: FloatBuffer     // [L][N mlpActPerToken]
+    let mixture: MixtureWorkspace?   // the mixture blocks' routing state
     let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer   // [N d], [N], [N]
     let logits: FloatBuffer     // [N V]; becomes dlogits in backward
     let losses: FloatBuffer, dloss: FloatBuffer, logSumExps: FloatBuffer   // [N] each
@@ -39,6 +40,11 @@ public final class TrainingWorkspace: @unchecked Sendable {
     var logitsHoldGradients = false
     /// Whether the last forward applied dropout masks (backward then applies the same).
     var dropoutActive = false
+    /// The mixture blocks' load-balancing loss and router z-loss in the last forward (0 for a
+    /// dense model); training adds them, times their coefficients, to the loss.
+    public internal(set) var routerAuxLoss = 0.0, routerZLoss = 0.0
+    /// Per mixture block, the fraction of routing assignments each expert got in the last forward.
+    public var expertLoads: [[Double]] { mixture?.loads(rows: rows) ?? [] }
 
     public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount,
                 training: Bool = true) throws {
@@ -64,16 +70,17 @@ public final class TrainingWorkspace: @unchecked Sendable {
         probs = FloatBuffer(count: l * batch * c.heads * length * length)
         att = FloatBuffer(count: l * n * c.heads * c.headDim)
         norm2 = FloatBuffer(count: l * n * d); norm2Mean = FloatBuffer(count: l * n); norm2Rstd = FloatBuffer(count: l * n)
-        mlpIn = FloatBuffer(count: l * n * c.mlpInDim)
-        mlpAct = FloatBuffer(count: l * n * c.dFF)
+        mlpIn = FloatBuffer(count: l * n * c.mlpInPerToken)
+        mlpAct = FloatBuffer(count: l * n * c.mlpActPerToken)
+        mixture = c.experts > 0 ? MixtureWorkspace(config: c, rows: n, layers: c.mixtureLayers, training: training) : nil
         finalNorm = FloatBuffer(count: n * d); finalMean = FloatBuffer(count: n); finalRstd = FloatBuffer(count: n)
         logits = FloatBuffer(count: n * c.vocabularySize)
         losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
         masks = training && c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
         dResidual = FloatBuffer(count: b * n * d)
         dBranch = FloatBuffer(count: n * max(d, c.heads * c.headDim))
-        dWide = FloatBuffer(count: b * n * max(c.mlpInDim, c.qkvDim))
-        dWide2 = FloatBuffer(count: b * n * c.dFF)
+        dWide = FloatBuffer(count: b * n * max(c.mlpInPerToken, c.qkvDim))
+        dWide2 = FloatBuffer(count: b * n * max(c.mlpActPerToken, c.heads * c.headDim))
         dProbs = FloatBuffer(count: b * max(1, threads) * length * length)
     }
 
@@ -82,7 +89,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let buffers = [gradients, residual, mid, norm1, norm1Mean, norm1Rstd, qkv, probs, att, norm2, norm2Mean, norm2Rstd,
                        mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, losses, dloss, logSumExps, dResidual, dBranch,
                        dWide, dWide2, dProbs] + (masks.map { [$0] } ?? [])
-        return 4 * buffers.reduce(0) { $0 + $1.count }
+        return 4 * buffers.reduce(0) { $0 + $1.count } + (mixture?.residentBytes ?? 0)
     }
 
     /// Floats the buffers above take, computed with overflow checks (so that absurd sizes are an
@@ -92,12 +99,14 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let size = CheckedSize(what: "the activations of \(batch) × \(length) tokens")
         let n = try size.product(batch, length), l = c.layers, d = c.dModel
         let perRow = try size.sum([
-            (l + 1) * d, l * d, 2 * l * d, 4 * l, l * c.qkvDim, l * c.heads * c.headDim, l * c.mlpInDim, l * c.dFF,
-            d + 2, c.vocabularySize, 3, max(d, c.heads * c.headDim),
-            training ? d + max(c.mlpInDim, c.qkvDim) + c.dFF + (c.dropout > 0 ? (2 * l + 1) * d : 0) : 0,
+            (l + 1) * d, l * d, 2 * l * d, 4 * l, l * c.qkvDim, l * c.heads * c.headDim, l * c.mlpInPerToken,
+            l * c.mlpActPerToken, d + 2, c.vocabularySize, 3, max(d, c.heads * c.headDim),
+            training ? d + max(c.mlpInPerToken, c.qkvDim) + max(c.mlpActPerToken, c.heads * c.headDim)
+                + (c.dropout > 0 ? (2 * l + 1) * d : 0) : 0,
         ])
+        let routing = c.experts > 0 ? try MixtureWorkspace.floatCount(config: c, rows: n, layers: c.mixtureLayers, training: training) : 0
         let attention = try size.product(l * c.heads + (training ? max(1, threads) : 0), batch, length, length)
-        return try size.sum([try size.product(n, perRow), attention, gradients])
+        return try size.sum([try size.product(n, perRow), attention, gradients, routing])
     }
 }
 
@@ -137,10 +146,11 @@ extension TransformerModel {
                 qkv: w.qkv.pointer + i * n * c.qkvDim, attention: w.att.pointer + i * n * heads,
                 probs: w.probs.pointer + i * w.batch * c.heads * t * t, mid: w.mid.pointer + i * n * d,
                 norm2: w.norm2.pointer + i * n * d, norm2Mean: w.norm2Mean.pointer + i * n, norm2Rstd: w.norm2Rstd.pointer + i * n,
-                mlpIn: w.mlpIn.pointer + i * n * c.mlpInDim, mlpAct: w.mlpAct.pointer + i * n * c.dFF,
+                mlpIn: w.mlpIn.pointer + i * n * c.mlpInPerToken, mlpAct: w.mlpAct.pointer + i * n * c.mlpActPerToken,
                 output: w.residual.pointer + (i + 1) * n * d, branch: w.dBranch.pointer,
                 attentionMask: dropout.map { UnsafePointer($0.pointer + (1 + 2 * i) * n * d) },
-                mlpMask: dropout.map { UnsafePointer($0.pointer + (2 + 2 * i) * n * d) })
+                mlpMask: dropout.map { UnsafePointer($0.pointer + (2 + 2 * i) * n * d) },
+                mixture: c.isMixture(i) ? w.mixture?.block(c.mixtureIndex(i), rows: n) : nil)
         }
         w.ids.withUnsafeBufferPointer { ids in
             forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: 0, period: t,
@@ -155,6 +165,10 @@ extension TransformerModel {
                                     logSumExps: w.logSumExps.pointer, gradients: forBackward ? w.logits.pointer : nil,
                                     rows: n, vocab: c.vocabularySize, pool: pool)
             }
+        }
+        if let mixture = w.mixture {
+            w.routerAuxLoss = mixture.auxLoss(rows: n)
+            w.routerZLoss = mixture.zLoss(rows: n)
         }
         let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
@@ -203,6 +217,14 @@ extension TransformerModel {
         }
 
         let dBranch = w.dBranch.pointer
+        // The load-balancing loss counts assignments over every mixture block.
+        var pooledCounts = [Double](repeating: 0, count: c.experts)
+        if let routing = w.mixture {
+            for m in 0..<routing.layers {
+                let s = routing.starts.pointer + m * (c.experts + 1)
+                for e in 0..<c.experts { pooledCounts[e] += Double(s[e + 1] - s[e]) }
+            }
+        }
         /// What a branch reads as its output gradient: dx itself, or a copy through the branch's
         /// dropout mask. The branch reads it before its norm's backward adds to dx.
         func branchGradient(mask: Int) -> UnsafePointer<Float> {
@@ -215,8 +237,18 @@ extension TransformerModel {
             let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d
             // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip.
             var dOut = branchGradient(mask: 2 + 2 * i)
-            let hIn = w.mlpIn.pointer + i * n * c.mlpInDim, act = w.mlpAct.pointer + i * n * c.dFF
+            let hIn = w.mlpIn.pointer + i * n * c.mlpInPerToken, act = w.mlpAct.pointer + i * n * c.mlpActPerToken
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
+            let ln2 = w.norm2.pointer + i * n * d
+            if let mixture = layer.mixture, let routing = w.mixture {
+                Profiler.measure("mixture backward") {
+                    mixtureBackward(mixture, dBranch: dOut, x: ln2, hidden: hIn, act: act, dHidden: dIn, dAct: dAct,
+                                    routing.block(c.mixtureIndex(i), rows: n), rows: n, dx: dBranch, gradients: g,
+                                    pooledCounts: pooledCounts, pooledRows: n * c.mixtureLayers,
+                                    auxScale: scale * Float(c.routerAuxLossCoef), zScale: scale * Float(c.routerZLossCoef),
+                                    precision: w.precision, pool: pool)
+                }
+            } else {
             Profiler.measure("mlp down backward") {
                 layer.down.backward(dOut, x: act, rows: n, dx: dAct, parameters: p, gradients: g, precision: w.precision,
                                     pool: pool)
@@ -228,10 +260,10 @@ extension TransformerModel {
                     geluBackward(dAct, x: hIn, into: dIn, count: n * c.dFF, pool: pool)
                 }
             }
-            let ln2 = w.norm2.pointer + i * n * d
             Profiler.measure("mlp up backward") {
                 layer.up.backward(dIn, x: ln2, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
                                   pool: pool)
+            }
             }
             Profiler.measure("norm backward") {
                 normBackward(dBranch, x: xMid, layer.norm2, mean: w.norm2Mean.pointer + i * n,

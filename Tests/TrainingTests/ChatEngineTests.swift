@@ -151,16 +151,25 @@ struct ToolUseEvaluationTests {
             try ids("<tool_call>{\"name\": \"unit_convert\", \"arguments\": {\"value\": 26.2, \"from\": \"mi\", \"to\": \"km\"}}</tool_call>"),
             try ids("The moon orbits the Earth."),
             try ids("<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1\"}}</tool_call>"),
+            try ids("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Oslo\"}}</tool_call>"),
         ], vocabulary: tokenizer.vocabularySize)
         let engine = ChatEngine(model: model, tokenizer: tokenizer, tools: ToolRegistry.builtIn())
         engine.sampler.temperature = 0
+        let builtIn = ToolRegistry.builtIn().definitions
+        // Each conversation's own tools are offered: a function of another domain is callable there.
+        let weather = ToolDefinition(name: "get_weather", description: "Weather in a city.",
+                                     parameters: .object([("type", .string("object")), ("properties", .object([("location", .object([("type", .string("string"))]))]))]))
         let conversations = [
-            Conversation(messages: [Message(role: .user, content: "26.2 miles in km?"), Message(role: .assistant, content: "", toolCalls: expected)]),
-            Conversation(messages: [Message(role: .user, content: "The moon?"), Message(role: .assistant, content: "It orbits us.")]),
-            Conversation(messages: [Message(role: .user, content: "Hi"), Message(role: .assistant, content: "Hello!")]),
+            Conversation(messages: [Message(role: .user, content: "26.2 miles in km?"), Message(role: .assistant, content: "", toolCalls: expected)], tools: builtIn),
+            Conversation(messages: [Message(role: .user, content: "The moon?"), Message(role: .assistant, content: "It orbits us.")], tools: builtIn),
+            Conversation(messages: [Message(role: .user, content: "Hi"), Message(role: .assistant, content: "Hello!")], tools: builtIn),
+            Conversation(messages: [Message(role: .user, content: "Weather in Oslo?"),
+                                    Message(role: .assistant, content: "", toolCalls: [ToolCall(id: "w", name: "get_weather", arguments: .object([("location", .string("Oslo"))]))])],
+                         tools: [weather]),
         ]
         let result = try ToolUseEvaluation.run(engine, on: conversations)
-        #expect(result.total == 3 && result.correct == 2)
-        #expect(result.byCategory["unit_convert"]! == (1, 1) && result.byCategory["no tool"]! == (1, 2))
+        #expect(result.total == 4 && result.correct == 3)
+        #expect(result.byCategory["unit_convert"]! == (1, 1) && result.byCategory["no tool"]! == (1, 2) && result.byCategory["get_weather"]! == (1, 1))
+        #expect(engine.tools.definitions == builtIn, "the engine's own tools are restored")
     }
 }
