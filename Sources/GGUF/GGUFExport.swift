@@ -12,6 +12,13 @@ import Transformer
 public enum GGUFExport {
     /// Which architecture `config` exports to; an error names the option that fits neither.
     public static func architecture(of c: ModelConfig) throws -> String {
+        if c.experts > 0 {
+            // llama.cpp's `llama` runs Mixtral: SwiGLU experts in every block, renormalized top-k.
+            if c.isMixtralCompatible { return "llama" }
+            throw GGUFError.unsupported(path: "export", reason: """
+                llama.cpp runs a mixture of experts as Mixtral: rmsnorm, rope, swiglu experts without biases in every block                 (moe_every 1) and renormalized top-k weights (norm_topk_prob true)
+                """)
+        }
         if c.norm == .rmsnorm && c.positions == .rope && c.activation == .swiglu && !c.bias { return "llama" }
         if c.norm == .layernorm && c.positions == .learned && c.activation == .gelu && c.bias && c.kvHeads == c.heads { return "gpt2" }
         throw GGUFError.unsupported(path: "export", reason: """
@@ -43,7 +50,11 @@ public enum GGUFExport {
         u("context_length", c.contextLength)
         u("embedding_length", c.dModel)
         u("block_count", c.layers)
-        u("feed_forward_length", c.dFF)
+        u("feed_forward_length", c.experts > 0 ? c.expertWidth : c.dFF)
+        if c.experts > 0 {
+            u("expert_count", c.experts)
+            u("expert_used_count", c.expertsPerToken)
+        }
         u("attention.head_count", c.heads)
         if arch == "llama" {
             u("attention.head_count_kv", c.kvHeads)
@@ -89,9 +100,24 @@ public enum GGUFExport {
                 }
                 try add(b + "attn_v.weight", m + "self_attn.v_proj.weight")
                 try add(b + "attn_output.weight", m + "self_attn.o_proj.weight")
-                try add(b + "ffn_gate.weight", m + "mlp.gate_proj.weight")
-                try add(b + "ffn_up.weight", m + "mlp.up_proj.weight")
-                try add(b + "ffn_down.weight", m + "mlp.down_proj.weight")
+                if c.experts > 0 {
+                    // The router, then each kind of expert matrix stacked over the experts ([E, out, in]).
+                    let x = m + "block_sparse_moe."
+                    try add(b + "ffn_gate_inp.weight", x + "gate.weight", quantized: false)
+                    for (gguf, matrix) in [("ffn_gate_exps", "w1"), ("ffn_up_exps", "w3"), ("ffn_down_exps", "w2")] {
+                        let shape = layout.tensor(named: x + "experts.0.\(matrix).weight")!.shape
+                        let stacked = (0..<c.experts).flatMap { Array(values(x + "experts.\($0).\(matrix).weight")) }
+                        try stacked.withUnsafeBufferPointer { data in
+                            let t = policy.target(for: b + gguf + ".weight", shape: [c.experts * shape[0], shape[1]], current: .f32)
+                            w.add(tensor: b + gguf + ".weight", dimensions: [shape[1], shape[0], c.experts], type: t,
+                                  data: try GGMLQuantize.encode(data, as: t))
+                        }
+                    }
+                } else {
+                    try add(b + "ffn_gate.weight", m + "mlp.gate_proj.weight")
+                    try add(b + "ffn_up.weight", m + "mlp.up_proj.weight")
+                    try add(b + "ffn_down.weight", m + "mlp.down_proj.weight")
+                }
             } else {
                 try add(b + "attn_norm.bias", m + "input_layernorm.bias", quantized: false)
                 try add(b + "ffn_norm.bias", m + "post_attention_layernorm.bias", quantized: false)

@@ -9,7 +9,7 @@ struct BenchTrain: ParsableCommand {
         commandName: "train",
         abstract: "Training tokens/s for full steps (forward, backward, AdamW) and MFU, beside PyTorch eager.")
 
-    @Option(help: "tiny, small, base or a config JSON file.") var config = "small"
+    @Option(help: "tiny, small, base, small-moe, small-dense (the mixture-of-experts peer's shapes) or a config JSON file.") var config = "small"
     @Option(help: "Sequences per step (default: the peer's, 16 for tiny, 8 otherwise).") var batch: Int?
     @Option(help: "Timed steps per round (default: the peer's, 30 for tiny, 15 otherwise).") var steps: Int?
     @Option(help: "Untimed steps first.") var warmup = 3
@@ -112,18 +112,25 @@ struct BenchTrain: ParsableCommand {
     /// Starts the peer's line server for this config, or says why it cannot run.
     private func startPeer() -> (PeerProcess?, String) {
         if noPeer { return (nil, "skipped (--no-peer)") }
-        guard ["tiny", "small"].contains(config) else { return (nil, "PyTorch's script only has the tiny and small configs") }
+        let mixtureConfigs = ["small-moe", "small-dense"]
+        guard ["tiny", "small"].contains(config) || mixtureConfigs.contains(config) else {
+            return (nil, "the peers' scripts only have the tiny, small, small-moe and small-dense configs")
+        }
+        if mixtureConfigs.contains(config) && precision == .bf16 {
+            return (nil, "hf_moe_train_bench.py has no bf16 mode")
+        }
         guard FileManager.default.isExecutableFile(atPath: peerPython) else {
             return (nil, "unavailable: \(peerPython) not found (bash ../shared/peers/setup.sh makes it)")
         }
-        let script = peerDirectory + "/torch_train_bench.py"
+        let script = peerDirectory + (mixtureConfigs.contains(config) ? "/hf_moe_train_bench.py" : "/torch_train_bench.py")
         guard FileManager.default.fileExists(atPath: script) else { return (nil, "unavailable: \(script) not found") }
         do {
             let limit = String(ThreadPool.shared.threadCount)
             let peer = try PeerProcess(python: peerPython, script: peerServer, arguments: [peerDirectory], environment: [
                 "OMP_NUM_THREADS": limit, "MKL_NUM_THREADS": limit,
             ])
-            return (peer, "PyTorch \(peerLabel), \(script), measured in alternation")
+            let what = config == "small-moe" ? "transformers MixtralForCausalLM" : config == "small-dense" ? "transformers LlamaForCausalLM" : "PyTorch"
+            return (peer, "\(what) \(peerLabel), \(script), measured in alternation")
         } catch {
             return (nil, "unavailable: \(error)")
         }

@@ -21,7 +21,7 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Where to write the adapter (adapter_model.safetensors, adapter_config.json).") var adapterPath: String
     @Option(help: "Adapter rank.") var rank = 8
     @Option(help: "Adapter alpha (scale alpha / rank).") var alpha = 16.0
-    @Option(help: "Comma-separated projections: q,k,v,o,gate,up,down.") var targets = AdapterConfig.allTargets.joined(separator: ",")
+    @Option(help: "Comma-separated projections: q,k,v,o,gate,up,down (default all of them); experts adds a mixture of experts' expert matrices.") var targets = AdapterConfig.allTargets.joined(separator: ",")
     @Option(help: "Adapt only the last N blocks.") var numLayers: Int?
     @Flag(help: "rsLoRA: scale alpha / √rank.") var rsLora = false
     @Option(help: "Optimizer steps.") var iters = 600

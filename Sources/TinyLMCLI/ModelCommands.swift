@@ -331,3 +331,43 @@ struct TrainStepsCommand: ParsableCommand {
         print("[" + losses.map { String($0) }.joined(separator: ", ") + "]")
     }
 }
+
+struct InspectRouterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect-router",
+        abstract: "Show where a mixture of experts sends tokens: each block's expert loads and the experts of the first tokens.")
+
+    @Option(help: "A checkpoint directory (a mixture-of-experts model).") var model: String
+    @Option(help: "A text file (tokenized with the model's tokenizer) or a .bin token shard.") var data: String
+    @Option(help: "Tokens to route (from the start of --data).") var tokens = 16384
+    @Option(help: "Tokens whose experts are listed one by one.") var show = 24
+
+    func validate() throws {
+        try OptionDomain.count(tokens, "tokens", max: 1 << 24)
+        try OptionDomain.count(show, "show", min: 0, max: 1 << 16)
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel.load(model, tokenizer: nil)
+        guard let sentencePiece = loaded.tokenizer as? SentencePieceTokenizer else {
+            throw ValidationError("\(model): inspect-router reads checkpoints with a SentencePiece tokenizer")
+        }
+        let ids = Array(try loadTokens(data, tokenizer: sentencePiece).prefix(tokens))
+        let inspection = try loaded.model.inspectRouter(tokens: ids)
+        let c = loaded.model.config
+        print("Expert loads over \(ids.count) tokens of \(data), as multiples of the uniform share (1/\(c.experts) of the top-\(c.expertsPerToken) assignments):")
+        print("layer " + (0..<c.experts).map { String(format: "%6@", "e\($0)") }.joined() + "    min    max")
+        for (m, layer) in inspection.layers.enumerated() {
+            let shares = inspection.loads[m].map { $0 * Double(c.experts) }
+            print(String(format: "%5d ", layer) + shares.map { String(format: "%6.2f", $0) }.joined()
+                  + String(format: "  %5.2f  %5.2f", shares.min()!, shares.max()!))
+        }
+        guard show > 0 else { return }
+        print("\nThe first \(min(show, ids.count)) tokens' experts (best first), per mixture block:")
+        for r in 0..<min(show, ids.count) {
+            let piece = (try? sentencePiece.piece(for: ids[r])) ?? "?"
+            let experts = inspection.choices.map { $0[r].map(String.init).joined(separator: ",") }.joined(separator: "  ")
+            print(piece.debugDescription.padding(toLength: 16, withPad: " ", startingAt: 0) + experts)
+        }
+    }
+}

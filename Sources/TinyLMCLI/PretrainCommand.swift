@@ -164,9 +164,15 @@ struct PretrainCommand: ParsableCommand {
             guard interactive || now.timeIntervalSince(lastLine) >= 10 || p.validationLoss != nil && p.report.step % max(1, trainer.options.evalEvery) == 0 || finalStep else { return }
             lastLine = now
             let val = p.validationLoss.map { String(format: "%.4f", $0) } ?? "–"
+            var router = ""
+            if let aux = p.report.routerAuxLoss, let z = p.report.routerZLoss {
+                // The busiest and idlest expert over the mixture blocks, as multiples of a uniform share.
+                let shares = p.report.expertLoads.flatMap { loads in loads.map { $0 * Double(loads.count) } }
+                router = String(format: "  aux %.4f  z %.3f  load %.2f–%.2f×", aux, z, shares.min() ?? 0, shares.max() ?? 0)
+            }
             let text = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s  ETA %@",
                               p.report.step, p.totalSteps, p.report.loss, val, p.report.learningRate,
-                              p.tokensPerSecond, formatDuration(p.secondsLeft))
+                              p.tokensPerSecond, formatDuration(p.secondsLeft)) + router
             printError(interactive ? "\r\u{1B}[K" + text : text, terminator: interactive ? "" : "\n")
         }, note: { message in
             printError((interactive ? "\n" : "") + message)

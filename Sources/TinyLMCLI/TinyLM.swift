@@ -7,7 +7,7 @@ struct TinyLM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tinylm",
         abstract: "Train, fine-tune, quantize and chat with small transformer language models.",
-        subcommands: [TokenizerCommand.self, DataCommand.self, InitCommand.self, GenerateCommand.self, EvalCommand.self, LogitsCommand.self, GradientsCommand.self, TrainStepsCommand.self, PretrainCommand.self, ToolsCommand.self, ChatCommand.self, Bench.self, ExportCommand.self, QuantizeCommand.self, FuseCommand.self, ExportAdapterCommand.self, LoRACommand.self, EvalToolsCommand.self, FuzzCommand.self]
+        subcommands: [TokenizerCommand.self, DataCommand.self, InitCommand.self, GenerateCommand.self, EvalCommand.self, LogitsCommand.self, GradientsCommand.self, TrainStepsCommand.self, PretrainCommand.self, ToolsCommand.self, ChatCommand.self, Bench.self, ExportCommand.self, QuantizeCommand.self, FuseCommand.self, ExportAdapterCommand.self, LoRACommand.self, EvalToolsCommand.self, FuzzCommand.self, InspectRouterCommand.self]
     )
 
     /// Every failure, whether a usage error the argument parser finds or bad input a command

@@ -12,6 +12,8 @@ public enum PEFTAdapter {
     public static let configFile = "adapter_config.json"
     static let prefix = "base_model.model."
     static let modules = ["q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj", "up": "up_proj", "down": "down_proj"]
+    /// A mixture of experts' expert matrices (Mixtral's names): TinyLM's `experts` target.
+    static let expertModules = ["w1", "w2", "w3"]
 
     /// Writes the adapters of `model` into `directory`.
     public static func save(_ model: TransformerModel, to directory: String, baseModel: String, dropout: Double = 0) throws {
@@ -26,7 +28,7 @@ public enum PEFTAdapter {
         try withExtendedLifetime(model) { try Safetensors.write(entries, metadata: ["format": "pt"], to: directory + "/" + weightsFile) }
         var config: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapters.rank, "lora_alpha": adapters.alpha, "lora_dropout": dropout,
-            "target_modules": adapters.targets.compactMap { modules[$0] }.sorted(), "bias": "none", "use_rslora": adapters.rankStabilized,
+            "target_modules": adapters.targets.flatMap { $0 == "experts" ? expertModules : modules[$0].map { [$0] } ?? [] }.sorted(), "bias": "none", "use_rslora": adapters.rankStabilized,
             "fan_in_fan_out": false, "base_model_name_or_path": baseModel, "inference_mode": true,
         ]
         if adapters.lastLayers != nil { config["layers_to_transform"] = Array(adapters.layers(of: model.config)) }
@@ -53,12 +55,14 @@ public enum PEFTAdapter {
         let rank = try field("r", Int.self), alpha = try field("lora_alpha", Double.self)
         let moduleNames: [String]
         if let list = json["target_modules"] as? [String] { moduleNames = list } else { moduleNames = [try field("target_modules", String.self)] }
+        var seen = Set<String>()
         let targets = try moduleNames.map { name -> String in
+            if expertModules.contains(name) || name == "experts" { return "experts" }
             guard let short = modules.first(where: { $0.value == name || $0.key == name })?.key else {
                 throw TransformerError.invalidConfig(source: configPath, field: "target_modules", reason: "'\(name)' is not a projection TinyLM adapts")
             }
             return short
-        }
+        }.filter { seen.insert($0).inserted }
         var config = AdapterConfig(rank: rank, alpha: alpha, targets: targets, rankStabilized: json["use_rslora"] as? Bool ?? false)
         if let layers = json["layers_to_transform"] as? [Int], !layers.isEmpty {
             guard layers == Array((base.config.layers - layers.count)..<base.config.layers) else {

@@ -55,7 +55,8 @@ public enum PretrainLoop {
             let perStep = recentSeconds.reduce(0, +) / Double(recentSeconds.count)
             let line = LogLine(step: step, loss: report.loss, lr: report.learningRate, grad_norm: report.gradientNorm,
                                tokens_per_s: Double(report.tokens) / report.seconds, val_loss: validation,
-                               skipped: report.skipped, tokens: trainer.state.tokensSeen)
+                               skipped: report.skipped, tokens: trainer.state.tokensSeen, aux_loss: report.routerAuxLoss,
+                               z_loss: report.routerZLoss, expert_load: report.expertLoads.isEmpty ? nil : report.expertLoads)
             if let data = try? JSONEncoder().encode(line) { log.write(data + Data("\n".utf8)) }
             progress(Progress(report: report, totalSteps: options.steps, validationLoss: validation ?? trainer.state.lastValidationLoss,
                               tokensPerSecond: Double(report.tokens) / perStep,
@@ -91,5 +92,9 @@ public enum PretrainLoop {
         var val_loss: Double?
         var skipped: String?
         var tokens: Int
+        var aux_loss: Double? = nil
+        var z_loss: Double? = nil
+        /// Per mixture block, each expert's share of the routing assignments.
+        var expert_load: [[Double]]? = nil
     }
 }

@@ -28,6 +28,11 @@ public final class Trainer {
         public var skipped: String?
         public var seconds: Double
         public var tokens: Int
+        /// A mixture of experts' router losses (means over the step's micro-batches) and, per
+        /// mixture block, each expert's share of the routing assignments (of the last micro-batch).
+        public var routerAuxLoss: Double? = nil
+        public var routerZLoss: Double? = nil
+        public var expertLoads: [[Double]] = []
     }
 
     /// A pretraining run on random windows of `train`.
@@ -89,13 +94,15 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         let step = state.step
         Profiler.measure("zero gradients") { workspace.gradients.zero() }
-        var lossSum: Float = 0
+        var lossSum: Float = 0, auxSum = 0.0, zSum = 0.0
         for micro in 0..<options.accumulation {
             fill(micro)
             let dropoutSeed: UInt64? = model.config.dropout > 0 ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
             lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed,
                                          forBackward: true, pool: pool)
             model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)
+            auxSum += workspace.routerAuxLoss
+            zSum += workspace.routerZLoss
         }
         let loss = lossSum / Float(options.accumulation)
         let norm = Profiler.measure("gradient norm") { globalNorm(workspace.gradients, pool: pool) }
@@ -134,8 +141,14 @@ public final class Trainer {
         if state.consecutiveSkips >= options.maxSkips {
             throw TrainingError.tooManySkippedSteps(step: step, count: state.consecutiveSkips, lastLoss: loss)
         }
-        return StepReport(step: state.step, loss: loss, gradientNorm: norm, learningRate: lr, skipped: skipped,
-                          seconds: seconds, tokens: options.tokensPerStep)
+        var report = StepReport(step: state.step, loss: loss, gradientNorm: norm, learningRate: lr, skipped: skipped,
+                                seconds: seconds, tokens: options.tokensPerStep)
+        if model.config.experts > 0 {
+            report.routerAuxLoss = auxSum / Double(options.accumulation)
+            report.routerZLoss = zSum / Double(options.accumulation)
+            report.expertLoads = workspace.expertLoads
+        }
+        return report
     }
 
     /// Validation loss on the first `evalTokens` validation tokens; records the best.

@@ -98,7 +98,10 @@ extension ModelConfig {
     public func trainingFlopsPerToken(length: Int) -> Double {
         let layout = ParameterLayout(self)
         let positionTable = positions == .learned ? contextLength * dModel : 0
-        return 6 * Double(layout.count - positionTable) + 12 * Double(layers * heads * headDim * length)
+        // A token runs through k of a mixture block's E experts.
+        let expertParameters = mixtureLayers * experts * (expertInDim + expertWidth) * dModel
+        let idle = expertParameters - expertParameters / max(1, experts) * expertsPerToken
+        return 6 * Double(layout.count - positionTable - idle) + 12 * Double(layers * heads * headDim * length)
     }
 
     /// Every linear product of one training step on `tokens` tokens, in the order the step runs

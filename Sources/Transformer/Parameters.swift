@@ -209,8 +209,21 @@ public struct ParameterLayout: Sendable {
             adapt(&layers[i].qkv, [("q", "self_attn.q_proj", c.heads * hd), ("k", "self_attn.k_proj", c.kvHeads * hd),
                                    ("v", "self_attn.v_proj", c.kvHeads * hd)])
             adapt(&layers[i].out, [("o", "self_attn.o_proj", d)])
-            // Mixture blocks: adapters on attention only (experts are not adapted yet).
-            if layers[i].mixture != nil { continue }
+            // Mixture blocks: every expert's matrices, when asked for (`experts`).
+            if var mixture = layers[i].mixture {
+                guard adapters.targets.contains("experts") else { continue }
+                for e in mixture.experts.indices {
+                    let x = "block_sparse_moe.experts.\(e)."
+                    if c.activation == .swiglu {
+                        adapt(&mixture.experts[e].up, [("experts", x + "w1", c.expertWidth), ("experts", x + "w3", c.expertWidth)])
+                    } else {
+                        adapt(&mixture.experts[e].up, [("experts", x + "w1", c.expertWidth)])
+                    }
+                    adapt(&mixture.experts[e].down, [("experts", x + "w2", d)])
+                }
+                layers[i].mixture = mixture
+                continue
+            }
             if c.activation == .swiglu {
                 adapt(&layers[i].up, [("gate", "mlp.gate_proj", c.dFF), ("up", "mlp.up_proj", c.dFF)])
             } else {
@@ -241,8 +254,10 @@ public struct ParameterLayout: Sendable {
 
 /// Low-rank adapters (LoRA) on a model's projections: which ones, their rank and scale.
 public struct AdapterConfig: Codable, Sendable, Equatable {
-    /// The projections that can be adapted, in Hugging Face's short names.
+    /// The projections that can be adapted, in Hugging Face's short names: the default targets.
     public static let allTargets = ["q", "k", "v", "o", "gate", "up", "down"]
+    /// Every target: also `experts`, a mixture of experts' expert matrices (w1, w3, w2).
+    public static let validTargets = allTargets + ["experts"]
 
     public var rank: Int
     public var alpha: Double
@@ -279,7 +294,7 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
         try check(rank > 0 && rank <= 4096, "rank", "must be in 1...4096, got \(rank)")
         try check(alpha.isFinite && alpha > 0, "alpha", "must be a positive number, got \(alpha)")
         try check(!targets.isEmpty, "targets", "must name at least one projection")
-        for t in targets { try check(AdapterConfig.allTargets.contains(t), "targets", "'\(t)' is not one of \(AdapterConfig.allTargets.joined(separator: ", "))") }
+        for t in targets { try check(AdapterConfig.validTargets.contains(t), "targets", "'\(t)' is not one of \(AdapterConfig.validTargets.joined(separator: ", "))") }
         try check((lastLayers ?? 1) > 0, "num_layers", "must be positive")
     }
 }

@@ -127,4 +127,35 @@ struct GGUFTests {
         mixed.bias = true
         #expect(throws: GGUFError.self) { try GGUFExport.architecture(of: mixed) }
     }
+
+    /// A Mixtral-shaped mixture goes out as llama.cpp's `llama` with stacked experts.
+    @Test("a mixture of experts exports as llama.cpp's Mixtral layout: router, stacked [E, out, in] experts, expert counts")
+    func exportMixture() throws {
+        var c = ModelConfig(vocabularySize: 64, contextLength: 32, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 48)
+        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false
+        c.experts = 4; c.expertsPerToken = 2; c.expertDFF = 24
+        let model = try TransformerModel(config: c, seed: 3)
+        let path = scratch() + "/moe.gguf"
+        try GGUFExport.gguf(model, tokenizer: nil, type: .f32, name: "moe").write(to: path)
+        let file = try GGUFFile(path: path)
+        #expect(file["general.architecture"]?.string == "llama")
+        #expect(file["llama.expert_count"]?.integer == 4 && file["llama.expert_used_count"]?.integer == 2 && file["llama.feed_forward_length"]?.integer == 24)
+        #expect(file.tensor(named: "blk.1.ffn_gate_inp.weight")?.shape == [4, 32])
+        #expect(file.tensor(named: "blk.1.ffn_gate_exps.weight")?.shape == [4, 24, 32])
+        #expect(file.tensor(named: "blk.1.ffn_down_exps.weight")?.shape == [4, 32, 24])
+        #expect(file.tensor(named: "blk.0.ffn_gate.weight") == nil)
+        // Expert e's matrix is slice e of the stack, unchanged.
+        let p = model.parameters.pointer
+        for (gguf, w) in [("ffn_gate_exps", "w1"), ("ffn_up_exps", "w3"), ("ffn_down_exps", "w2")] {
+            let stacked = try floats(file, "blk.1.\(gguf).weight")
+            for e in [0, 3] {
+                let t = model.layout.tensor(named: "model.layers.1.block_sparse_moe.experts.\(e).\(w).weight")!
+                #expect(Array(stacked[(e * t.count)..<((e + 1) * t.count)]) == Array(UnsafeBufferPointer(start: p + t.offset, count: t.count)))
+            }
+        }
+        // Mixtures llama.cpp does not compute (raw top-k weights, dense blocks between) are refused.
+        var raw = c
+        raw.normalizeTopK = false
+        #expect(throws: GGUFError.self) { try GGUFExport.architecture(of: raw) }
+    }
 }

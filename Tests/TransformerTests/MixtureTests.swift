@@ -196,4 +196,46 @@ struct MixtureTests {
         c.routerJitter = 2
         do { try c.validate(); Issue.record("accepted jitter 2") } catch { #expect("\(error)".contains("router_jitter")) }
     }
+
+    @Test("LoRA on the experts (--targets …,experts): adapter gradients against finite differences; the base stays frozen")
+    func expertAdapters() throws {
+        var c = MixtureVariant.all[0].config
+        c.routerAuxLossCoef = 0
+        c.routerZLossCoef = 0
+        let base = try TransformerModel(config: c, seed: 12)
+        let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: 2, alpha: 4, targets: ["q", "v", "experts"]), seed: 1)
+        let names = model.layout.tensors.filter { $0.group == .adapter }.map(\.name)
+        #expect(names.contains("model.layers.1.block_sparse_moe.experts.3.w3.lora_B.weight"))
+        #expect(names.contains("model.layers.0.block_sparse_moe.experts.0.w2.lora_A.weight"))
+        #expect(model.layout.tensors.allSatisfy { $0.trainable == ($0.group == .adapter) })
+        // B starts at zero; give it values so that A's gradient is not zero either.
+        var rng = SplitMix64(seed: 4)
+        for t in model.layout.tensors where t.name.hasSuffix("lora_B.weight") {
+            for i in 0..<t.count { model.parameters.pointer[t.offset + i] = rng.nextGaussian() * 0.3 }
+        }
+        let (ids, targets) = Self.batch(21, count: 12)
+        let w = try TrainingWorkspace(model: model, batch: 2, length: 6)
+        _ = try model.forward(ids: ids, targets: targets, workspace: w)
+        let chosen = Array(UnsafeBufferPointer(start: w.mixture!.chosen.pointer, count: w.mixture!.chosen.count))
+        w.gradients.zero()
+        model.backward(workspace: w)
+        let analytic = w.gradients.array, p = model.parameters.pointer, h: Float = 1e-2
+        var checked = 0
+        for t in model.layout.tensors where t.name.contains("experts") && t.group == .adapter {
+            for k in [0, t.count / 2, t.count - 1] {
+                let i = t.offset + k, saved = p[i]
+                p[i] = saved + h
+                let up = Double(try model.forward(ids: ids, targets: targets, workspace: w))
+                let same = Array(UnsafeBufferPointer(start: w.mixture!.chosen.pointer, count: w.mixture!.chosen.count)) == chosen
+                p[i] = saved - h
+                let down = Double(try model.forward(ids: ids, targets: targets, workspace: w))
+                p[i] = saved
+                guard same else { continue }
+                let numeric = (up - down) / Double(2 * h), a = Double(analytic[t.gradientOffset! + k])
+                #expect(abs(numeric - a) <= 2e-3 + 3e-2 * abs(a), "\(t.name)[\(k)]: numeric \(numeric), analytic \(a)")
+                checked += 1
+            }
+        }
+        #expect(checked > 40)
+    }
 }
