@@ -356,7 +356,7 @@ struct InspectRouterCommand: ParsableCommand {
         let inspection = try loaded.model.inspectRouter(tokens: ids)
         let c = loaded.model.config
         print("Expert loads over \(ids.count) tokens of \(data), as multiples of the uniform share (1/\(c.experts) of the top-\(c.expertsPerToken) assignments):")
-        print("layer " + (0..<c.experts).map { String(format: "%6@", "e\($0)") }.joined() + "    min    max")
+        print("layer " + (0..<c.experts).map { String(repeating: " ", count: max(0, 6 - "e\($0)".count)) + "e\($0)" }.joined() + "    min    max")
         for (m, layer) in inspection.layers.enumerated() {
             let shares = inspection.loads[m].map { $0 * Double(c.experts) }
             print(String(format: "%5d ", layer) + shares.map { String(format: "%6.2f", $0) }.joined()

@@ -97,7 +97,9 @@ public final class Trainer {
         var lossSum: Float = 0, auxSum = 0.0, zSum = 0.0
         for micro in 0..<options.accumulation {
             fill(micro)
-            let dropoutSeed: UInt64? = model.config.dropout > 0 ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
+            // Training noise (dropout, router jitter) from a seed per micro-batch.
+            let noisy = model.config.dropout > 0 || (model.config.experts > 0 && model.config.routerJitter > 0)
+            let dropoutSeed: UInt64? = noisy ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
             lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed,
                                          forBackward: true, pool: pool)
             model.backward(workspace: workspace, scale: 1 / Float(options.accumulation), pool: pool)

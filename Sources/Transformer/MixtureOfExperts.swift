@@ -31,12 +31,16 @@ final class MixtureWorkspace: @unchecked Sendable {
     let gathered: FloatBuffer      // [N k d] the block's input rows in `order` (scratch)
     let dOutputs: FloatBuffer      // [N k d] backward: gradient of each slot's output, then of its input
     let dRouter: FloatBuffer       // [N E] backward: gradient of probabilities, then of logits
+    let noise: FloatBuffer?        // [Lm][N d] router jitter (training with jitter > 0): the input's factors
+    let jittered: FloatBuffer?     // [Lm][N d] the block's input times the noise
+    /// Whether the last forward applied the jitter (backward then does too).
+    var jitterActive = false
 
     /// Floats (and indices) the buffers take.
     static func floatCount(config c: ModelConfig, rows n: Int, layers: Int, training: Bool) throws -> Int {
         let size = CheckedSize(what: "the routing state of \(n) tokens")
         let e = c.experts, k = c.expertsPerToken, d = c.dModel
-        let perLayer = try size.sum([2 * e, 4 * k, k * d])
+        let perLayer = try size.sum([2 * e, 4 * k, k * d, training && c.routerJitter > 0 ? 2 * d : 0])
         return try size.sum([try size.product(n, layers, perLayer), layers * (e + 1),
                              try size.product(n, k * d + (training ? k * d + e : 0))])
     }
@@ -59,10 +63,21 @@ final class MixtureWorkspace: @unchecked Sendable {
         gathered = FloatBuffer(count: n * k * d)
         dOutputs = FloatBuffer(count: training ? n * k * d : 0)
         dRouter = FloatBuffer(count: training ? n * e : 0)
+        noise = training && c.routerJitter > 0 ? FloatBuffer(count: layers * n * d) : nil
+        jittered = training && c.routerJitter > 0 ? FloatBuffer(count: layers * n * d) : nil
+    }
+
+    /// Draws the jitter factors, uniform in [1 - jitter, 1 + jitter], for a training forward.
+    func fillNoise(jitter: Double, seed: UInt64) {
+        guard let noise else { return }
+        var rng = SplitMix64(seed: seed ^ 0x6A09_E667_F3BC_C908)
+        let width = Float(2 * jitter), low = Float(1 - jitter)
+        for i in 0..<noise.count { noise.pointer[i] = low + width * rng.nextFloat() }
     }
 
     var residentBytes: Int {
         4 * ([logits, probs, weights, outputs, gathered, dOutputs, dRouter].reduce(0) { $0 + $1.count }
+             + (noise?.count ?? 0) + (jittered?.count ?? 0)
              + [chosen, order, slotPosition, starts].reduce(0) { $0 + $1.count })
     }
 
@@ -74,7 +89,9 @@ final class MixtureWorkspace: @unchecked Sendable {
             chosen: chosen.pointer + m * rows * k, order: order.pointer + m * rows * k,
             slotPosition: slotPosition.pointer + m * rows * k, starts: starts.pointer + m * (e + 1),
             outputs: outputs.pointer + m * rows * k * d, gathered: gathered.pointer,
-            dOutputs: dOutputs.count > 0 ? dOutputs.pointer : nil, dRouter: dRouter.count > 0 ? dRouter.pointer : nil)
+            dOutputs: dOutputs.count > 0 ? dOutputs.pointer : nil, dRouter: dRouter.count > 0 ? dRouter.pointer : nil,
+            noise: jitterActive ? noise.map { $0.pointer + m * rows * d } : nil,
+            jittered: jitterActive ? jittered.map { $0.pointer + m * rows * d } : nil)
     }
 
     /// Per mixture block, the fraction of the `k` assignments each expert got in the last forward
@@ -126,6 +143,8 @@ struct MixtureBuffers {
     var gathered: UnsafeMutablePointer<Float>      // (N k, d)
     var dOutputs: UnsafeMutablePointer<Float>?     // (N k, d)
     var dRouter: UnsafeMutablePointer<Float>?      // (N, E)
+    var noise: UnsafeMutablePointer<Float>? = nil     // (N, d) router jitter factors, when on
+    var jittered: UnsafeMutablePointer<Float>? = nil  // (N, d) the input times them
 }
 
 /// `log Σ exp(x)`, stable.
@@ -149,6 +168,12 @@ extension TransformerModel {
         precision: MatmulPrecision, pool: ThreadPool
     ) {
         let c = config, p = parameters.pointer, k = c.expertsPerToken, d = c.dModel
+        // Mixtral's jitter (training): router and experts see the input times noise near 1.
+        var x = x
+        if let noise = b.noise, let jittered = b.jittered {
+            for i in 0..<(n * d) { jittered[i] = x[i] * noise[i] }
+            x = UnsafePointer(jittered)
+        }
         Profiler.measure("router") {
             mixture.router.forward(x, rows: n, into: b.logits, parameters: p, precision: .fp32, pool: pool)
             route(b, rows: n, pool: pool)
@@ -236,6 +261,7 @@ extension TransformerModel {
     ) {
         let c = config, p = parameters.pointer, e = c.experts, k = c.expertsPerToken, d = c.dModel
         let inDim = c.expertInDim, width = c.expertWidth
+        let x = b.jittered.map { UnsafePointer($0) } ?? x
         guard let dOut = b.dOutputs, let dp = b.dRouter else { preconditionFailure("mixture backward needs a training workspace") }
         // Routing weights' gradients (into dp, per slot for now) and each slot's output gradient.
         pool.parallelRanges(n, costPerItem: 2 * k * d) { range, _ in
@@ -307,5 +333,7 @@ extension TransformerModel {
         }
         mixture.router.backward(dp, x: x, rows: n, dx: dx, accumulate: true, parameters: p, gradients: g,
                                 precision: .fp32, pool: pool)
+        // Through the jitter: the gradient of the block's own input.
+        if let noise = b.noise { multiply(dx, by: noise, count: n * d) }
     }
 }

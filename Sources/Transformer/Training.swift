@@ -112,7 +112,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
 
 extension TransformerModel {
     /// Runs the model on `batch x length` token ids and returns the mean cross-entropy against
-    /// `targets` (-1 marks a position that does not count). With `dropoutSeed`, dropout is on.
+    /// `targets` (-1 marks a position that does not count). With `dropoutSeed` (a training step),
+    /// the training-only noise is on: dropout, and a mixture's router jitter.
     /// `forBackward` (a training step) lets the loss write its gradient over the logits as it
     /// goes, which saves `backward` two passes over them; `workspace` then holds no logits.
     @discardableResult
@@ -137,6 +138,10 @@ extension TransformerModel {
         let dropout = dropoutSeed != nil && c.dropout > 0 ? w.masks : nil
         if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, probability: c.dropout, seed: seed) }
         w.dropoutActive = dropout != nil
+        if let mixture = w.mixture {
+            mixture.jitterActive = dropoutSeed != nil && c.routerJitter > 0 && mixture.noise != nil
+            if mixture.jitterActive, let seed = dropoutSeed { mixture.fillNoise(jitter: c.routerJitter, seed: seed) }
+        }
 
         let heads = c.heads * c.headDim
         let buffers = { (i: Int) in

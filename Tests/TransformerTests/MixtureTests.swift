@@ -11,7 +11,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 
     static func make(_ name: String, activation: ModelConfig.Activation, experts: Int, k: Int, every: Int,
-                     normalize: Bool, bias: Bool = false) -> MixtureVariant {
+                     normalize: Bool, bias: Bool = false, jitter: Double = 0) -> MixtureVariant {
         var c = ModelConfig(vocabularySize: 13, contextLength: 8, dModel: 8, layers: 2, heads: 2, kvHeads: 1, dFF: 12)
         c.norm = .rmsnorm
         c.positions = .rope
@@ -24,6 +24,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
         c.moeEvery = every
         c.expertDFF = 6
         c.normalizeTopK = normalize
+        c.routerJitter = jitter
         // Larger than the defaults, so that finite differences see the router losses.
         c.routerAuxLossCoef = 0.3
         c.routerZLossCoef = 0.05
@@ -34,6 +35,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
         make("Mixtral: swiglu, 4 experts, top 2, renormalized, every block", activation: .swiglu, experts: 4, k: 2, every: 1, normalize: true),
         make("OLMoE-style: swiglu, 5 experts, top 2, raw weights", activation: .swiglu, experts: 5, k: 2, every: 1, normalize: false),
         make("gelu experts with biases, top 1 of 3, every second block", activation: .gelu, experts: 3, k: 1, every: 2, normalize: true, bias: true),
+        make("Mixtral with router jitter 0.2 (training noise on)", activation: .swiglu, experts: 4, k: 2, every: 1, normalize: true, jitter: 0.2),
     ]
 }
 
@@ -55,13 +57,16 @@ struct MixtureTests {
         let batch = 2, length = 6, (ids, targets) = Self.batch(7, count: batch * length)
         let w = try TrainingWorkspace(model: model, batch: batch, length: length)
         func routing() -> [Int32] { Array(UnsafeBufferPointer(start: w.mixture!.chosen.pointer, count: w.mixture!.chosen.count)) }
+        // Jitter is training noise: on with a seed (the same noise in every pass here).
+        let seed: UInt64? = c.routerJitter > 0 ? 99 : nil
         // The training loss: cross-entropy plus the router losses with their coefficients.
         let loss = { () throws -> Double in
-            let ce = Double(try model.forward(ids: ids, targets: targets, workspace: w))
+            let ce = Double(try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed))
             return ce + c.routerAuxLossCoef * w.routerAuxLoss + c.routerZLossCoef * w.routerZLoss
         }
-        _ = try model.forward(ids: ids, targets: targets, workspace: w, forBackward: true)
+        _ = try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed, forBackward: true)
         #expect(w.routerAuxLoss > 0.5 && w.routerZLoss > 0)
+        #expect(w.mixture!.jitterActive == (c.routerJitter > 0))
         let chosen = routing()
         w.gradients.zero()
         model.backward(workspace: w)
