@@ -33,6 +33,8 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Final learning rate.") var minLr = 2e-5
     @Option(help: "Warmup steps.") var warmup = 20
     @Option(help: "Longest example in tokens (longer ones are cut).") var maxSeqLength = 512
+    @Flag(help: "As mlx-lm: train on the final assistant turn of each conversation only (prompt/completion lines always train on the completion).")
+    var maskPrompt = false
     @Option(help: "Validate every N steps (0: only at the end).") var evalEvery = 100
     @Option(help: "Save the adapter every N steps (0: only at the end).") var saveEvery = 100
     @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -64,6 +66,7 @@ struct LoRACommand: ParsableCommand {
         dataOptions.template = template
         dataOptions.defaultSystem = defaultSystem
         dataOptions.maxLength = min(maxSeqLength, loaded.model.config.contextLength)
+        dataOptions.lastTurnOnly = maskPrompt
         let train = try FineTuneData.read(data + "/train.jsonl", tokenizer: loaded.tokenizer, options: dataOptions)
         let valid = FileManager.default.fileExists(atPath: data + "/valid.jsonl")
             ? try FineTuneData.read(data + "/valid.jsonl", tokenizer: loaded.tokenizer, options: dataOptions) : nil

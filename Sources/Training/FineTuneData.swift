@@ -16,6 +16,9 @@ public enum FineTuneData {
         public var defaultSystem: String?
         /// Train only on completions (prompt/completion lines).
         public var maskPrompt = true
+        /// mlx-lm's `--mask-prompt` for conversations: train on the final assistant turn only
+        /// (everything before it is the prompt).
+        public var lastTurnOnly = false
         /// Longer examples are cut to this many tokens.
         public var maxLength = 1024
         public init() {}
@@ -44,6 +47,12 @@ public enum FineTuneData {
                     c.messages.insert(Message(role: .system, content: system), at: 0)
                 }
                 (ids, mask) = try options.template.tokenize(c, with: tokenizer)
+                if options.lastTurnOnly, let last = mask.lastIndex(of: 1) {
+                    // The final assistant turn is the last run of trained tokens.
+                    var first = last
+                    while first > 0 && mask[first - 1] == 1 { first -= 1 }
+                    for i in 0..<first { mask[i] = 0 }
+                }
             } else if let prompt = record["prompt"]?.stringValue, let completion = record["completion"]?.stringValue {
                 let p = try tokenizer.encode(plainText: prompt), c = try tokenizer.encode(plainText: completion) + [turnEnd]
                 ids = p + c

@@ -102,24 +102,25 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try c.encode(tiedEmbeddings, forKey: .tiedEmbeddings)
         try c.encode(dropout, forKey: .dropout)
         try c.encode(initStd, forKey: .initStd)
-        // A dense model's config stays as it was; a mixture's names its fields.
-        guard experts > 0 else { return }
-        try c.encode(experts, forKey: .experts)
-        try c.encode(expertsPerToken, forKey: .expertsPerToken)
-        try c.encode(moeEvery, forKey: .moeEvery)
-        try c.encode(expertWidth, forKey: .expertDFF)
-        try c.encode(routerAuxLossCoef, forKey: .routerAuxLossCoef)
-        try c.encode(routerZLossCoef, forKey: .routerZLossCoef)
-        try c.encode(routerJitter, forKey: .routerJitter)
-        try c.encode(normalizeTopK, forKey: .normalizeTopK)
-        // A Mixtral-shaped mixture also describes itself as Hugging Face's config does, so that
-        // `MixtralForCausalLM.from_pretrained` loads the checkpoint directory as it is.
-        guard isMixtralCompatible else { return }
+        if experts > 0 {
+            try c.encode(experts, forKey: .experts)
+            try c.encode(expertsPerToken, forKey: .expertsPerToken)
+            try c.encode(moeEvery, forKey: .moeEvery)
+            try c.encode(expertWidth, forKey: .expertDFF)
+            try c.encode(routerAuxLossCoef, forKey: .routerAuxLossCoef)
+            try c.encode(routerZLossCoef, forKey: .routerZLossCoef)
+            try c.encode(routerJitter, forKey: .routerJitter)
+            try c.encode(normalizeTopK, forKey: .normalizeTopK)
+        }
+        // A Llama- or Mixtral-shaped model also describes itself as Hugging Face's config does,
+        // so that `LlamaForCausalLM` / `MixtralForCausalLM.from_pretrained` load the checkpoint
+        // directory as it is.
+        guard isLlamaCompatible || isMixtralCompatible else { return }
         var hf = encoder.container(keyedBy: HuggingFaceKeys.self)
-        try hf.encode("mixtral", forKey: .modelType)
-        try hf.encode(["MixtralForCausalLM"], forKey: .architectures)
+        try hf.encode(experts > 0 ? "mixtral" : "llama", forKey: .modelType)
+        try hf.encode([experts > 0 ? "MixtralForCausalLM" : "LlamaForCausalLM"], forKey: .architectures)
         try hf.encode(dModel, forKey: .hiddenSize)
-        try hf.encode(expertWidth, forKey: .intermediateSize)
+        try hf.encode(experts > 0 ? expertWidth : dFF, forKey: .intermediateSize)
         try hf.encode(layers, forKey: .hiddenLayers)
         try hf.encode(heads, forKey: .attentionHeads)
         try hf.encode(kvHeads, forKey: .keyValueHeads)
@@ -127,15 +128,26 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try hf.encode(normEps, forKey: .rmsNormEps)
         try hf.encode(tiedEmbeddings, forKey: .tieWordEmbeddings)
         try hf.encode("silu", forKey: .hiddenAct)
-        try hf.encode(true, forKey: .outputRouterLogits)
+        if experts > 0 {
+            try hf.encode(true, forKey: .outputRouterLogits)
+        } else {
+            try hf.encode(false, forKey: .attentionBias)
+            try hf.encode(false, forKey: .mlpBias)
+        }
     }
 
-    /// Hugging Face `MixtralConfig` fields TinyLM writes but does not read (its own names carry them).
+    /// Hugging Face `LlamaConfig`/`MixtralConfig` fields TinyLM writes but does not read (its own names carry them).
     private enum HuggingFaceKeys: String, CodingKey {
         case modelType = "model_type", architectures, hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
         case hiddenLayers = "num_hidden_layers", attentionHeads = "num_attention_heads", keyValueHeads = "num_key_value_heads"
         case maxPositions = "max_position_embeddings", rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
         case hiddenAct = "hidden_act", outputRouterLogits = "output_router_logits"
+        case attentionBias = "attention_bias", mlpBias = "mlp_bias"
+    }
+
+    /// Whether the model is what Hugging Face's Llama computes: RMSNorm, RoPE, SwiGLU, no biases.
+    public var isLlamaCompatible: Bool {
+        experts == 0 && norm == .rmsnorm && positions == .rope && activation == .swiglu && !bias
     }
 
     /// Whether the model is what Hugging Face's Mixtral computes: RMSNorm, RoPE, SwiGLU experts
@@ -271,7 +283,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(self) else { return Data() }
-        guard isMixtralCompatible, var text = String(data: data, encoding: .utf8) else { return data }
+        guard isLlamaCompatible || isMixtralCompatible, var text = String(data: data, encoding: .utf8) else { return data }
         // Hugging Face's config classes reject a whole number where they declare a float, and
         // JSONEncoder writes 0.0 as 0: give those fields their decimal point.
         for key in ["router_aux_loss_coef", "rms_norm_eps", "norm_eps", "rope_theta"] {

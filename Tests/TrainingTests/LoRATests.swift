@@ -69,4 +69,26 @@ struct LoRATests {
         try "{\"messages\": []}\n{\"nope\": 1}\n".write(toFile: folder + "/bad.jsonl", atomically: true, encoding: .utf8)
         #expect(throws: ChatError.self) { try FineTuneData.read(folder + "/bad.jsonl", tokenizer: tokenizer, options: options) }
     }
+
+    @Test("--mask-prompt (mlx-lm): a conversation trains on its final assistant turn only")
+    func maskPrompt() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
+        var generator = SyntheticToolData(seed: 8)
+        let conversation = generator.conversation(.followUp)
+        let folder = temporaryPath()
+        try ChatDatasets.writeOpenAI([conversation], to: folder + "/train.jsonl")
+        var options = FineTuneData.Options()
+        options.maxLength = 1024
+        let all = try FineTuneData.read(folder + "/train.jsonl", tokenizer: tokenizer, options: options)[0]
+        options.lastTurnOnly = true
+        let last = try FineTuneData.read(folder + "/train.jsonl", tokenizer: tokenizer, options: options)[0]
+        #expect(all.ids == last.ids)
+        let trainedAll = all.targets.filter { $0 >= 0 }, trainedLast = last.targets.filter { $0 >= 0 }
+        // Every assistant turn (calls included) trains without it; with it, one contiguous run at the end.
+        #expect(trainedLast.count < trainedAll.count && trainedAll.suffix(trainedLast.count) == trainedLast[...])
+        let firstTrained = last.targets.firstIndex { $0 >= 0 }!, lastTrained = last.targets.lastIndex { $0 >= 0 }!
+        #expect(last.targets[firstTrained...lastTrained].allSatisfy { $0 >= 0 })
+        let text = try tokenizer.decode(trainedLast)
+        #expect(text.contains(conversation.messages.last!.content), "\(text)")
+    }
 }
