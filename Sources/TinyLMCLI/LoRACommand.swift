@@ -29,6 +29,8 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Micro-batches per optimizer step (gradients accumulated).") var gradAccum = 1
     @Option(help: "Stop after this many validations without improvement (0: never).") var patience = 0
     @Flag(help: "At the end, report the loss on test.jsonl in --data.") var test = false
+    @Flag(help: "Continue the run saved in --adapter-path (same base, data and options); the result is bit-identical to an uninterrupted run.")
+    var resume = false
     @Option(help: "Peak learning rate.") var lr = 2e-4
     @Option(help: "Final learning rate.") var minLr = 2e-5
     @Option(help: "Warmup steps.") var warmup = 20
@@ -88,17 +90,33 @@ struct LoRACommand: ParsableCommand {
                                   data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
         let trainable = adapted.layout.gradientCount
         printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
+        let statePath = adapterPath + "/" + Trainer.stateFile
+        if resume {
+            guard FileManager.default.fileExists(atPath: statePath) else {
+                throw ValidationError("--resume: \(statePath) not found (the run saves it with the adapter)")
+            }
+            try trainer.restoreTrainableState(from: statePath)
+            printError("resuming at step \(trainer.state.step) of \(iters)")
+        }
+        /// The adapter files and the state to resume from, together.
+        func save() throws {
+            try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
+            try trainer.saveTrainableState(to: statePath)
+        }
         installInterruptHandler()
         try AtomicFile.createDirectory(adapterPath)
         let logPath = adapterPath + "/log.jsonl"
-        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw FileError.unwritable(path: logPath, reason: "cannot create the log") }
+        if !(resume && FileManager.default.fileExists(atPath: logPath)) {
+            guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw FileError.unwritable(path: logPath, reason: "cannot create the log") }
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         defer { try? log.close() }
+        try log.seekToEnd()
         func validate() throws -> Double? {
             guard let valid else { return nil }
             return try adapted.evaluate(examples: valid, batch: batch, length: options.sequenceLength, precision: precision)
         }
-        if let v = try validate() { printError(String(format: "step 0: validation loss %.4f", v)) }
+        if let v = try validate() { printError(String(format: "step %d: validation loss %.4f", trainer.state.step, v)) }
         let start = Date()
         var tokens = 0
         var bestValidation = Double.infinity, staleValidations = 0
@@ -108,8 +126,8 @@ struct LoRACommand: ParsableCommand {
                 break
             }
             if interruptRequested.load(ordering: .relaxed) {
-                try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
-                printError("interrupted at step \(trainer.state.step); adapter saved in \(adapterPath)")
+                try save()
+                printError("interrupted at step \(trainer.state.step); adapter saved in \(adapterPath) (continue with --resume)")
                 throw ExitCode(130)
             }
             let report = try trainer.step()
@@ -120,7 +138,7 @@ struct LoRACommand: ParsableCommand {
             if let validation {
                 if validation < bestValidation { bestValidation = validation; staleValidations = 0 } else { staleValidations += 1 }
             }
-            if saveEvery > 0 && step % saveEvery == 0 && step < iters { try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model) }
+            if saveEvery > 0 && step % saveEvery == 0 && step < iters { try save() }
             let elapsed = Date().timeIntervalSince(start)
             let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s", step, iters, report.loss,
                               validation.map { String(format: "%.4f", $0) } ?? "–", report.learningRate, Double(tokens) / elapsed)
@@ -129,7 +147,7 @@ struct LoRACommand: ParsableCommand {
             if let validation { entry += ", \"val_loss\": \(validation)" }
             log.write(Data((entry + "}\n").utf8))
         }
-        try PEFTAdapter.save(adapted, to: adapterPath, baseModel: model)
+        try save()
         print("wrote \(adapterPath): \(trainable) adapter parameters after \(trainer.state.step) steps (\(Int(Date().timeIntervalSince(start))) s)")
         if test {
             let examples = try FineTuneData.read(data + "/test.jsonl", tokenizer: loaded.tokenizer, options: dataOptions)

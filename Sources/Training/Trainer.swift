@@ -291,3 +291,71 @@ public final class Trainer {
         return trainer
     }
 }
+
+extension Trainer {
+    /// Writes an adapter run's resumable state to `path` (atomically): the trainable tensors,
+    /// their AdamW moments and the run state. The frozen base is not in it: a resumed run takes
+    /// it from where it came from.
+    public func saveTrainableState(to path: String) throws {
+        let run = SavedRun(options: options, state: state, adamStep: optimizer.step)
+        let encoded = String(decoding: try JSONEncoder().encode(run), as: UTF8.self)
+        let p = model.parameters.pointer
+        var entries: [Safetensors.Entry] = []
+        for t in model.layout.tensors {
+            guard let g = t.gradientOffset else { continue }
+            entries.append(Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: p + t.offset, count: t.count)))
+            entries.append(Safetensors.Entry(name: Trainer.firstMoment + t.name, shape: t.shape,
+                                             data: UnsafeBufferPointer(start: optimizer.m.pointer + g, count: t.count)))
+            entries.append(Safetensors.Entry(name: Trainer.secondMoment + t.name, shape: t.shape,
+                                             data: UnsafeBufferPointer(start: optimizer.v.pointer + g, count: t.count)))
+        }
+        try withExtendedLifetime((model, optimizer)) {
+            try Safetensors.write(entries, metadata: ["trainer_state": encoded], to: path)
+        }
+    }
+
+    /// Continues the adapter run saved at `path` in this trainer, made as the run's was (same
+    /// base, adapters, options and data): its trainable tensors, moments, step and data position.
+    /// The next steps are then bit-identical to the uninterrupted run's. Anything that does not
+    /// match — another tensor set, other options, other data — is refused before a value is read.
+    public func restoreTrainableState(from path: String) throws {
+        let file = try Safetensors.File(path: path)
+        guard let runText = file.metadata["trainer_state"],
+              let run = try? JSONDecoder().decode(SavedRun.self, from: Data(runText.utf8)) else {
+            throw TrainingError.resume(path: path, reason: "the trainer state is missing or unreadable")
+        }
+        var saved = run.options, current = options
+        saved.steps = 0
+        current.steps = 0
+        guard saved == current else {
+            throw TrainingError.resume(path: path, reason: "the run was made with other options (learning rate, batch, schedule, seed or precision)")
+        }
+        guard run.state.dataSHA256 == state.dataSHA256 else {
+            throw TrainingError.resume(path: path, reason: "the training data differs from the run's (its tokens hash differently)")
+        }
+        var expected: [String: [Int]] = [:]
+        for t in model.layout.tensors where t.trainable {
+            for name in [t.name, Trainer.firstMoment + t.name, Trainer.secondMoment + t.name] { expected[name] = t.shape }
+        }
+        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            guard let shape = expected[name] else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' is not part of this run (other adapters or targets)")
+            }
+            guard shape == info.shape else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' has shape \(info.shape), the run needs \(shape)")
+            }
+        }
+        if let missing = expected.keys.sorted().first(where: { file.tensors[$0] == nil }) {
+            throw TrainingError.resume(path: path, reason: "tensor '\(missing)' is missing")
+        }
+        for t in model.layout.tensors {
+            guard let g = t.gradientOffset else { continue }
+            try file.read(t.name, shape: t.shape, into: model.parameters.pointer + t.offset)
+            try file.read(Trainer.firstMoment + t.name, shape: t.shape, into: optimizer.m.pointer + g)
+            try file.read(Trainer.secondMoment + t.name, shape: t.shape, into: optimizer.v.pointer + g)
+        }
+        optimizer.step = run.adamStep
+        state = run.state
+        data.position = run.state.rngState
+    }
+}

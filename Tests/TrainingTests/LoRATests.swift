@@ -91,4 +91,42 @@ struct LoRATests {
         let text = try tokenizer.decode(trainedLast)
         #expect(text.contains(conversation.messages.last!.content), "\(text)")
     }
+
+    @Test("an adapter run resumed from its saved state is bit-identical to the uninterrupted run; a mismatched run is refused")
+    func resume() throws {
+        let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
+        var generator = SyntheticToolData(seed: 5)
+        let folder = temporaryPath()
+        try ChatDatasets.writeOpenAI(generator.conversations(24).map { Conversation(messages: $0.messages, tools: []) }, to: folder + "/train.jsonl")
+        var dataOptions = FineTuneData.Options()
+        dataOptions.maxLength = 96
+        let train = try FineTuneData.read(folder + "/train.jsonl", tokenizer: tokenizer, options: dataOptions)
+        var options = TrainingOptions()
+        options.steps = 8; options.batch = 2; options.sequenceLength = 96; options.weightDecay = 0; options.spikeFactor = 0
+        options.schedule = LearningRateSchedule(maxLR: 5e-3, minLR: 5e-4, warmup: 2, total: 8)
+        let base = try base()
+        func trainer() throws -> Trainer {
+            let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: 4, alpha: 8), seed: 7)
+            return try Trainer(model: model, options: options, data: try MaskedExamples(examples: train, vocabularySize: 4096, seed: 3), validation: nil)
+        }
+        let straight = try trainer()
+        for _ in 0..<8 { _ = try straight.step() }
+        let first = try trainer()
+        for _ in 0..<5 { _ = try first.step() }
+        let path = folder + "/trainer_state.safetensors"
+        try first.saveTrainableState(to: path)
+        let resumed = try trainer()
+        try resumed.restoreTrainableState(from: path)
+        #expect(resumed.state.step == 5)
+        for _ in 0..<3 { _ = try resumed.step() }
+        #expect(resumed.model.parameters.array == straight.model.parameters.array)
+        #expect(resumed.optimizer.m.array == straight.optimizer.m.array && resumed.optimizer.v.array == straight.optimizer.v.array)
+        // Another learning rate, or other adapters, cannot continue this run.
+        options.schedule = LearningRateSchedule(maxLR: 1e-3, minLR: 5e-4, warmup: 2, total: 8)
+        #expect(throws: TrainingError.self) { try trainer().restoreTrainableState(from: path) }
+        options.schedule = LearningRateSchedule(maxLR: 5e-3, minLR: 5e-4, warmup: 2, total: 8)
+        let other = try Trainer(model: try TransformerModel.adapting(base, with: AdapterConfig(rank: 2, alpha: 8), seed: 7), options: options,
+                                data: try MaskedExamples(examples: train, vocabularySize: 4096, seed: 3), validation: nil)
+        #expect(throws: TrainingError.self) { try other.restoreTrainableState(from: path) }
+    }
 }
