@@ -138,6 +138,8 @@ struct SynthTools: ParsableCommand {
     @Option(help: "The JSONL file to write.") var out: String
     @Flag(help: "Word the requests with the held-out quarter of the templates (never in training data): an evaluation set.")
     var heldOut = false
+    @Flag(help: "Also other domains' tools: calls to made-up functions listed among others, and requests none of the listed tools can serve (answered without a call).")
+    var otherTools = false
 
     func validate() throws { try OptionDomain.count(count, "count", max: 200_000) }
 
@@ -145,6 +147,7 @@ struct SynthTools: ParsableCommand {
         guard count > 0 else { throw ValidationError("--count must be positive") }
         var generator = SyntheticToolData(seed: seed)
         generator.heldOutPhrasings = heldOut
+        generator.otherTools = otherTools
         let conversations = generator.conversations(count)
         try ChatDatasets.writeOpenAI(conversations, to: out)
         let calls = conversations.filter { $0.messages.contains { !$0.toolCalls.isEmpty } }.count

@@ -177,7 +177,11 @@ struct TemplateTests {
 
     @Test("synthetic data is deterministic per seed, varied, and uses every tool with real results")
     func synthetic() {
+        // By default only the built-in tools; with `otherTools`, other domains' too.
+        var plain = SyntheticToolData(seed: 9)
+        #expect(Set(plain.conversations(300).flatMap { $0.messages.flatMap { $0.toolCalls.map(\.name) } }) == ["calculator", "current_time", "unit_convert"])
         var a = SyntheticToolData(seed: 9), b = SyntheticToolData(seed: 9), c = SyntheticToolData(seed: 10)
+        a.otherTools = true; b.otherTools = true; c.otherTools = true
         let x = a.conversations(300), y = b.conversations(300), z = c.conversations(300)
         #expect(x == y)
         #expect(x != z)
