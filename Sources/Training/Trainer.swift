@@ -197,13 +197,7 @@ public final class Trainer {
         for t in model.layout.tensors {
             entries.append(Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: p + t.offset, count: t.count)))
         }
-        for t in model.layout.tensors {
-            guard let g = t.gradientOffset else { continue }
-            entries.append(Safetensors.Entry(name: Trainer.firstMoment + t.name, shape: t.shape,
-                                             data: UnsafeBufferPointer(start: optimizer.m.pointer + g, count: t.count)))
-            entries.append(Safetensors.Entry(name: Trainer.secondMoment + t.name, shape: t.shape,
-                                             data: UnsafeBufferPointer(start: optimizer.v.pointer + g, count: t.count)))
-        }
+        entries += momentEntries()
         try withExtendedLifetime((model, optimizer)) {
             try Safetensors.write(entries, metadata: ["trainer_state": encoded, "config": String(decoding: model.config.encoded(), as: UTF8.self)],
                                   to: directory + "/" + Trainer.stateFile)
@@ -218,6 +212,30 @@ public final class Trainer {
             throw TrainingError.resume(path: directory, reason: "the run stopped before its first checkpoint, so there is nothing to resume: start it again without --resume")
         }
         throw TrainingError.resume(path: directory, reason: "no \(stateFile) (not a training checkpoint)")
+    }
+
+    /// The AdamW moments of the trainable tensors, by name (views of the optimizer's buffers).
+    func momentEntries() -> [Safetensors.Entry] {
+        model.layout.tensors.compactMap { t in t.gradientOffset.map { (t, $0) } }.flatMap { t, g in [
+            Safetensors.Entry(name: Trainer.firstMoment + t.name, shape: t.shape, data: UnsafeBufferPointer(start: optimizer.m.pointer + g, count: t.count)),
+            Safetensors.Entry(name: Trainer.secondMoment + t.name, shape: t.shape, data: UnsafeBufferPointer(start: optimizer.v.pointer + g, count: t.count)),
+        ] }
+    }
+
+    /// Throws unless `file` holds exactly the `expected` tensors (by name and shape); `whose`
+    /// says what a stray tensor is not part of.
+    static func checkTensors(of file: Safetensors.File, at path: String, expected: [String: [Int]], whose: String) throws {
+        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            guard let shape = expected[name] else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' is not part of \(whose)")
+            }
+            guard shape == info.shape else {
+                throw TrainingError.resume(path: path, reason: "tensor '\(name)' has shape \(info.shape), the model needs \(shape)")
+            }
+        }
+        if let missing = expected.keys.sorted().first(where: { file.tensors[$0] == nil }) {
+            throw TrainingError.resume(path: path, reason: "tensor '\(missing)' is missing")
+        }
     }
 
     /// Name prefixes of the AdamW moments in the state file.
@@ -259,17 +277,7 @@ public final class Trainer {
                 expected[secondMoment + t.name] = t.shape
             }
         }
-        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
-            guard let shape = expected[name] else {
-                throw TrainingError.resume(path: path, reason: "tensor '\(name)' is not part of this model (the state was written for another model or version)")
-            }
-            guard shape == info.shape else {
-                throw TrainingError.resume(path: path, reason: "tensor '\(name)' has shape \(info.shape), the model needs \(shape)")
-            }
-        }
-        if let missing = expected.keys.sorted().first(where: { file.tensors[$0] == nil }) {
-            throw TrainingError.resume(path: path, reason: "tensor '\(missing)' is missing")
-        }
+        try checkTensors(of: file, at: path, expected: expected, whose: "this model (the state was written for another model or version)")
         try MemoryBudget.check(floats: 3 * layout.count, what: "the model and its optimizer state")
         let parameters = FloatBuffer(count: layout.count)
         for t in layout.tensors { try file.read(t.name, shape: t.shape, into: parameters.pointer + t.offset) }
@@ -301,14 +309,10 @@ extension Trainer {
         let encoded = String(decoding: try JSONEncoder().encode(run), as: UTF8.self)
         let p = model.parameters.pointer
         var entries: [Safetensors.Entry] = []
-        for t in model.layout.tensors {
-            guard let g = t.gradientOffset else { continue }
+        for t in model.layout.tensors where t.trainable {
             entries.append(Safetensors.Entry(name: t.name, shape: t.shape, data: UnsafeBufferPointer(start: p + t.offset, count: t.count)))
-            entries.append(Safetensors.Entry(name: Trainer.firstMoment + t.name, shape: t.shape,
-                                             data: UnsafeBufferPointer(start: optimizer.m.pointer + g, count: t.count)))
-            entries.append(Safetensors.Entry(name: Trainer.secondMoment + t.name, shape: t.shape,
-                                             data: UnsafeBufferPointer(start: optimizer.v.pointer + g, count: t.count)))
         }
+        entries += momentEntries()
         try withExtendedLifetime((model, optimizer)) {
             try Safetensors.write(entries, metadata: ["trainer_state": encoded], to: path)
         }
@@ -337,17 +341,7 @@ extension Trainer {
         for t in model.layout.tensors where t.trainable {
             for name in [t.name, Trainer.firstMoment + t.name, Trainer.secondMoment + t.name] { expected[name] = t.shape }
         }
-        for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
-            guard let shape = expected[name] else {
-                throw TrainingError.resume(path: path, reason: "tensor '\(name)' is not part of this run (other adapters or targets)")
-            }
-            guard shape == info.shape else {
-                throw TrainingError.resume(path: path, reason: "tensor '\(name)' has shape \(info.shape), the run needs \(shape)")
-            }
-        }
-        if let missing = expected.keys.sorted().first(where: { file.tensors[$0] == nil }) {
-            throw TrainingError.resume(path: path, reason: "tensor '\(missing)' is missing")
-        }
+        try Trainer.checkTensors(of: file, at: path, expected: expected, whose: "this run (other adapters or targets)")
         for t in model.layout.tensors {
             guard let g = t.gradientOffset else { continue }
             try file.read(t.name, shape: t.shape, into: model.parameters.pointer + t.offset)
