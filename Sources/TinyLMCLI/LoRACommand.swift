@@ -24,6 +24,7 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Comma-separated projections: q,k,v,o,gate,up,down (default all of them); experts adds a mixture of experts' expert matrices.") var targets = AdapterConfig.allTargets.joined(separator: ",")
     @Option(help: "Adapt only the last N blocks.") var numLayers: Int?
     @Flag(help: "rsLoRA: scale alpha / √rank.") var rsLora = false
+    @Option(help: "Dropout on the adapters' input in training (PEFT's lora_dropout).") var dropout = 0.0
     @Option(help: "Optimizer steps.") var iters = 600
     @Option(help: "Examples per micro-batch.") var batch = 4
     @Option(help: "Micro-batches per optimizer step (gradients accumulated).") var gradAccum = 1
@@ -47,6 +48,7 @@ struct LoRACommand: ParsableCommand {
     func validate() throws {
         try OptionDomain.count(rank, "rank", max: 1024)
         try OptionDomain.number(alpha, "alpha", 0...1e6, openLower: true)
+        try OptionDomain.number(dropout, "dropout", 0...0.99)
         try OptionDomain.count(numLayers, "num-layers", max: 1024)
         try OptionDomain.count(iters, "iters", max: 1 << 30)
         try OptionDomain.count(batch, "batch", max: 4096)
@@ -73,8 +75,9 @@ struct LoRACommand: ParsableCommand {
         let valid = FileManager.default.fileExists(atPath: data + "/valid.jsonl")
             ? try FineTuneData.read(data + "/valid.jsonl", tokenizer: loaded.tokenizer, options: dataOptions) : nil
         let length = min(dataOptions.maxLength, train.map(\.ids.count).max() ?? 2)
-        let adapters = AdapterConfig(rank: rank, alpha: alpha, targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+        var adapters = AdapterConfig(rank: rank, alpha: alpha, targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
                                      lastLayers: numLayers, rankStabilized: rsLora)
+        adapters.dropout = dropout
         let adapted = try TransformerModel.adapting(loaded.model, with: adapters, seed: seed)
         var options = TrainingOptions()
         options.steps = iters

@@ -16,7 +16,7 @@ public enum PEFTAdapter {
     static let expertModules = ["w1", "w2", "w3"]
 
     /// Writes the adapters of `model` into `directory`.
-    public static func save(_ model: TransformerModel, to directory: String, baseModel: String, dropout: Double = 0) throws {
+    public static func save(_ model: TransformerModel, to directory: String, baseModel: String) throws {
         guard let adapters = model.adapters else { throw TransformerError.checkpoint(path: directory, reason: "the model has no adapters") }
         try AtomicFile.createDirectory(directory)
         let p = model.parameters.pointer
@@ -27,7 +27,7 @@ public enum PEFTAdapter {
         let entries = tensors.map { Safetensors.Entry(name: prefix + $0.name, shape: $0.shape, data: UnsafeBufferPointer(start: p + $0.offset, count: $0.count)) }
         try withExtendedLifetime(model) { try Safetensors.write(entries, metadata: ["format": "pt"], to: directory + "/" + weightsFile) }
         var config: [String: Any] = [
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapters.rank, "lora_alpha": adapters.alpha, "lora_dropout": dropout,
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapters.rank, "lora_alpha": adapters.alpha, "lora_dropout": adapters.dropout,
             "target_modules": adapters.targets.flatMap { $0 == "experts" ? expertModules : modules[$0].map { [$0] } ?? [] }.sorted(), "bias": "none", "use_rslora": adapters.rankStabilized,
             "fan_in_fan_out": false, "base_model_name_or_path": baseModel, "inference_mode": true,
         ]
@@ -64,6 +64,7 @@ public enum PEFTAdapter {
             return short
         }.filter { seen.insert($0).inserted }
         var config = AdapterConfig(rank: rank, alpha: alpha, targets: targets, rankStabilized: json["use_rslora"] as? Bool ?? false)
+        if let dropout = json["lora_dropout"] as? Double, dropout >= 0, dropout < 1 { config.dropout = dropout }
         if let layers = json["layers_to_transform"] as? [Int], !layers.isEmpty {
             guard layers == Array((base.config.layers - layers.count)..<base.config.layers) else {
                 throw TransformerError.invalidConfig(source: configPath, field: "layers_to_transform", reason: "only the last N layers are supported")

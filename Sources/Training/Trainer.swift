@@ -99,6 +99,7 @@ public final class Trainer {
             fill(micro)
             // Training noise (dropout, router jitter) from a seed per micro-batch.
             let noisy = model.config.dropout > 0 || (model.config.experts > 0 && model.config.routerJitter > 0)
+                || (model.adapters?.dropout ?? 0) > 0
             let dropoutSeed: UInt64? = noisy ? options.seed ^ UInt64(step * options.accumulation + micro + 1) &* 0xD1B5_4A32_D192_ED03 : nil
             lossSum += try model.forward(ids: ids, targets: targets, workspace: workspace, dropoutSeed: dropoutSeed,
                                          forBackward: true, pool: pool)

@@ -22,6 +22,7 @@ struct BlockBuffers {
     var attentionMask: UnsafePointer<Float>?      // (rows, d) dropout on the attention branch
     var mlpMask: UnsafePointer<Float>?            // (rows, d) dropout on the MLP branch
     var mixture: MixtureBuffers? = nil            // a mixture block's routing state (mlpIn, mlpAct then hold (rows k, ·))
+    var adapterNoise: UInt64? = nil               // training noise for the adapters' dropout
 }
 
 /// Which keys a block's queries see.
@@ -47,7 +48,7 @@ extension TransformerModel {
             normForward(b.x, layer.norm1, into: b.norm1, mean: b.norm1Mean, rstd: b.norm1Rstd, rows: n, pool: pool)
         }
         Profiler.measure("qkv") {
-            layer.qkv.forward(b.norm1, rows: n, into: b.qkv, parameters: p, precision: precision, pool: pool)
+            layer.qkv.forward(b.norm1, rows: n, into: b.qkv, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
         }
         switch span {
         case let .sequences(batch, t):
@@ -62,7 +63,7 @@ extension TransformerModel {
                                    att: b.attention, probs: b.probs, pool: pool)
         }
         Profiler.measure("attention out") {
-            layer.out.forward(b.attention, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool)
+            layer.out.forward(b.attention, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
         }
         if let mask = b.attentionMask { multiply(b.branch, by: mask, count: n * d) }
         Profiler.measure("residual") { add(b.x, b.branch, into: b.mid, count: n * d) }
@@ -72,10 +73,10 @@ extension TransformerModel {
         }
         if let mixture = layer.mixture, let routing = b.mixture {
             mixtureForward(mixture, x: b.norm2, into: b.branch, hidden: b.mlpIn, act: b.mlpAct, routing, rows: n,
-                           precision: precision, pool: pool)
+                           precision: precision, pool: pool, adapterNoise: b.adapterNoise)
         } else {
             Profiler.measure("mlp up") {
-                layer.up.forward(b.norm2, rows: n, into: b.mlpIn, parameters: p, precision: precision, pool: pool)
+                layer.up.forward(b.norm2, rows: n, into: b.mlpIn, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
             }
             Profiler.measure("activation") {
                 if c.activation == .swiglu {
@@ -85,7 +86,7 @@ extension TransformerModel {
                 }
             }
             Profiler.measure("mlp down") {
-                layer.down.forward(b.mlpAct, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool)
+                layer.down.forward(b.mlpAct, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
             }
         }
         if let mask = b.mlpMask { multiply(b.branch, by: mask, count: n * d) }

@@ -47,7 +47,8 @@ public struct Linear: Sendable, Equatable {
     @inline(__always)
     public func forward(
         _ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
-        parameters p: UnsafePointer<Float>, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
+        parameters p: UnsafePointer<Float>, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared,
+        noise: UInt64? = nil
     ) {
         if let blocks {
             blocks.multiply(x, rows: rows, into: out, ldc: outFeatures, bias: bias.map { p + $0 }, precision: precision, pool: pool)
@@ -57,7 +58,7 @@ public struct Linear: Sendable, Equatable {
         }
         for adapter in adapters {
             adapter.forward(x, rows: rows, inFeatures: inFeatures, into: out, ldc: outFeatures, parameters: p,
-                            precision: precision, pool: pool)
+                            precision: precision, pool: pool, noise: noise)
         }
     }
 
@@ -70,7 +71,7 @@ public struct Linear: Sendable, Equatable {
         dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false,
         parameters p: UnsafePointer<Float>, gradients g: UnsafeMutablePointer<Float>?,
         computeWeightGradient: Bool = true, alpha: Float = 1,
-        precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
+        precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared, noise: UInt64? = nil
     ) {
         if let dx, let blocks {
             blocks.multiplyTransposed(dy, rows: rows, ldy: outFeatures, alpha: alpha, into: dx, accumulate: accumulate,
@@ -81,7 +82,8 @@ public struct Linear: Sendable, Equatable {
         }
         for adapter in adapters {
             adapter.backward(dy, ldy: outFeatures, x: x, rows: rows, inFeatures: inFeatures, dx: dx, parameters: p,
-                             gradients: computeWeightGradient ? g : nil, alpha: alpha, precision: precision, pool: pool)
+                             gradients: computeWeightGradient ? g : nil, alpha: alpha, precision: precision, pool: pool,
+                             noise: noise)
         }
         guard computeWeightGradient, let g, let weightGradient else { return }
         gemm(precision, .transposed, .none, m: outFeatures, n: inFeatures, k: rows, alpha: alpha, a: dy, lda: outFeatures,
@@ -105,6 +107,8 @@ public struct LowRankAdapter: Sendable, Equatable {
     public var b: Int
     public var aGradient: Int?
     public var bGradient: Int?
+    /// Dropout on the adapter's input in training (PEFT's `lora_dropout`): `B A dropout(x)`.
+    public var dropout: Float = 0
 
     public init(outputs: Range<Int>, rank: Int, scale: Float, a: Int, b: Int, aGradient: Int? = nil, bGradient: Int? = nil) {
         self.outputs = outputs
@@ -116,13 +120,40 @@ public struct LowRankAdapter: Sendable, Equatable {
         self.bGradient = bGradient
     }
 
-    /// `out[:, outputs] += scale · (x·Aᵀ)·Bᵀ` (`out` rows `ldc` apart).
+    /// The dropout mask's value at element `i` of the input for training noise `seed`: 0 with
+    /// probability `dropout`, else `1 / (1 - dropout)`. Counter-based (a hash of the seed, this
+    /// adapter's place and `i`), so backward recomputes the forward's mask instead of keeping it.
+    @inline(__always)
+    func mask(_ i: Int, seed: UInt64) -> Float {
+        var z = seed &+ UInt64(a) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &* 0xD1B5_4A32_D192_ED03
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(z >> 40) * 0x1p-24 < dropout ? 0 : 1 / (1 - dropout)
+    }
+
+    /// `x ⊙ mask` into `out` (`count` values).
+    func applyMask(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int, seed: UInt64, pool: ThreadPool) {
+        pool.parallelRanges(count, costPerItem: 16) { range, _ in
+            for i in range { out[i] = x[i] * mask(i, seed: seed) }
+        }
+    }
+
+    /// `out[:, outputs] += scale · (x·Aᵀ)·Bᵀ` (`out` rows `ldc` apart); with training `noise`
+    /// and `dropout > 0`, `x` goes through the dropout mask first.
     func forward(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
-                 parameters p: UnsafePointer<Float>, precision: MatmulPrecision, pool: ThreadPool) {
+                 parameters p: UnsafePointer<Float>, precision: MatmulPrecision, pool: ThreadPool, noise: UInt64? = nil) {
         let r = rank, m = outputs.count
-        Scratch.withFloats(rows * r) { u in
+        let masked = dropout > 0 ? noise : nil
+        Scratch.withFloats(rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
+            let u = scratch
+            var input = x
+            if let seed = masked {
+                applyMask(x, into: scratch + rows * r, count: rows * inFeatures, seed: seed, pool: pool)
+                input = UnsafePointer(scratch + rows * r)
+            }
             // u = x·Aᵀ   (rows, r)
-            gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: x, lda: inFeatures, b: p + a, ldb: inFeatures,
+            gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: input, lda: inFeatures, b: p + a, ldb: inFeatures,
                  beta: 0, c: u, ldc: r, pool: pool)
             // out[:, outputs] += scale · u·Bᵀ
             gemm(precision, .none, .transposed, m: rows, n: m, k: r, alpha: scale, a: u, lda: r, b: p + b, ldb: r,
@@ -132,29 +163,45 @@ public struct LowRankAdapter: Sendable, Equatable {
 
     /// For an output gradient `alpha · dy` (rows `ldy` apart): `dx += alpha scale (dy·B)·A`, and
     /// when `gradients` is given and the adapter trains, `dB += alpha scale dyᵀ·(x·Aᵀ)`,
-    /// `dA += alpha scale (dy·B)ᵀ·x`.
+    /// `dA += alpha scale (dy·B)ᵀ·x` — with the forward's dropout mask on `x` and on the
+    /// adapter's part of `dx` when `noise` is given.
     func backward(_ dy: UnsafePointer<Float>, ldy: Int, x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                   dx: UnsafeMutablePointer<Float>?, parameters p: UnsafePointer<Float>, gradients g: UnsafeMutablePointer<Float>?,
-                  alpha: Float, precision: MatmulPrecision, pool: ThreadPool) {
+                  alpha: Float, precision: MatmulPrecision, pool: ThreadPool, noise: UInt64? = nil) {
         let r = rank, m = outputs.count, s = alpha * scale
         let dyOut = dy + outputs.lowerBound
-        Scratch.withFloats(2 * rows * r) { scratch in
-            let u = scratch, t = scratch + rows * r
+        let masked = dropout > 0 ? noise : nil
+        Scratch.withFloats(2 * rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
+            let u = scratch, t = scratch + rows * r, wide = scratch + 2 * rows * r
             // t = dy[:, outputs]·B   (rows, r)
             gemm(precision, .none, .none, m: rows, n: r, k: m, a: dyOut, lda: ldy, b: p + b, ldb: r, beta: 0, c: t, ldc: r, pool: pool)
             if let dx {
-                gemm(precision, .none, .none, m: rows, n: inFeatures, k: r, alpha: s, a: t, lda: r, b: p + a, ldb: inFeatures,
-                     beta: 1, c: dx, ldc: inFeatures, pool: pool)
+                if let seed = masked {
+                    // The adapter's input gradient goes back through the mask: into scratch, masked, added.
+                    gemm(precision, .none, .none, m: rows, n: inFeatures, k: r, alpha: s, a: t, lda: r, b: p + a, ldb: inFeatures,
+                         beta: 0, c: wide, ldc: inFeatures, pool: pool)
+                    pool.parallelRanges(rows * inFeatures, costPerItem: 16) { range, _ in
+                        for i in range { dx[i] += wide[i] * mask(i, seed: seed) }
+                    }
+                } else {
+                    gemm(precision, .none, .none, m: rows, n: inFeatures, k: r, alpha: s, a: t, lda: r, b: p + a, ldb: inFeatures,
+                         beta: 1, c: dx, ldc: inFeatures, pool: pool)
+                }
             }
             guard let g else { return }
+            var input = x
+            if let seed = masked {
+                applyMask(x, into: wide, count: rows * inFeatures, seed: seed, pool: pool)
+                input = UnsafePointer(wide)
+            }
             if let bGradient {
-                gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: x, lda: inFeatures, b: p + a, ldb: inFeatures,
+                gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: input, lda: inFeatures, b: p + a, ldb: inFeatures,
                      beta: 0, c: u, ldc: r, pool: pool)
                 gemm(precision, .transposed, .none, m: m, n: r, k: rows, alpha: s, a: dyOut, lda: ldy, b: u, ldb: r,
                      beta: 1, c: g + bGradient, ldc: r, pool: pool)
             }
             if let aGradient {
-                gemm(precision, .transposed, .none, m: r, n: inFeatures, k: rows, alpha: s, a: t, lda: r, b: x, ldb: inFeatures,
+                gemm(precision, .transposed, .none, m: r, n: inFeatures, k: rows, alpha: s, a: t, lda: r, b: input, ldb: inFeatures,
                      beta: 1, c: g + aGradient, ldc: inFeatures, pool: pool)
             }
         }

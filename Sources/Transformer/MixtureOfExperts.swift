@@ -165,7 +165,7 @@ extension TransformerModel {
     func mixtureForward(
         _ mixture: ParameterLayout.Mixture, x: UnsafePointer<Float>, into branch: UnsafeMutablePointer<Float>,
         hidden: UnsafeMutablePointer<Float>, act: UnsafeMutablePointer<Float>, _ b: MixtureBuffers, rows n: Int,
-        precision: MatmulPrecision, pool: ThreadPool
+        precision: MatmulPrecision, pool: ThreadPool, adapterNoise: UInt64? = nil
     ) {
         let c = config, p = parameters.pointer, k = c.expertsPerToken, d = c.dModel
         // Mixtral's jitter (training): router and experts see the input times noise near 1.
@@ -191,14 +191,14 @@ extension TransformerModel {
                 let start = Int(b.starts[expert]), count = Int(b.starts[expert + 1]) - start
                 guard count > 0 else { continue }   // decoding reads only the chosen experts' weights
                 layer.up.forward(b.gathered + start * d, rows: count, into: hidden + start * inDim, parameters: p,
-                                 precision: precision, pool: pool)
+                                 precision: precision, pool: pool, noise: adapterNoise)
                 if c.activation == .swiglu {
                     swigluForward(hidden + start * inDim, into: act + start * width, rows: count, dim: width, pool: pool)
                 } else {
                     geluForward(hidden + start * inDim, into: act + start * width, count: count * width, pool: pool)
                 }
                 layer.down.forward(act + start * width, rows: count, into: b.outputs + start * d, parameters: p,
-                                   precision: precision, pool: pool)
+                                   precision: precision, pool: pool, noise: adapterNoise)
             }
             // The weighted sum per token, slots in order.
             pool.parallelRanges(n, costPerItem: k * d) { range, _ in
@@ -257,7 +257,7 @@ extension TransformerModel {
         hidden: UnsafePointer<Float>, act: UnsafePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
         dAct: UnsafeMutablePointer<Float>, _ b: MixtureBuffers, rows n: Int, dx: UnsafeMutablePointer<Float>,
         gradients g: UnsafeMutablePointer<Float>, pooledCounts: [Double], pooledRows: Int, auxScale: Float, zScale: Float,
-        precision: MatmulPrecision, pool: ThreadPool
+        precision: MatmulPrecision, pool: ThreadPool, adapterNoise: UInt64? = nil
     ) {
         let c = config, p = parameters.pointer, e = c.experts, k = c.expertsPerToken, d = c.dModel
         let inDim = c.expertInDim, width = c.expertWidth
@@ -285,7 +285,7 @@ extension TransformerModel {
             let start = Int(b.starts[expert]), count = Int(b.starts[expert + 1]) - start
             guard count > 0 else { continue }
             layer.down.backward(dOut + start * d, x: act + start * width, rows: count, dx: dAct + start * width,
-                                parameters: p, gradients: g, precision: precision, pool: pool)
+                                parameters: p, gradients: g, precision: precision, pool: pool, noise: adapterNoise)
             if c.activation == .swiglu {
                 swigluBackward(dAct + start * width, gateUp: hidden + start * inDim, into: dHidden + start * inDim,
                                rows: count, dim: width, pool: pool)
@@ -295,7 +295,7 @@ extension TransformerModel {
             }
             // Each slot's input gradient replaces its output gradient (no longer needed).
             layer.up.backward(dHidden + start * inDim, x: b.gathered + start * d, rows: count, dx: dOut + start * d,
-                              parameters: p, gradients: g, precision: precision, pool: pool)
+                              parameters: p, gradients: g, precision: precision, pool: pool, noise: adapterNoise)
         }
         // dx per token: its slots' input gradients, in slot order.
         pool.parallelRanges(n, costPerItem: k * d) { range, _ in

@@ -202,8 +202,10 @@ public struct ParameterLayout: Sendable {
                     guard adapters.targets.contains(part.target) else { continue }
                     let (a, ga) = tensor(p + part.name + ".lora_A.weight", [adapters.rank, linear.inFeatures], .adapter)
                     let (b, gb) = tensor(p + part.name + ".lora_B.weight", [part.rows, adapters.rank], .adapter)
-                    linear.adapters.append(LowRankAdapter(outputs: start..<(start + part.rows), rank: adapters.rank,
-                                                          scale: adapters.scale, a: a, b: b, aGradient: ga, bGradient: gb))
+                    var adapter = LowRankAdapter(outputs: start..<(start + part.rows), rank: adapters.rank,
+                                                 scale: adapters.scale, a: a, b: b, aGradient: ga, bGradient: gb)
+                    adapter.dropout = Float(adapters.dropout)
+                    linear.adapters.append(adapter)
                 }
             }
             adapt(&layers[i].qkv, [("q", "self_attn.q_proj", c.heads * hd), ("k", "self_attn.k_proj", c.kvHeads * hd),
@@ -267,6 +269,8 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
     public var lastLayers: Int?
     /// rsLoRA: scale by `alpha / √rank` instead of `alpha / rank`.
     public var rankStabilized = false
+    /// Dropout on the adapters' input in training (PEFT's `lora_dropout`).
+    public var dropout = 0.0
 
     public init(rank: Int, alpha: Double, targets: [String] = AdapterConfig.allTargets, lastLayers: Int? = nil,
                 rankStabilized: Bool = false) {
@@ -296,5 +300,6 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
         try check(!targets.isEmpty, "targets", "must name at least one projection")
         for t in targets { try check(AdapterConfig.validTargets.contains(t), "targets", "'\(t)' is not one of \(AdapterConfig.validTargets.joined(separator: ", "))") }
         try check((lastLayers ?? 1) > 0, "num_layers", "must be positive")
+        try check(dropout >= 0 && dropout < 1, "dropout", "must be in [0, 1), got \(dropout)")
     }
 }

@@ -40,6 +40,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
     var logitsHoldGradients = false
     /// Whether the last forward applied dropout masks (backward then applies the same).
     var dropoutActive = false
+    /// The adapters' dropout noise of the last forward (backward recomputes the same masks).
+    var adapterNoise: UInt64?
     /// The mixture blocks' load-balancing loss and router z-loss in the last forward (0 for a
     /// dense model); training adds them, times their coefficients, to the loss.
     public internal(set) var routerAuxLoss = 0.0, routerZLoss = 0.0
@@ -138,6 +140,7 @@ extension TransformerModel {
         let dropout = dropoutSeed != nil && c.dropout > 0 ? w.masks : nil
         if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, probability: c.dropout, seed: seed) }
         w.dropoutActive = dropout != nil
+        w.adapterNoise = (adapters?.dropout ?? 0) > 0 ? dropoutSeed : nil
         if let mixture = w.mixture {
             mixture.jitterActive = dropoutSeed != nil && c.routerJitter > 0 && mixture.noise != nil
             if mixture.jitterActive, let seed = dropoutSeed { mixture.fillNoise(jitter: c.routerJitter, seed: seed) }
@@ -155,7 +158,7 @@ extension TransformerModel {
                 output: w.residual.pointer + (i + 1) * n * d, branch: w.dBranch.pointer,
                 attentionMask: dropout.map { UnsafePointer($0.pointer + (1 + 2 * i) * n * d) },
                 mlpMask: dropout.map { UnsafePointer($0.pointer + (2 + 2 * i) * n * d) },
-                mixture: c.isMixture(i) ? w.mixture?.block(c.mixtureIndex(i), rows: n) : nil)
+                mixture: c.isMixture(i) ? w.mixture?.block(c.mixtureIndex(i), rows: n) : nil, adapterNoise: w.adapterNoise)
         }
         w.ids.withUnsafeBufferPointer { ids in
             forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: 0, period: t,
@@ -251,12 +254,12 @@ extension TransformerModel {
                                     routing.block(c.mixtureIndex(i), rows: n), rows: n, dx: dBranch, gradients: g,
                                     pooledCounts: pooledCounts, pooledRows: n * c.mixtureLayers,
                                     auxScale: scale * Float(c.routerAuxLossCoef), zScale: scale * Float(c.routerZLossCoef),
-                                    precision: w.precision, pool: pool)
+                                    precision: w.precision, pool: pool, adapterNoise: w.adapterNoise)
                 }
             } else {
             Profiler.measure("mlp down backward") {
                 layer.down.backward(dOut, x: act, rows: n, dx: dAct, parameters: p, gradients: g, precision: w.precision,
-                                    pool: pool)
+                                    pool: pool, noise: w.adapterNoise)
             }
             Profiler.measure("activation backward") {
                 if c.activation == .swiglu {
@@ -267,7 +270,7 @@ extension TransformerModel {
             }
             Profiler.measure("mlp up backward") {
                 layer.up.backward(dIn, x: ln2, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
-                                  pool: pool)
+                                  pool: pool, noise: w.adapterNoise)
             }
             }
             Profiler.measure("norm backward") {
@@ -280,7 +283,7 @@ extension TransformerModel {
             let dAtt = w.dWide2.pointer
             Profiler.measure("attention out backward") {
                 layer.out.backward(dOut, x: att, rows: n, dx: dAtt, parameters: p, gradients: g, precision: w.precision,
-                                   pool: pool)
+                                   pool: pool, noise: w.adapterNoise)
             }
             let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
             Profiler.measure("attention backward") {
@@ -294,7 +297,7 @@ extension TransformerModel {
             let ln1 = w.norm1.pointer + i * n * d
             Profiler.measure("qkv backward") {
                 layer.qkv.backward(dqkv, x: ln1, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
-                                   pool: pool)
+                                   pool: pool, noise: w.adapterNoise)
             }
             Profiler.measure("norm backward") {
                 normBackward(dBranch, x: x, layer.norm1, mean: w.norm1Mean.pointer + i * n,

@@ -129,4 +129,52 @@ struct LoRATests {
                                 data: try MaskedExamples(examples: train, vocabularySize: 4096, seed: 3), validation: nil)
         #expect(throws: TrainingError.self) { try other.restoreTrainableState(from: path) }
     }
+
+    @Test("adapter dropout: the same mask in backward as in forward (gradients against finite differences), off without training noise")
+    func adapterDropout() throws {
+        let base = try base()
+        var config = AdapterConfig(rank: 4, alpha: 8, targets: ["q", "v", "o", "up", "down"])
+        config.dropout = 0.3
+        let model = try TransformerModel.adapting(base, with: config, seed: 2)
+        var plainConfig = config
+        plainConfig.dropout = 0
+        let plain = try TransformerModel.adapting(base, with: plainConfig, seed: 2)
+        var rng = SplitMix64(seed: 6)
+        for t in model.layout.tensors where t.name.hasSuffix("lora_B.weight") {
+            for i in 0..<t.count { model.parameters.pointer[t.offset + i] = rng.nextGaussian() * 0.5 }
+        }
+        plain.parameters.pointer.update(from: model.parameters.pointer, count: model.layout.count)
+        let ids = (0..<24).map { _ in Int32(rng.next() % 4096) }, targets = (0..<24).map { _ in Int32(rng.next() % 4096) }
+        let w = try TrainingWorkspace(model: model, batch: 2, length: 12)
+        let seed: UInt64 = 41
+        let noisy = try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed)
+        #expect(try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed) == noisy, "the same seed, the same masks")
+        let clean = try model.forward(ids: ids, targets: targets, workspace: w)
+        #expect(clean != noisy)
+        #expect(clean == (try plain.forward(ids: ids, targets: targets, workspace: try TrainingWorkspace(model: plain, batch: 2, length: 12))),
+                "without training noise, dropout is off")
+        _ = try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed)
+        w.gradients.zero()
+        model.backward(workspace: w)
+        let analytic = w.gradients.array, p = model.parameters.pointer, h: Float = 1e-2
+        var checked = 0
+        for t in model.layout.tensors where t.group == .adapter {
+            for k in [0, t.count / 3, t.count - 1] {
+                let i = t.offset + k, saved = p[i]
+                p[i] = saved + h
+                let up = Double(try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed))
+                p[i] = saved - h
+                let down = Double(try model.forward(ids: ids, targets: targets, workspace: w, dropoutSeed: seed))
+                p[i] = saved
+                let numeric = (up - down) / Double(2 * h), a = Double(analytic[t.gradientOffset! + k])
+                #expect(abs(numeric - a) <= 2e-3 + 3e-2 * abs(a), "\(t.name)[\(k)]: numeric \(numeric), analytic \(a)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 30)
+        // The PEFT files carry it.
+        let directory = temporaryPath() + "/dropout-adapter"
+        try PEFTAdapter.save(model, to: directory, baseModel: "test")
+        #expect(try PEFTAdapter.load(directory, onto: base).adapters?.dropout == 0.3)
+    }
 }
