@@ -307,9 +307,10 @@ extension TransformerModel {
         }
         // Router: the probabilities' gradient, then the logits'.
         let balance = pooledCounts.map { Float(Double(e) * $0 / Double(pooledRows) / Double(pooledRows)) }
+        // The routing weights' gradients of one token (held in its row until the row is rewritten).
+        var dw = [Float](repeating: 0, count: k)
         for t in 0..<n {
             let probs = b.probs + t * e, row = dp + t * e
-            var dw = [Float](repeating: 0, count: k)
             for j in 0..<k { dw[j] = row[j] }
             row.update(repeating: 0, count: e)
             if c.normalizeTopK {
