@@ -103,18 +103,39 @@ final class MixtureWorkspace: @unchecked Sendable {
         }
     }
 
-    /// Hugging Face's `load_balancing_loss_func` over every mixture block's tokens pooled:
-    /// `E · Σ_e f_e · P_e`, `f_e` the assignments to expert e per token, `P_e` the mean router
-    /// probability of e.
-    func auxLoss(rows n: Int) -> Double {
-        let total = Double(n * layers)
-        var f = [Double](repeating: 0, count: experts), p = [Double](repeating: 0, count: experts)
-        for m in 0..<layers {
-            let s = starts.pointer + m * (experts + 1), probs = probs.pointer + m * rows * experts
-            for e in 0..<experts { f[e] += Double(s[e + 1] - s[e]) }
-            for t in 0..<n { for e in 0..<experts { p[e] += Double(probs[t * experts + e]) } }
+    /// Expert `e`'s assignments in mixture block `m`'s last forward.
+    func assignments(block m: Int, expert e: Int) -> Double {
+        let s = starts.pointer + m * (experts + 1)
+        return Double(s[e + 1] - s[e])
+    }
+
+    /// The load-balancing loss `E · Σ_e f_e · P_e`, `f_e` the assignments to expert e per token and
+    /// `P_e` the mean router probability of e: over every mixture block's tokens pooled, as Hugging
+    /// Face's `load_balancing_loss_func`, or (`perLayer`) per block and averaged over blocks.
+    func auxLoss(rows n: Int, perLayer: Bool) -> Double {
+        func loss(_ blocks: [Int]) -> Double {
+            let total = Double(n * blocks.count)
+            var f = [Double](repeating: 0, count: experts), p = [Double](repeating: 0, count: experts)
+            for m in blocks {
+                let probs = probs.pointer + m * rows * experts
+                for e in 0..<experts { f[e] += assignments(block: m, expert: e) }
+                for t in 0..<n { for e in 0..<experts { p[e] += Double(probs[t * experts + e]) } }
+            }
+            return Double(experts) * zip(f, p).reduce(0) { $0 + ($1.0 / total) * ($1.1 / total) }
         }
-        return Double(experts) * zip(f, p).reduce(0) { $0 + ($1.0 / total) * ($1.1 / total) }
+        guard perLayer else { return loss(Array(0..<layers)) }
+        return (0..<layers).reduce(0) { $0 + loss([$1]) } / Double(layers)
+    }
+
+    /// The gradient of `auxLoss` with respect to each router probability of mixture block `m`
+    /// (the same for all its tokens: the counts f are constants).
+    func auxGradient(block m: Int, rows n: Int, perLayer: Bool) -> [Float] {
+        let count = Double(n), blocks = Double(layers)
+        return (0..<experts).map { e in
+            if perLayer { return Float(Double(experts) * assignments(block: m, expert: e) / (count * count * blocks)) }
+            let pooled = (0..<layers).reduce(0) { $0 + assignments(block: $1, expert: e) }
+            return Float(Double(experts) * pooled / (count * blocks * count * blocks))
+        }
     }
 
     /// ST-MoE's router z-loss: the mean over every mixture block's tokens of logsumexp(logits)².
@@ -247,16 +268,32 @@ extension TransformerModel {
         }
     }
 
+    /// The experts' activations from their first products, expert by expert as `mixtureForward`
+    /// computes them (so the same values): backward recomputes them rather than keep every block's.
+    func mixtureActivations(hidden: UnsafePointer<Float>, into act: UnsafeMutablePointer<Float>, _ b: MixtureBuffers,
+                            pool: ThreadPool) {
+        let c = config, inDim = c.expertInDim, width = c.expertWidth
+        for expert in 0..<c.experts {
+            let start = Int(b.starts[expert]), count = Int(b.starts[expert + 1]) - start
+            guard count > 0 else { continue }
+            if c.activation == .swiglu {
+                swigluForward(hidden + start * inDim, into: act + start * width, rows: count, dim: width, pool: pool)
+            } else {
+                geluForward(hidden + start * inDim, into: act + start * width, count: count * width, pool: pool)
+            }
+        }
+    }
+
     /// Backward of `mixtureForward` for the branch gradient `dBranch`: writes `dx` (the gradient
     /// of the block's input `x`) and adds the experts' and the router's weight gradients. The
-    /// router also gets the gradients of the load-balancing loss (`auxScale · aux`, with the
-    /// assignments `pooledCounts` of every mixture block over `pooledRows` tokens) and of the
-    /// z-loss (`zScale · z`).
+    /// router also gets the gradients of the load-balancing loss (`auxScale · aux`; `balance` its
+    /// gradient with respect to each router probability, `MixtureWorkspace.auxGradient`) and of
+    /// the z-loss (`zScale · z`, a mean over `zRows` tokens).
     func mixtureBackward(
         _ mixture: ParameterLayout.Mixture, dBranch: UnsafePointer<Float>, x: UnsafePointer<Float>,
         hidden: UnsafePointer<Float>, act: UnsafePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
         dAct: UnsafeMutablePointer<Float>, _ b: MixtureBuffers, rows n: Int, dx: UnsafeMutablePointer<Float>,
-        gradients g: UnsafeMutablePointer<Float>, pooledCounts: [Double], pooledRows: Int, auxScale: Float, zScale: Float,
+        gradients g: UnsafeMutablePointer<Float>, balance: [Float], zRows: Int, auxScale: Float, zScale: Float,
         precision: MatmulPrecision, pool: ThreadPool, adapterNoise: UInt64? = nil
     ) {
         let c = config, p = parameters.pointer, e = c.experts, k = c.expertsPerToken, d = c.dModel
@@ -306,7 +343,6 @@ extension TransformerModel {
             }
         }
         // Router: the probabilities' gradient, then the logits'.
-        let balance = pooledCounts.map { Float(Double(e) * $0 / Double(pooledRows) / Double(pooledRows)) }
         // The routing weights' gradients of one token (held in its row until the row is rewritten).
         var dw = [Float](repeating: 0, count: k)
         for t in 0..<n {
@@ -328,7 +364,7 @@ extension TransformerModel {
             for x in 0..<e { dot += row[x] * probs[x] }
             for x in 0..<e { row[x] = probs[x] * (row[x] - dot) }
             if zScale != 0 {
-                let lse = logSumExp(b.logits + t * e, count: e), factor = zScale * 2 * lse / Float(pooledRows)
+                let lse = logSumExp(b.logits + t * e, count: e), factor = zScale * 2 * lse / Float(zRows)
                 for x in 0..<e { row[x] += factor * probs[x] }
             }
         }

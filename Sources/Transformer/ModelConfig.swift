@@ -41,6 +41,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var expertDFF: Int?
     /// Weight of the load-balancing loss (Hugging Face's `load_balancing_loss_func`) in training.
     public var routerAuxLossCoef: Double = 0.01
+    /// The load-balancing loss per mixture block, averaged over blocks (Switch Transformer), instead
+    /// of Hugging Face's over every block's tokens pooled (the default). Pooled, an expert idle in one
+    /// block is hidden by the same-numbered expert busy in another, so only the per-block loss keeps
+    /// every block balanced. Training only: the model and its files are the same either way.
+    public var routerAuxLossPerLayer = false
     /// Weight of the router z-loss (ST-MoE: mean of logsumexp(router logits)²) in training.
     public var routerZLossCoef: Double = 0.001
     /// Training only: the mixture's input is multiplied by noise uniform in [1 - jitter, 1 + jitter] (Mixtral).
@@ -82,6 +87,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case experts = "num_local_experts", expertsPerToken = "num_experts_per_tok", moeEvery = "moe_every"
         case expertDFF = "d_ff_expert", routerAuxLossCoef = "router_aux_loss_coef", routerZLossCoef = "router_z_loss_coef"
         case routerJitter = "router_jitter", normalizeTopK = "norm_topk_prob"
+        case routerAuxLossPerLayer = "router_aux_loss_per_layer"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -108,6 +114,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             try c.encode(moeEvery, forKey: .moeEvery)
             try c.encode(expertWidth, forKey: .expertDFF)
             try c.encode(routerAuxLossCoef, forKey: .routerAuxLossCoef)
+            try c.encode(routerAuxLossPerLayer, forKey: .routerAuxLossPerLayer)
             try c.encode(routerZLossCoef, forKey: .routerZLossCoef)
             try c.encode(routerJitter, forKey: .routerJitter)
             try c.encode(normalizeTopK, forKey: .normalizeTopK)
@@ -193,6 +200,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         expertDFF = try c.decodeIfPresent(Int.self, forKey: .expertDFF)
         routerAuxLossCoef = try c.decodeIfPresent(Double.self, forKey: .routerAuxLossCoef) ?? 0.01
+        routerAuxLossPerLayer = try c.decodeIfPresent(Bool.self, forKey: .routerAuxLossPerLayer) ?? false
         routerZLossCoef = try c.decodeIfPresent(Double.self, forKey: .routerZLossCoef) ?? 0.001
         routerJitter = try c.decodeIfPresent(Double.self, forKey: .routerJitter) ?? 0
         normalizeTopK = try c.decodeIfPresent(Bool.self, forKey: .normalizeTopK) ?? true

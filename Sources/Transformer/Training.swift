@@ -8,21 +8,34 @@ public final class TrainingWorkspace: @unchecked Sendable {
     public let batch: Int, length: Int
     /// The trainable tensors' gradients (`layout.gradientCount` floats; empty for evaluation).
     public let gradients: FloatBuffer
-    let rows: Int
-    // Forward activations, per layer where marked [L]; N = batch · length rows.
+    let rows: Int, dModel: Int
+    // Forward activations, per layer where marked [L]; N = batch · length rows. Backward
+    // recomputes the cheap ones (the norms' outputs, the MLP activation, the attention weights
+    // and heads' outputs) from what is kept, one layer at a time, into the one-layer buffers:
+    // storing them would take 60% of the activations' memory (2,000 floats per token and layer
+    // for SmolLM2, plus the (B H T T) weights), recomputing them a few percent of a step.
     var ids: [Int32], targets: [Int32]
-    let residual: FloatBuffer   // [L+1][N d]
-    let mid: FloatBuffer        // [L][N d]
-    let norm1: FloatBuffer, norm1Mean: FloatBuffer, norm1Rstd: FloatBuffer   // [L][N d], [L][N], [L][N]
-    let qkv: FloatBuffer        // [L][N qkvDim]
-    let probs: FloatBuffer      // [L][B H T T]
-    let att: FloatBuffer        // [L][N H hd]
-    let norm2: FloatBuffer, norm2Mean: FloatBuffer, norm2Rstd: FloatBuffer   // [L][N d], [L][N], [L][N]
-    let mlpIn: FloatBuffer      // [L][N mlpInPerToken] (a mixture block: its slots' rows, N k expertInDim)
-    let mlpAct: FloatBuffer     // [L][N mlpActPerToken]
+    // An evaluation workspace keeps no layer for backward: one layer's buffers, and two
+    // residual slots that the blocks alternate between.
+    let residual: FloatBuffer   // [L+1][N d] (evaluation: [2][N d])
+    let mid: FloatBuffer        // [L][N d] (evaluation: one layer)
+    let norm1: FloatBuffer, norm1Mean: FloatBuffer, norm1Rstd: FloatBuffer   // [N d], [L][N], [L][N]
+    let qkv: FloatBuffer        // [L][N qkvDim] (after RoPE; evaluation: one layer)
+    let probs: FloatBuffer      // [B H T T] one layer's attention weights
+    let att: FloatBuffer        // [N H hd] one layer's heads' outputs
+    let norm2: FloatBuffer, norm2Mean: FloatBuffer, norm2Rstd: FloatBuffer   // [N d], [L][N], [L][N]
+    let mlpIn: FloatBuffer      // [L][N mlpInPerToken] (a mixture block: its slots' rows, N k expertInDim; evaluation: one layer)
+    let mlpAct: FloatBuffer     // [N mlpActPerToken] one layer's MLP activation
     let mixture: MixtureWorkspace?   // the mixture blocks' routing state
     let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer   // [N d], [N], [N]
-    let logits: FloatBuffer     // [N V]; becomes dlogits in backward
+    let logits: FloatBuffer     // [N V]; becomes dlogits in backward ([headChunk V] with a frozen output layer)
+    /// Whether the output layer is frozen (LoRA: no weight gradient, no adapter), so that forward
+    /// runs it, the loss and its input gradient a chunk of counted rows at a time and never holds
+    /// the whole (N, V) logits: 200 MB for 1,024 tokens of a 49,152-token vocabulary.
+    let chunkedHead: Bool
+    let headRows: FloatBuffer   // [2 headChunk d] a chunk's gathered inputs and input gradients
+    /// Rows of the output layer per chunk.
+    static let headChunk = 64
     let losses: FloatBuffer, dloss: FloatBuffer, logSumExps: FloatBuffer   // [N] each
     let masks: FloatBuffer?     // dropout: [2L+1][N d]
     // Backward scratch (dBranch also holds a branch's output in forward).
@@ -48,13 +61,17 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// Per mixture block, the fraction of routing assignments each expert got in the last forward.
     public var expertLoads: [[Double]] { mixture?.loads(rows: rows) ?? [] }
 
+    /// `headInChunks: false` keeps the whole logits even for a frozen output layer (tests compare the two paths).
     public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount,
-                training: Bool = true) throws {
+                training: Bool = true, headInChunks: Bool = true) throws {
         let c = model.config
         guard batch > 0, length > 0 else { throw TransformerError.emptyInput(what: "a training batch") }
         guard length <= c.contextLength else { throw TransformerError.sequenceTooLong(tokens: length, contextLength: c.contextLength) }
+        let head = model.layout.lmHead
+        let chunked = headInChunks && training && !head.trainable && head.biasGradient == nil && head.adapters.isEmpty
         let floats = try TrainingWorkspace.floatCount(config: c, gradients: training ? model.layout.gradientCount : 0,
-                                                      batch: batch, length: length, threads: threads, training: training)
+                                                      batch: batch, length: length, threads: threads, training: training,
+                                                      chunkedHead: chunked)
         try MemoryBudget.check(floats: floats, what: "the activations of \(batch) × \(length) tokens")
         self.batch = batch
         self.length = length
@@ -62,21 +79,25 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let n = batch * length, d = c.dModel, l = c.layers
         let b = training ? 1 : 0   // backward-only buffers are empty for evaluation
         rows = n
+        dModel = d
         gradients = FloatBuffer(count: b * model.layout.gradientCount)
         ids = [Int32](repeating: 0, count: n)
         targets = [Int32](repeating: -1, count: n)
-        residual = FloatBuffer(count: (l + 1) * n * d)
-        mid = FloatBuffer(count: l * n * d)
-        norm1 = FloatBuffer(count: l * n * d); norm1Mean = FloatBuffer(count: l * n); norm1Rstd = FloatBuffer(count: l * n)
-        qkv = FloatBuffer(count: l * n * c.qkvDim)
-        probs = FloatBuffer(count: l * batch * c.heads * length * length)
-        att = FloatBuffer(count: l * n * c.heads * c.headDim)
-        norm2 = FloatBuffer(count: l * n * d); norm2Mean = FloatBuffer(count: l * n); norm2Rstd = FloatBuffer(count: l * n)
-        mlpIn = FloatBuffer(count: l * n * c.mlpInPerToken)
-        mlpAct = FloatBuffer(count: l * n * c.mlpActPerToken)
+        let kept = training ? l : 1   // layers whose activations backward reads
+        residual = FloatBuffer(count: (training ? l + 1 : 2) * n * d)
+        mid = FloatBuffer(count: kept * n * d)
+        norm1 = FloatBuffer(count: n * d); norm1Mean = FloatBuffer(count: l * n); norm1Rstd = FloatBuffer(count: l * n)
+        qkv = FloatBuffer(count: kept * n * c.qkvDim)
+        probs = FloatBuffer(count: batch * c.heads * length * length)
+        att = FloatBuffer(count: n * c.heads * c.headDim)
+        norm2 = FloatBuffer(count: n * d); norm2Mean = FloatBuffer(count: l * n); norm2Rstd = FloatBuffer(count: l * n)
+        mlpIn = FloatBuffer(count: kept * n * c.mlpInPerToken)
+        mlpAct = FloatBuffer(count: n * c.mlpActPerToken)
         mixture = c.experts > 0 ? MixtureWorkspace(config: c, rows: n, layers: c.mixtureLayers, training: training) : nil
         finalNorm = FloatBuffer(count: n * d); finalMean = FloatBuffer(count: n); finalRstd = FloatBuffer(count: n)
-        logits = FloatBuffer(count: n * c.vocabularySize)
+        chunkedHead = chunked
+        logits = FloatBuffer(count: (chunked ? min(n, Self.headChunk) : n) * c.vocabularySize)
+        headRows = FloatBuffer(count: chunked ? 2 * Self.headChunk * d : 0)
         losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
         masks = training && c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
         dResidual = FloatBuffer(count: b * n * d)
@@ -86,10 +107,17 @@ public final class TrainingWorkspace: @unchecked Sendable {
         dProbs = FloatBuffer(count: b * max(1, threads) * length * length)
     }
 
+    /// Where block `i` reads its input (`i == layers`: the last block's output).
+    func residual(_ i: Int) -> UnsafeMutablePointer<Float> { residual.pointer + (canTrain ? i : i % 2) * rows * dModel }
+    /// Block `i`'s slot in a per-layer buffer of `width` floats per row.
+    func layer(_ buffer: FloatBuffer, _ i: Int, width: Int) -> UnsafeMutablePointer<Float> {
+        buffer.pointer + (canTrain ? i : 0) * rows * width
+    }
+
     /// Bytes held by the buffers.
     public var residentBytes: Int {
         let buffers = [gradients, residual, mid, norm1, norm1Mean, norm1Rstd, qkv, probs, att, norm2, norm2Mean, norm2Rstd,
-                       mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, losses, dloss, logSumExps, dResidual, dBranch,
+                       mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, headRows, losses, dloss, logSumExps, dResidual, dBranch,
                        dWide, dWide2, dProbs] + (masks.map { [$0] } ?? [])
         return 4 * buffers.reduce(0) { $0 + $1.count } + (mixture?.residentBytes ?? 0)
     }
@@ -97,18 +125,19 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// Floats the buffers above take, computed with overflow checks (so that absurd sizes are an
     /// error, not a trap or a giant allocation).
     static func floatCount(config c: ModelConfig, gradients: Int, batch: Int, length: Int, threads: Int,
-                           training: Bool) throws -> Int {
+                           training: Bool, chunkedHead: Bool) throws -> Int {
         let size = CheckedSize(what: "the activations of \(batch) × \(length) tokens")
-        let n = try size.product(batch, length), l = c.layers, d = c.dModel
+        let n = try size.product(batch, length), l = c.layers, d = c.dModel, kept = training ? l : 1
         let perRow = try size.sum([
-            (l + 1) * d, l * d, 2 * l * d, 4 * l, l * c.qkvDim, l * c.heads * c.headDim, l * c.mlpInPerToken,
-            l * c.mlpActPerToken, d + 2, c.vocabularySize, 3, max(d, c.heads * c.headDim),
+            (kept + 1) * d, kept * d, 2 * d, 4 * l, kept * c.qkvDim, c.heads * c.headDim, kept * c.mlpInPerToken,
+            c.mlpActPerToken, d + 2, chunkedHead ? 0 : c.vocabularySize, 3, max(d, c.heads * c.headDim),
             training ? d + max(c.mlpInPerToken, c.qkvDim) + max(c.mlpActPerToken, c.heads * c.headDim)
                 + (c.dropout > 0 ? (2 * l + 1) * d : 0) : 0,
         ])
         let routing = c.experts > 0 ? try MixtureWorkspace.floatCount(config: c, rows: n, layers: c.mixtureLayers, training: training) : 0
-        let attention = try size.product(l * c.heads + (training ? max(1, threads) : 0), batch, length, length)
-        return try size.sum([try size.product(n, perRow), attention, gradients, routing])
+        let attention = try size.product(c.heads + (training ? max(1, threads) : 0), batch, length, length)
+        let head = chunkedHead ? try size.product(min(n, headChunk), c.vocabularySize + 2 * d) : 0
+        return try size.sum([try size.product(n, perRow), attention, gradients, routing, head])
     }
 }
 
@@ -149,13 +178,13 @@ extension TransformerModel {
         let heads = c.heads * c.headDim
         let buffers = { (i: Int) in
             BlockBuffers(
-                x: w.residual.pointer + i * n * d,
-                norm1: w.norm1.pointer + i * n * d, norm1Mean: w.norm1Mean.pointer + i * n, norm1Rstd: w.norm1Rstd.pointer + i * n,
-                qkv: w.qkv.pointer + i * n * c.qkvDim, attention: w.att.pointer + i * n * heads,
-                probs: w.probs.pointer + i * w.batch * c.heads * t * t, mid: w.mid.pointer + i * n * d,
-                norm2: w.norm2.pointer + i * n * d, norm2Mean: w.norm2Mean.pointer + i * n, norm2Rstd: w.norm2Rstd.pointer + i * n,
-                mlpIn: w.mlpIn.pointer + i * n * c.mlpInPerToken, mlpAct: w.mlpAct.pointer + i * n * c.mlpActPerToken,
-                output: w.residual.pointer + (i + 1) * n * d, branch: w.dBranch.pointer,
+                x: w.residual(i),
+                norm1: w.norm1.pointer, norm1Mean: w.norm1Mean.pointer + i * n, norm1Rstd: w.norm1Rstd.pointer + i * n,
+                qkv: w.layer(w.qkv, i, width: c.qkvDim), attention: w.att.pointer,
+                probs: w.probs.pointer, mid: w.layer(w.mid, i, width: d),
+                norm2: w.norm2.pointer, norm2Mean: w.norm2Mean.pointer + i * n, norm2Rstd: w.norm2Rstd.pointer + i * n,
+                mlpIn: w.layer(w.mlpIn, i, width: c.mlpInPerToken), mlpAct: w.mlpAct.pointer,
+                output: w.residual(i + 1), branch: w.dBranch.pointer,
                 attentionMask: dropout.map { UnsafePointer($0.pointer + (1 + 2 * i) * n * d) },
                 mlpMask: dropout.map { UnsafePointer($0.pointer + (2 + 2 * i) * n * d) },
                 mixture: c.isMixture(i) ? w.mixture?.block(c.mixtureIndex(i), rows: n) : nil, adapterNoise: w.adapterNoise)
@@ -165,22 +194,26 @@ extension TransformerModel {
                           embeddingMask: dropout.map { UnsafePointer($0.pointer) }, buffers: buffers,
                           span: { _ in .sequences(batch: w.batch, length: t) }, precision: w.precision, pool: pool)
         }
-        forwardHead(w.residual.pointer + c.layers * n * d, rows: n, normed: w.finalNorm.pointer, mean: w.finalMean.pointer,
-                    rstd: w.finalRstd.pointer, logits: w.logits.pointer, precision: w.precision, pool: pool)
-        Profiler.measure("loss") {
-            w.targets.withUnsafeBufferPointer {
-                crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
-                                    logSumExps: w.logSumExps.pointer, gradients: forBackward ? w.logits.pointer : nil,
-                                    rows: n, vocab: c.vocabularySize, pool: pool)
+        if w.chunkedHead {
+            chunkedHeadForward(w, pool: pool)
+        } else {
+            forwardHead(w.residual(c.layers), rows: n, normed: w.finalNorm.pointer, mean: w.finalMean.pointer,
+                        rstd: w.finalRstd.pointer, logits: w.logits.pointer, precision: w.precision, pool: pool)
+            Profiler.measure("loss") {
+                w.targets.withUnsafeBufferPointer {
+                    crossEntropyForward(logits: w.logits.pointer, targets: $0.baseAddress!, losses: w.losses.pointer,
+                                        logSumExps: w.logSumExps.pointer, gradients: forBackward ? w.logits.pointer : nil,
+                                        rows: n, vocab: c.vocabularySize, pool: pool)
+                }
             }
         }
         if let mixture = w.mixture {
-            w.routerAuxLoss = mixture.auxLoss(rows: n)
+            w.routerAuxLoss = mixture.auxLoss(rows: n, perLayer: c.routerAuxLossPerLayer)
             w.routerZLoss = mixture.zLoss(rows: n)
         }
         let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
-        w.logitsHoldGradients = forBackward
+        w.logitsHoldGradients = forBackward && !w.chunkedHead
         return counted == 0 ? 0 : sum(w.losses.pointer, count: n) / Float(counted)
     }
 
@@ -199,7 +232,9 @@ extension TransformerModel {
         // Every counted row has the same weight, so a gradient the forward pass left (for weight 1)
         // is scaled inside the output layer's GEMMs.
         var outputScale: Float = 1
-        if w.logitsHoldGradients {
+        if w.chunkedHead {
+            // Forward left the output layer's input gradient (for a row weight of 1) in dResidual.
+        } else if w.logitsHoldGradients {
             outputScale = perToken
         } else {
             Profiler.measure("loss backward") {
@@ -213,26 +248,23 @@ extension TransformerModel {
         // Either way the logits are gone now.
         w.logitsHoldGradients = false
         let dFinal = w.dBranch.pointer
-        Profiler.measure("lm head backward") {
-            layout.lmHead.backward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, dx: dFinal, parameters: p, gradients: g,
-                                   alpha: outputScale, precision: w.precision, pool: pool)
+        if w.chunkedHead {
+            dFinal.update(from: w.dResidual.pointer, count: n * d)
+            Kernels.scale(dFinal, by: perToken, count: n * d)
+        } else {
+            Profiler.measure("lm head backward") {
+                layout.lmHead.backward(w.logits.pointer, x: w.finalNorm.pointer, rows: n, dx: dFinal, parameters: p,
+                                       gradients: g, alpha: outputScale, precision: w.precision, pool: pool)
+            }
         }
         let dx = w.dResidual.pointer
         dx.update(repeating: 0, count: n * d)
         Profiler.measure("norm backward") {
-            normBackward(dFinal, x: w.residual.pointer + c.layers * n * d, layout.finalNorm, mean: w.finalMean.pointer,
+            normBackward(dFinal, x: w.residual(c.layers), layout.finalNorm, mean: w.finalMean.pointer,
                          rstd: w.finalRstd.pointer, dx: dx, gradients: g, rows: n, pool: pool)
         }
 
         let dBranch = w.dBranch.pointer
-        // The load-balancing loss counts assignments over every mixture block.
-        var pooledCounts = [Double](repeating: 0, count: c.experts)
-        if let routing = w.mixture {
-            for m in 0..<routing.layers {
-                let s = routing.starts.pointer + m * (c.experts + 1)
-                for e in 0..<c.experts { pooledCounts[e] += Double(s[e + 1] - s[e]) }
-            }
-        }
         /// What a branch reads as its output gradient: dx itself, or a copy through the branch's
         /// dropout mask. The branch reads it before its norm's backward adds to dx.
         func branchGradient(mask: Int) -> UnsafePointer<Float> {
@@ -242,17 +274,29 @@ extension TransformerModel {
             return UnsafePointer(dBranch)
         }
         for (i, layer) in layout.layers.enumerated().reversed() {
-            let x = w.residual.pointer + i * n * d, xMid = w.mid.pointer + i * n * d
+            let x = w.residual(i), xMid = w.layer(w.mid, i, width: d)
             // MLP branch: dx is the gradient of x_{i+1}, and of xMid through the skip.
             var dOut = branchGradient(mask: 2 + 2 * i)
-            let hIn = w.mlpIn.pointer + i * n * c.mlpInPerToken, act = w.mlpAct.pointer + i * n * c.mlpActPerToken
+            let hIn = w.layer(w.mlpIn, i, width: c.mlpInPerToken), act = w.mlpAct.pointer
             let dAct = w.dWide2.pointer, dIn = w.dWide.pointer
-            let ln2 = w.norm2.pointer + i * n * d
+            let ln2 = w.norm2.pointer
+            // The branch's input and activation again, by the forward's own calls (so bit-equal).
+            Profiler.measure("recompute") {
+                normForward(xMid, layer.norm2, into: ln2, mean: nil, rstd: nil, rows: n, pool: pool)
+                if layer.mixture != nil, let routing = w.mixture {
+                    mixtureActivations(hidden: hIn, into: act, routing.block(c.mixtureIndex(i), rows: n), pool: pool)
+                } else if c.activation == .swiglu {
+                    swigluForward(hIn, into: act, rows: n, dim: c.dFF, pool: pool)
+                } else {
+                    geluForward(hIn, into: act, count: n * c.dFF, pool: pool)
+                }
+            }
             if let mixture = layer.mixture, let routing = w.mixture {
                 Profiler.measure("mixture backward") {
                     mixtureBackward(mixture, dBranch: dOut, x: ln2, hidden: hIn, act: act, dHidden: dIn, dAct: dAct,
                                     routing.block(c.mixtureIndex(i), rows: n), rows: n, dx: dBranch, gradients: g,
-                                    pooledCounts: pooledCounts, pooledRows: n * c.mixtureLayers,
+                                    balance: routing.auxGradient(block: c.mixtureIndex(i), rows: n, perLayer: c.routerAuxLossPerLayer),
+                                    zRows: n * c.mixtureLayers,
                                     auxScale: scale * Float(c.routerAuxLossCoef), zScale: scale * Float(c.routerZLossCoef),
                                     precision: w.precision, pool: pool, adapterNoise: w.adapterNoise)
                 }
@@ -279,22 +323,28 @@ extension TransformerModel {
             }
             // Attention branch: dx is now the gradient of xMid, and of x through the skip.
             dOut = branchGradient(mask: 1 + 2 * i)
-            let att = w.att.pointer + i * n * c.heads * c.headDim
+            let att = w.att.pointer, qkv = w.layer(w.qkv, i, width: c.qkvDim)
+            Profiler.measure("recompute") {
+                attentionForward(qkv: qkv, att: att, probs: w.probs.pointer, batch: w.batch, length: t, pool: pool)
+            }
             let dAtt = w.dWide2.pointer
             Profiler.measure("attention out backward") {
                 layer.out.backward(dOut, x: att, rows: n, dx: dAtt, parameters: p, gradients: g, precision: w.precision,
                                    pool: pool, noise: w.adapterNoise)
             }
-            let qkv = w.qkv.pointer + i * n * c.qkvDim, dqkv = w.dWide.pointer
+            let dqkv = w.dWide.pointer
             Profiler.measure("attention backward") {
-                attentionBackward(dAtt: dAtt, qkv: qkv, probs: w.probs.pointer + i * w.batch * c.heads * t * t,
+                attentionBackward(dAtt: dAtt, qkv: qkv, probs: w.probs.pointer,
                                   dqkv: dqkv, scratch: w.dProbs, batch: w.batch, length: t, pool: pool)
             }
             if let rotary {
                 rotary.apply(dqkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads,
                              firstPosition: 0, period: t, inverse: true)
             }
-            let ln1 = w.norm1.pointer + i * n * d
+            let ln1 = w.norm1.pointer
+            Profiler.measure("recompute") {
+                normForward(x, layer.norm1, into: ln1, mean: nil, rstd: nil, rows: n, pool: pool)
+            }
             Profiler.measure("qkv backward") {
                 layer.qkv.backward(dqkv, x: ln1, rows: n, dx: dBranch, parameters: p, gradients: g, precision: w.precision,
                                    pool: pool, noise: w.adapterNoise)
@@ -320,6 +370,62 @@ extension TransformerModel {
     }
 
     // MARK: Pieces
+
+    /// The final norm, then for a frozen output layer the logits, the loss and the layer's input
+    /// gradient (for a row weight of 1, into `dResidual`) a chunk of counted rows at a time. Rows
+    /// that do not count (masked prompts, padding) skip the output layer: their loss and gradient
+    /// are 0.
+    func chunkedHeadForward(_ w: TrainingWorkspace, pool: ThreadPool) {
+        let c = config, n = w.rows, d = c.dModel, v = c.vocabularySize, p = parameters.pointer
+        let normed = w.finalNorm.pointer, dNormed = w.dResidual.pointer
+        Profiler.measure("norm") {
+            normForward(w.residual(c.layers), layout.finalNorm, into: normed, mean: w.finalMean.pointer,
+                        rstd: w.finalRstd.pointer, rows: n, pool: pool)
+        }
+        let counted = (0..<n).filter { w.targets[$0] >= 0 }
+        var countedRow = [Bool](repeating: false, count: n)
+        for r in counted { countedRow[r] = true }
+        for r in 0..<n where !countedRow[r] {
+            w.losses.pointer[r] = 0
+            w.logSumExps.pointer[r] = 0
+            (dNormed + r * d).update(repeating: 0, count: d)
+        }
+        let x = w.headRows.pointer, dx = x + TrainingWorkspace.headChunk * d
+        var chunkTargets = [Int32](repeating: 0, count: TrainingWorkspace.headChunk)
+        var chunkLosses = [Float](repeating: 0, count: TrainingWorkspace.headChunk), chunkLSE = chunkLosses
+        var start = 0
+        while start < counted.count {
+            let rows = counted[start..<min(counted.count, start + TrainingWorkspace.headChunk)], m = rows.count
+            for (j, r) in rows.enumerated() {
+                (x + j * d).update(from: normed + r * d, count: d)
+                chunkTargets[j] = w.targets[r]
+            }
+            Profiler.measure("lm head") {
+                layout.lmHead.forward(x, rows: m, into: w.logits.pointer, parameters: p, precision: w.precision, pool: pool)
+            }
+            Profiler.measure("loss") {
+                chunkTargets.withUnsafeBufferPointer { targets in
+                    chunkLosses.withUnsafeMutableBufferPointer { losses in
+                        chunkLSE.withUnsafeMutableBufferPointer { lse in
+                            crossEntropyForward(logits: w.logits.pointer, targets: targets.baseAddress!,
+                                                losses: losses.baseAddress!, logSumExps: lse.baseAddress!,
+                                                gradients: w.logits.pointer, rows: m, vocab: v, pool: pool)
+                        }
+                    }
+                }
+            }
+            Profiler.measure("lm head backward") {
+                layout.lmHead.backward(w.logits.pointer, x: x, rows: m, dx: dx, parameters: p, gradients: nil,
+                                       computeWeightGradient: false, precision: w.precision, pool: pool)
+            }
+            for (j, r) in rows.enumerated() {
+                w.losses.pointer[r] = chunkLosses[j]
+                w.logSumExps.pointer[r] = chunkLSE[j]
+                (dNormed + r * d).update(from: dx + j * d, count: d)
+            }
+            start += m
+        }
+    }
 
     /// All heads of all sequences; tasks are (sequence, head) pairs.
     func attentionForward(

@@ -200,17 +200,19 @@ struct HardeningTests {
         #expect(r.status == 0 && r.err.contains("note: ") && r.err.contains("4096 pieces and the model 5000 rows"), "\(r.err)")
     }
 
-    @Test("9. evaluation keeps no gradients or backward scratch")
+    @Test("9. evaluation keeps no gradients, backward scratch or earlier layers' activations")
     func evaluationMemory() throws {
         let model = try TransformerModel(config: ModelConfig.presets["tiny"]!, seed: 1)
         let train = try TrainingWorkspace(model: model, batch: 4, length: 128)
         let eval = try TrainingWorkspace(model: model, batch: 4, length: 128, training: false)
         #expect(eval.gradients.count == 0 && train.gradients.count == model.layout.count)
         #expect(!eval.canTrain)
-        // Training holds the gradients and the backward scratch on top of the same activations.
-        let n = 4 * 128, c = model.config
+        // Training holds the gradients, the backward scratch and every layer's kept activations;
+        // evaluation one layer's (and two residual slots).
+        let n = 4 * 128, c = model.config, earlier = c.layers - 1
         let backward = model.layout.count + n * c.dModel + n * max(c.mlpInDim, c.qkvDim) + n * c.dFF + ThreadPool.shared.threadCount * 128 * 128
-        #expect(train.residentBytes - eval.residentBytes == 4 * backward)
+        let layers = n * earlier * (2 * c.dModel + c.qkvDim + c.mlpInDim)
+        #expect(train.residentBytes - eval.residentBytes == 4 * (backward + layers))
     }
 
     @Test("10. invalid UTF-8 in arguments and in a completion is an error, not a silent U+FFFD")

@@ -120,6 +120,39 @@ struct AdapterTests {
         #expect(checked >= 2 * 3 * 2)
     }
 
+    @Test("a frozen output layer runs a chunk of counted rows at a time: the same loss and gradients as the whole logits",
+          arguments: [Variant.all[0], Variant.all[1]])
+    func chunkedHead(_ variant: Variant) throws {
+        let (_, model) = try models(variant, targets: AdapterConfig.allTargets)
+        // 12 × 8 = 96 rows: a full chunk of 64 counted rows and a partial one, around masked rows.
+        let batch = 12, length = 8, n = batch * length
+        let chunked = try TrainingWorkspace(model: model, batch: batch, length: length)
+        let whole = try TrainingWorkspace(model: model, batch: batch, length: length, headInChunks: false)
+        #expect(chunked.chunkedHead && !whole.chunkedHead)
+        #expect(chunked.logits.count == TrainingWorkspace.headChunk * model.config.vocabularySize)
+        var rng = SplitMix64(seed: 17)
+        let ids = (0..<n).map { _ in Int32(rng.next() % 13) }
+        let targets = (0..<n).map { i in i % 3 == 1 || i < 5 ? -1 : Int32(rng.next() % 13) }
+        var results: [(loss: Float, gradients: [Float])] = []
+        for w in [chunked, whole] {
+            let loss = try model.forward(ids: ids, targets: targets, workspace: w, forBackward: true)
+            w.gradients.zero()
+            model.backward(workspace: w, scale: 0.5)
+            results.append((loss, w.gradients.array))
+            #expect(w.counted == targets.filter { $0 >= 0 }.count)
+        }
+        #expect(abs(results[0].loss - results[1].loss) <= 1e-6 * abs(results[1].loss))
+        let largest = results[1].gradients.map(abs).max()!
+        #expect(largest > 0)
+        let worst = zip(results[0].gradients, results[1].gradients).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * largest, "worst difference \(worst) of \(largest)")
+        // A forward without forBackward leaves what backward needs too.
+        _ = try model.forward(ids: ids, targets: targets, workspace: chunked)
+        chunked.gradients.zero()
+        model.backward(workspace: chunked, scale: 0.5)
+        #expect(chunked.gradients.array == results[0].gradients)
+    }
+
     @Test("bad adapter settings are refused, naming the field")
     func invalid() {
         #expect(throws: TransformerError.self) { try AdapterConfig(rank: 0, alpha: 8).validate() }

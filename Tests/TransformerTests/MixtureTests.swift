@@ -11,7 +11,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 
     static func make(_ name: String, activation: ModelConfig.Activation, experts: Int, k: Int, every: Int,
-                     normalize: Bool, bias: Bool = false, jitter: Double = 0) -> MixtureVariant {
+                     normalize: Bool, bias: Bool = false, jitter: Double = 0, perLayer: Bool = false) -> MixtureVariant {
         var c = ModelConfig(vocabularySize: 13, contextLength: 8, dModel: 8, layers: 2, heads: 2, kvHeads: 1, dFF: 12)
         c.norm = .rmsnorm
         c.positions = .rope
@@ -25,6 +25,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
         c.expertDFF = 6
         c.normalizeTopK = normalize
         c.routerJitter = jitter
+        c.routerAuxLossPerLayer = perLayer
         // Larger than the defaults, so that finite differences see the router losses.
         c.routerAuxLossCoef = 0.3
         c.routerZLossCoef = 0.05
@@ -36,6 +37,7 @@ struct MixtureVariant: CustomTestStringConvertible, Sendable {
         make("OLMoE-style: swiglu, 5 experts, top 2, raw weights", activation: .swiglu, experts: 5, k: 2, every: 1, normalize: false),
         make("gelu experts with biases, top 1 of 3, every second block", activation: .gelu, experts: 3, k: 1, every: 2, normalize: true, bias: true),
         make("Mixtral with router jitter 0.2 (training noise on)", activation: .swiglu, experts: 4, k: 2, every: 1, normalize: true, jitter: 0.2),
+        make("Mixtral with the load-balancing loss per block", activation: .swiglu, experts: 4, k: 2, every: 1, normalize: true, perLayer: true),
     ]
 }
 
@@ -96,9 +98,11 @@ struct MixtureTests {
         #expect(analytic[router.gradientOffset!..<(router.gradientOffset! + router.count)].contains { $0 != 0 })
     }
 
-    @Test("the router losses' gradients alone: aux and z against finite differences of their values")
-    func routerLosses() throws {
+    @Test("the router losses' gradients alone: aux and z against finite differences of their values",
+          arguments: [false, true])
+    func routerLosses(perLayer: Bool) throws {
         var c = MixtureVariant.all[0].config
+        c.routerAuxLossPerLayer = perLayer
         c.routerAuxLossCoef = 1
         c.routerZLossCoef = 1
         let model = try TransformerModel(config: c, seed: 9)
@@ -126,6 +130,36 @@ struct MixtureTests {
             compared += 1
         }
         #expect(compared > 5)
+    }
+
+    @Test("the load-balancing loss from the routing by hand: pooled over blocks (Hugging Face) and per block")
+    func balanceLossByHand() throws {
+        var c = MixtureVariant.all[0].config
+        let model = try TransformerModel(config: c, seed: 5)
+        let (ids, targets) = Self.batch(8, count: 12)
+        let w = try TrainingWorkspace(model: model, batch: 2, length: 6)
+        _ = try model.forward(ids: ids, targets: targets, workspace: w)
+        let pooledLoss = w.routerAuxLoss
+        c.routerAuxLossPerLayer = true
+        let perBlockModel = try TransformerModel(config: c, seed: 5)
+        _ = try perBlockModel.forward(ids: ids, targets: targets, workspace: w)
+        let perBlockLoss = w.routerAuxLoss
+        // By hand from the chosen experts and the probabilities.
+        let mix = w.mixture!, e = c.experts, k = c.expertsPerToken, n = 12, blocks = c.mixtureLayers
+        var f = [[Double]](repeating: [Double](repeating: 0, count: e), count: blocks), p = f
+        for m in 0..<blocks {
+            for t in 0..<n {
+                for j in 0..<k { f[m][Int(mix.chosen.pointer[(m * n + t) * k + j])] += 1 }
+                for x in 0..<e { p[m][x] += Double(mix.probs.pointer[(m * n + t) * e + x]) }
+            }
+        }
+        let own = (0..<blocks).map { m in Double(e) * (0..<e).reduce(0) { $0 + f[m][$1] / Double(n) * p[m][$1] / Double(n) } }
+        let pooled = Double(e) * (0..<e).reduce(0) { acc, x in
+            acc + f.reduce(0) { $0 + $1[x] } / Double(n * blocks) * p.reduce(0) { $0 + $1[x] } / Double(n * blocks)
+        }
+        #expect(abs(pooledLoss - pooled) < 1e-5 * pooled)
+        #expect(abs(perBlockLoss - own.reduce(0, +) / Double(blocks)) < 1e-5 * perBlockLoss)
+        #expect(abs(pooledLoss - perBlockLoss) > 1e-4, "the two losses should differ on this batch")
     }
 
     @Test("logits, losses and gradients do not depend on the thread count")
