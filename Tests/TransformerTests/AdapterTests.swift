@@ -124,12 +124,14 @@ struct AdapterTests {
           arguments: [Variant.all[0], Variant.all[1]])
     func chunkedHead(_ variant: Variant) throws {
         let (_, model) = try models(variant, targets: AdapterConfig.allTargets)
-        // 12 × 8 = 96 rows: a full chunk of 64 counted rows and a partial one, around masked rows.
+        // 12 × 8 = 96 rows, 61 of them counted: chunks of 40 and 21 counted rows, around masked rows.
         let batch = 12, length = 8, n = batch * length
-        let chunked = try TrainingWorkspace(model: model, batch: batch, length: length)
-        let whole = try TrainingWorkspace(model: model, batch: batch, length: length, headInChunks: false)
+        let chunked = try TrainingWorkspace(model: model, batch: batch, length: length, headChunk: 40)
+        let whole = try TrainingWorkspace(model: model, batch: batch, length: length, headChunk: 0)
         #expect(chunked.chunkedHead && !whole.chunkedHead)
-        #expect(chunked.logits.count == TrainingWorkspace.headChunk * model.config.vocabularySize)
+        #expect(chunked.logits.count == 40 * model.config.vocabularySize)
+        #expect(TrainingWorkspace.headChunk(rows: 1024, vocabulary: 49152) == 256)
+        #expect(TrainingWorkspace.headChunk(rows: 1024, vocabulary: 8192) == 1024)
         var rng = SplitMix64(seed: 17)
         let ids = (0..<n).map { _ in Int32(rng.next() % 13) }
         let targets = (0..<n).map { i in i % 3 == 1 || i < 5 ? -1 : Int32(rng.next() % 13) }
