@@ -18,8 +18,8 @@ public final class SessionChatModel: ChatModel {
     public let session: InferenceSession
     /// The context the chat uses: the model's, or less (`maxContext`), which bounds the cache.
     public let contextLength: Int
-    public init(_ model: TransformerModel, maxContext: Int? = nil) throws {
-        session = try InferenceSession(model: model)
+    public init(_ model: TransformerModel, maxContext: Int? = nil, kvBits: KVCacheBits = .fp32) throws {
+        session = try InferenceSession(model: model, kvBits: kvBits)
         contextLength = min(model.config.contextLength, maxContext ?? .max)
     }
     public var position: Int { session.position }

@@ -36,10 +36,13 @@ struct ChatREPL: ParsableCommand {
     @Option(help: "What finished turns keep in the prompt: full (tool calls and results too) or answers (questions and final answers).")
     var history = "full"
 
+    @Option(help: "Key/value cache: 32 (fp32) or 8 (blocks of 32 bytes and a scale, as llama.cpp's q8_0 cache).")
+    var kvBits = 32
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 20)
+        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be 32 or 8") }
         try OptionDomain.count(maxToolCalls, "max-tool-calls", min: 0, max: 100)
         try OptionDomain.count(maxContext, "max-context", min: 16, max: 1 << 20)
         guard ["full", "answers"].contains(history) else { throw ValidationError("--history must be full or answers") }
@@ -51,7 +54,8 @@ struct ChatREPL: ParsableCommand {
         let (template, defaultSystem) = try chatTemplate(of: loaded)
         var registry = try Self.registry(tools)
         if let toolsFile { for tool in try CommandTool.load(toolsFile) { registry.register(tool) } }
-        let engine = ChatEngine(model: try SessionChatModel(loaded.model, maxContext: maxContext), tokenizer: loaded.tokenizer, template: template,
+        let engine = ChatEngine(model: try SessionChatModel(loaded.model, maxContext: maxContext,
+                                                                       kvBits: KVCacheBits(rawValue: kvBits)!), tokenizer: loaded.tokenizer, template: template,
                                 system: system ?? defaultSystem, tools: registry)
         engine.sampler = try sampling.sampler()
         engine.maxTokens = maxTokens

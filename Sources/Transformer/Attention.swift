@@ -198,6 +198,25 @@ func attentionHeadBackwardBlocked(
     }
 }
 
+/// Softmax of each head's row of `keys` scores, in place (decoding).
+func decodeSoftmax(_ scores: UnsafeMutablePointer<Float>, heads: Int, keys total: Int, pool: ThreadPool) {
+    pool.parallelFor(heads) { h, _ in
+        let s = scores + h * total
+        let m = maximum(s, count: total)
+        var sum: Float = 0
+        var j = 0
+        while j + 16 <= total {
+            let e = exp16(UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self) - m)
+            UnsafeMutableRawPointer(s + j).storeBytes(of: e, as: SIMD16<Float>.self)
+            sum += e.sum()
+            j += 16
+        }
+        while j < total { s[j] = Foundation.exp(s[j] - m); sum += s[j]; j += 1 }
+        let inverse = 1 / sum
+        for j in 0..<total { s[j] *= inverse }
+    }
+}
+
 /// One new token's attention over `keys` cached positions, every head at once (decoding). Query
 /// heads that share a key/value head are scored in one pass over its keys, so each cached key
 /// is read once per token, not once per query head; the work is split over (kv head, key range)
@@ -235,22 +254,7 @@ func decodeAttention(
             }
         }
     }
-    // Softmax per head.
-    pool.parallelFor(heads) { h, _ in
-        let s = scores + h * total
-        let m = maximum(s, count: total)
-        var sum: Float = 0
-        var j = 0
-        while j + 16 <= total {
-            let e = exp16(UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self) - m)
-            UnsafeMutableRawPointer(s + j).storeBytes(of: e, as: SIMD16<Float>.self)
-            sum += e.sum()
-            j += 16
-        }
-        while j < total { s[j] = Foundation.exp(s[j] - m); sum += s[j]; j += 1 }
-        let inverse = 1 / sum
-        for j in 0..<total { s[j] *= inverse }
-    }
+    decodeSoftmax(scores, heads: heads, keys: total, pool: pool)
     // out_h = Σ_j p_hj v_j, 16 dimensions of one kv head per task: each value row is read once
     // for the query heads that share it, into two accumulators per head (even and odd keys) so
     // that the sums do not wait on one another.

@@ -32,6 +32,8 @@ enum AttentionSpan {
     /// New tokens of one sequence at positions `start...`; keys and values of earlier positions
     /// are in the cache (rows of `kvHeads·hd`), and this call appends its own.
     case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, start: Int)
+    /// The same with the cache in 8-bit blocks (`--kv-bits 8`).
+    case quantizedCache(QuantizedKV, start: Int)
 }
 
 extension TransformerModel {
@@ -61,6 +63,11 @@ extension TransformerModel {
                           period: Int.max)
             cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, start: start, rows: n,
                                    att: b.attention, probs: b.probs, pool: pool)
+        case let .quantizedCache(kv, start):
+            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
+                          period: Int.max)
+            quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
+                                            pool: pool)
         }
         Profiler.measure("attention out") {
             layer.out.forward(b.attention, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
@@ -141,7 +148,7 @@ extension TransformerModel {
         qkv: UnsafePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>,
         start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, group = c.heads / c.kvHeads
+        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n
         for r in 0..<n {
             (keys + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + c.heads * hd, count: kvDim)
             (values + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + (c.heads + c.kvHeads) * hd, count: kvDim)
@@ -151,6 +158,41 @@ extension TransformerModel {
                             headDim: hd, scores: probs, out: att, pool: pool)
             return
         }
+        multiTokenAttention(qkv: qkv, keys: keys, values: values, start: start, rows: n, att: att, probs: probs, pool: pool)
+    }
+
+    /// `cachedAttentionForward` on the 8-bit cache: the new rows are quantized into it, then one
+    /// token reads the blocks directly; several tokens (prefill) attend to the cache dequantized
+    /// into fp32 scratch, their own rows included, so they see what later tokens will.
+    private func quantizedCachedAttentionForward(
+        qkv: UnsafePointer<Float>, kv: QuantizedKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
+        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+    ) {
+        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, blocks = kvDim / KVBlocks.size
+        for r in 0..<n {
+            let row = qkv + r * c.qkvDim, p = start + r
+            KVBlocks.quantize(row + c.heads * hd, count: kvDim, into: kv.keys + p * kvDim, scales: kv.keyScales + p * blocks)
+            KVBlocks.quantize(row + (c.heads + c.kvHeads) * hd, count: kvDim, into: kv.values + p * kvDim,
+                              scales: kv.valueScales + p * blocks)
+        }
+        if n == 1 {
+            decodeAttentionQ8(q: qkv, kv: kv, kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
+                              scores: probs, out: att, pool: pool)
+            return
+        }
+        KVBlocks.dequantize(kv.keys, scales: kv.keyScales, count: total * kvDim, into: kv.keysScratch)
+        KVBlocks.dequantize(kv.values, scales: kv.valueScales, count: total * kvDim, into: kv.valuesScratch)
+        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, start: start, rows: n, att: att,
+                            probs: probs, pool: pool)
+    }
+
+    /// `rows` new tokens (at positions `start...`) against fp32 keys and values of every cached
+    /// position up to their own, head by head.
+    private func multiTokenAttention(
+        qkv: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, start: Int, rows n: Int,
+        att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+    ) {
+        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, group = c.heads / c.kvHeads
         pool.parallelFor(c.heads) { h, _ in
             let kvh = h / group
             attentionHeadForward(q: qkv + h * hd, qStride: c.qkvDim, k: keys + kvh * hd, v: values + kvh * hd,

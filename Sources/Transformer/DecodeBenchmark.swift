@@ -9,14 +9,14 @@ public enum DecodeBenchmark {
         public var decodeTokensPerSecond: Double
     }
 
-    /// Runs `promptTokens` then `genTokens` decode steps in a fresh session; `sampler` nil is
-    /// greedy. The prompt ids come from `seed`, so every run and every peer sees the same work.
+    /// Runs `promptTokens` then `genTokens` decode steps in a fresh session (its cache stored as
+    /// `kvBits` says); `sampler` nil is greedy. The prompt ids come from `seed`, so every run and every peer sees the same work.
     public static func run(model: TransformerModel, promptTokens: Int, genTokens: Int, sampler: Sampler?,
-                           seed: UInt64 = 0, pool: ThreadPool = .shared) throws -> Measurement {
+                           seed: UInt64 = 0, kvBits: KVCacheBits = .fp32, pool: ThreadPool = .shared) throws -> Measurement {
         let v = model.config.vocabularySize
         var rng = SplitMix64(seed: seed)
         let prompt = (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(v)) }
-        let session = try InferenceSession(model: model, reserve: promptTokens + genTokens)
+        let session = try InferenceSession(model: model, reserve: promptTokens + genTokens, kvBits: kvBits)
         var sampler = sampler
         let start = DispatchTime.now().uptimeNanoseconds
         var logits = try session.feed(prompt, pool: pool)

@@ -15,6 +15,8 @@ public struct TextGenerator {
     public var startWithEOS = true
     /// Pass the prompt itself to `onText` first, once it has been checked.
     public var echoPrompt = false
+    /// How the key/value cache stores its rows.
+    public var kvBits = KVCacheBits.fp32
 
     public init(model: TransformerModel, tokenizer: any TextTokenizer) throws {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
@@ -53,7 +55,7 @@ public struct TextGenerator {
         guard ids.count < context else { throw TransformerError.sequenceTooLong(tokens: ids.count + 1, contextLength: context) }
         try sampler.validate()
         if let echo { onText(echo) }
-        let session = try InferenceSession(model: model, reserve: min(context, ids.count + maxTokens))
+        let session = try InferenceSession(model: model, reserve: min(context, ids.count + maxTokens), kvBits: kvBits)
         let promptText = try tokenizer.decode(ids)
         var generated: [Int32] = []
         var emitted = ""

@@ -16,7 +16,14 @@ public final class InferenceSession: @unchecked Sendable {
     public private(set) var capacity = 0
     /// Positions added to the cache when it grows.
     public static let cacheChunk = 256
-    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)   // [L][capacity][kvHeads hd]
+    /// How the cache stores keys and values.
+    public let kvBits: KVCacheBits
+    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)   // [L][capacity][kvHeads hd] (fp32 cache)
+    // The 8-bit cache: bytes [L][capacity][kvHeads hd], scales [L][capacity][kvHeads hd / 32], and
+    // one layer's keys and values dequantized for multi-token calls [capacity][kvHeads hd].
+    private var keyBytes = Int8Buffer(count: 0), valueBytes = Int8Buffer(count: 0)
+    private var keyScales = FloatBuffer(count: 0), valueScales = FloatBuffer(count: 0)
+    private var keysScratch = FloatBuffer(count: 0), valuesScratch = FloatBuffer(count: 0)
     // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
     private var rows = 0
     private var x = FloatBuffer(count: 0), normed = FloatBuffer(count: 0), branch = FloatBuffer(count: 0)  // [rows d]
@@ -34,9 +41,12 @@ public final class InferenceSession: @unchecked Sendable {
     /// the tiles. Single-token calls on quantized weights take the integer path either way.
     public var precision: MatmulPrecision
 
-    /// A session whose cache starts with room for `reserve` positions (it grows past them).
-    public init(model: TransformerModel, reserve: Int = 0) throws {
+    /// A session whose cache starts with room for `reserve` positions (it grows past them), its
+    /// keys and values stored as `kvBits` says.
+    public init(model: TransformerModel, reserve: Int = 0, kvBits: KVCacheBits = .fp32) throws {
+        try kvBits.validate(model.config)
         self.model = model
+        self.kvBits = kvBits
         precision = model.layout.isQuantized && amxAvailable ? .bf16 : .fp32
         try reserveCache(min(max(0, reserve), model.config.contextLength))
     }
@@ -51,8 +61,9 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Bytes held by the cache and scratch.
     public var residentBytes: Int {
-        4 * [keys, values, x, normed, branch, qkv, att, hidden, act, scores, logits].reduce(0) { $0 + $1.count }
-            + (routing?.residentBytes ?? 0)
+        4 * [keys, values, keyScales, valueScales, keysScratch, valuesScratch, x, normed, branch, qkv, att, hidden, act,
+             scores, logits].reduce(0) { $0 + $1.count }
+            + keyBytes.count + valueBytes.count + (routing?.residentBytes ?? 0)
     }
 
     /// Grows the cache to hold at least `positions` positions, keeping what it holds.
@@ -60,15 +71,36 @@ public final class InferenceSession: @unchecked Sendable {
         guard positions > capacity else { return }
         let c = model.config, kvDim = c.kvHeads * c.headDim
         let target = min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk))
-        let floats = try CheckedSize(what: "the key/value cache").product(2, c.layers, target, kvDim)
+        let size = CheckedSize(what: "the key/value cache")
+        // fp32: 2 floats per value; 8-bit: 2 bytes, 2 scales per 32, and one layer's fp32 scratch.
+        let floats = kvBits == .fp32 ? try size.product(2, c.layers, target, kvDim)
+            : try size.sum([try size.product(c.layers, target, kvDim) / 2, try size.product(2, target, kvDim)])
         try MemoryBudget.check(floats: floats, what: "the key/value cache for \(target) positions")
-        let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
-        for l in 0..<c.layers where position > 0 {
-            (newKeys.pointer + l * target * kvDim).update(from: keys.pointer + l * capacity * kvDim, count: position * kvDim)
-            (newValues.pointer + l * target * kvDim).update(from: values.pointer + l * capacity * kvDim, count: position * kvDim)
+        if kvBits == .int8 {
+            let blocks = kvDim / KVBlocks.size
+            let newKeys = Int8Buffer(count: c.layers * target * kvDim), newValues = Int8Buffer(count: c.layers * target * kvDim)
+            let newKeyScales = FloatBuffer(count: c.layers * target * blocks), newValueScales = FloatBuffer(count: c.layers * target * blocks)
+            for l in 0..<c.layers where position > 0 {
+                (newKeys.pointer + l * target * kvDim).update(from: keyBytes.pointer + l * capacity * kvDim, count: position * kvDim)
+                (newValues.pointer + l * target * kvDim).update(from: valueBytes.pointer + l * capacity * kvDim, count: position * kvDim)
+                (newKeyScales.pointer + l * target * blocks).update(from: keyScales.pointer + l * capacity * blocks, count: position * blocks)
+                (newValueScales.pointer + l * target * blocks).update(from: valueScales.pointer + l * capacity * blocks, count: position * blocks)
+            }
+            keyBytes = newKeys
+            valueBytes = newValues
+            keyScales = newKeyScales
+            valueScales = newValueScales
+            keysScratch = FloatBuffer(count: target * kvDim)
+            valuesScratch = FloatBuffer(count: target * kvDim)
+        } else {
+            let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
+            for l in 0..<c.layers where position > 0 {
+                (newKeys.pointer + l * target * kvDim).update(from: keys.pointer + l * capacity * kvDim, count: position * kvDim)
+                (newValues.pointer + l * target * kvDim).update(from: values.pointer + l * capacity * kvDim, count: position * kvDim)
+            }
+            keys = newKeys
+            values = newValues
         }
-        keys = newKeys
-        values = newValues
         capacity = target
     }
 
@@ -126,11 +158,21 @@ public final class InferenceSession: @unchecked Sendable {
             attentionMask: nil, mlpMask: nil)
         var mixtureBuffers = buffers
         mixtureBuffers.mixture = routing?.block(0, rows: n)
-        let keys = keys.pointer, values = values.pointer
+        let keys = keys.pointer, values = values.pointer, blocks = kvDim / KVBlocks.size
+        let quantized = { (l: Int) in
+            QuantizedKV(keys: self.keyBytes.pointer + l * capacity * kvDim, keyScales: self.keyScales.pointer + l * capacity * blocks,
+                        values: self.valueBytes.pointer + l * capacity * kvDim,
+                        valueScales: self.valueScales.pointer + l * capacity * blocks,
+                        keysScratch: self.keysScratch.pointer, valuesScratch: self.valuesScratch.pointer)
+        }
+        let eightBit = kvBits == .int8
         ids.withUnsafeBufferPointer { ids in
             m.forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: start, period: Int.max, embeddingMask: nil,
                             buffers: { c.isMixture($0) ? mixtureBuffers : buffers },
-                            span: { .cached(keys: keys + $0 * capacity * kvDim, values: values + $0 * capacity * kvDim, start: start) },
+                            span: { l in
+                                eightBit ? .quantizedCache(quantized(l), start: start)
+                                    : .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim, start: start)
+                            },
                             precision: n > 1 ? precision : .fp32, pool: pool)
         }
         m.forwardHead(x + first * d, rows: count, normed: normed.pointer, mean: nil, rstd: nil, logits: logits.pointer,

@@ -187,7 +187,6 @@ extension TransformerModel {
             if mixture.jitterActive, let seed = dropoutSeed { mixture.fillNoise(jitter: c.routerJitter, seed: seed) }
         }
 
-        let heads = c.heads * c.headDim
         let buffers = { (i: Int) in
             BlockBuffers(
                 x: w.residual(i),

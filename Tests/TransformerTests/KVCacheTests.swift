@@ -1,0 +1,129 @@
+import Foundation
+import Kernels
+import Testing
+@testable import Transformer
+
+/// The 8-bit key/value cache (`--kv-bits 8`): its blocks, its decode attention against a
+/// float64 reference on the dequantized cache, and sessions that use it.
+@Suite("8-bit key/value cache")
+struct KVCacheTests {
+    /// A model with heads of 32 dimensions (the block size), grouped-query attention and a
+    /// context past one cache growth step (256 positions).
+    static func model(kvHeads: Int = 2) throws -> TransformerModel {
+        var c = ModelConfig(vocabularySize: 29, contextLength: 300, dModel: 128, layers: 2, heads: 4, kvHeads: kvHeads, dFF: 96)
+        c.norm = .rmsnorm
+        c.positions = .rope
+        c.activation = .swiglu
+        c.bias = false
+        c.initStd = 0.2
+        return try TransformerModel(config: c, seed: 5)
+    }
+
+    @Test("blocks: zeros stay zero, each value within half a step of its block's scale, the largest exact")
+    func blocks() {
+        var rng = SplitMix64(seed: 3)
+        var x = (0..<128).map { _ in (rng.nextFloat() - 0.5) * 6 }
+        for i in 32..<64 { x[i] = 0 }            // an all-zero block
+        x[70] = -1e-30; x[71] = 1e30             // a block with a huge spike
+        var q = [Int8](repeating: 0, count: 128), scales = [Float](repeating: 0, count: 4), back = [Float](repeating: 0, count: 128)
+        KVBlocks.quantize(x, count: 128, into: &q, scales: &scales)
+        KVBlocks.dequantize(q, scales: scales, count: 128, into: &back)
+        #expect(scales[1] == 0 && back[32..<64].allSatisfy { $0 == 0 })
+        for b in 0..<4 {
+            let block = x[(b * 32)..<(b * 32 + 32)]
+            #expect(scales[b] == block.map(abs).max()! / 127)
+            for i in block.indices {
+                #expect(abs(back[i] - x[i]) <= scales[b] / 2 * (1 + 1e-6), "value \(i)")
+                #expect(abs(Int(q[i])) <= 127)
+            }
+        }
+        let spike = 71
+        #expect(abs(back[spike] - x[spike]) <= 1e30 * 1e-6)
+    }
+
+    @Test("decode attention on the blocks equals a float64 reference on the dequantized cache",
+          arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1)])
+    func decodeAgainstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int)) throws {
+        let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, blocks = kvDim / 32
+        var rng = SplitMix64(seed: UInt64(total * 31 + heads))
+        let q = (0..<(heads * hd)).map { _ in (rng.nextFloat() - 0.5) * 2 }
+        let keysF = (0..<(total * kvDim)).map { _ in (rng.nextFloat() - 0.5) * 3 }
+        let valuesF = (0..<(total * kvDim)).map { _ in (rng.nextFloat() - 0.5) * 3 }
+        let keys = Int8Buffer(count: total * kvDim), values = Int8Buffer(count: total * kvDim)
+        let keyScales = FloatBuffer(count: total * blocks), valueScales = FloatBuffer(count: total * blocks)
+        KVBlocks.quantize(keysF, count: total * kvDim, into: keys.pointer, scales: keyScales.pointer)
+        KVBlocks.quantize(valuesF, count: total * kvDim, into: values.pointer, scales: valueScales.pointer)
+        let scratch = FloatBuffer(count: 1)
+        let kv = QuantizedKV(keys: keys.pointer, keyScales: keyScales.pointer, values: values.pointer,
+                             valueScales: valueScales.pointer, keysScratch: scratch.pointer, valuesScratch: scratch.pointer)
+        // The reference: dequantize, then attention in float64.
+        func dq(_ b: Int8Buffer, _ s: FloatBuffer, _ i: Int) -> Double { Double(s.pointer[i / 32]) * Double(b.pointer[i]) }
+        var expected = [Double](repeating: 0, count: heads * hd)
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            var scores = (0..<total).map { j in
+                (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * dq(keys, keyScales, j * kvDim + g * hd + $1) } / Double(hd).squareRoot()
+            }
+            let m = scores.max()!
+            scores = scores.map { Foundation.exp($0 - m) }
+            let sum = scores.reduce(0, +)
+            for d in 0..<hd {
+                expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * dq(values, valueScales, $1 * kvDim + g * hd + d) }
+            }
+        }
+        var outputs: [[Float]] = []
+        for threads in [1, 3] {
+            let pool = ThreadPool(threadCount: threads)
+            let out = FloatBuffer(count: heads * hd), probs = FloatBuffer(count: heads * total)
+            q.withUnsafeBufferPointer {
+                decodeAttentionQ8(q: $0.baseAddress!, kv: kv, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
+                                  headDim: hd, scores: probs.pointer, out: out.pointer, pool: pool)
+            }
+            outputs.append(out.array)
+        }
+        #expect(outputs[0] == outputs[1], "the thread count changed the result")
+        let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
+        #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
+    }
+
+    @Test("an 8-bit session: prefill and one-token decoding agree; growing the cache keeps it; close to fp32")
+    func session() throws {
+        let model = try Self.model()
+        var rng = SplitMix64(seed: 8)
+        let ids = (0..<270).map { _ in Int32(rng.next() % 29) }
+        // Token by token from position 200 on (crossing the growth at 256) versus one call.
+        let stepwise = try InferenceSession(model: model, kvBits: .int8)
+        try stepwise.feed(Array(ids[0..<200]))
+        var last: [Float] = []
+        for id in ids[200...] { last = try stepwise.feed([id]) }
+        #expect(stepwise.capacity >= 270)
+        let reserved = try InferenceSession(model: model, reserve: 300, kvBits: .int8)
+        try reserved.feed(Array(ids[0..<200]))
+        var lastReserved: [Float] = []
+        for id in ids[200...] { lastReserved = try reserved.feed([id]) }
+        #expect(last == lastReserved, "growing the 8-bit cache changed what it holds")
+        // Prefill of the last 10 tokens (attention on the dequantized cache, GEMM path) against
+        // decoding them one by one (attention on the blocks): the same values, other roundings.
+        let prefilled = try InferenceSession(model: model, kvBits: .int8)
+        try prefilled.feed(Array(ids[0..<260]))
+        let allAtOnce = try prefilled.feed(Array(ids[260...]))
+        let scale = allAtOnce.map(abs).max()!
+        #expect(zip(allAtOnce, last).map { abs($0 - $1) }.max()! <= 1e-4 * scale)
+        // And near the fp32 cache's logits: the blocks' rounding (a random model, 270 positions:
+        // 2.3% of the largest logit), the same on both 8-bit paths.
+        let exact = try InferenceSession(model: model)
+        let reference = try exact.feed(ids)
+        let drift = zip(reference, last).map { abs($0 - $1) }.max()!
+        #expect(drift > 0 && drift <= 5e-2 * scale, "8-bit drift \(drift) of \(scale)")
+    }
+
+    @Test("8-bit keys and values need whole blocks per head: an error naming the option otherwise")
+    func refusesOddHeads() throws {
+        let model = try TransformerModel(config: Variant.all[0].config, seed: 1)   // head dimension 4
+        #expect(throws: TransformerError.self) { try InferenceSession(model: model, kvBits: .int8) }
+        do { _ = try InferenceSession(model: model, kvBits: .int8) } catch {
+            #expect("\(error)".contains("--kv-bits") && "\(error)".contains("multiple of 32"), "\(error)")
+        }
+        #expect(try InferenceSession(model: model).kvBits == .fp32)
+    }
+}
