@@ -60,12 +60,6 @@ enum KVBlocks {
             for i in 0..<size { x[b * size + i] = d * Float(q[b * size + i]) }
         }
     }
-
-    /// Sixteen signed bytes as floats.
-    @inline(__always)
-    static func load16(_ q: UnsafePointer<Int8>) -> SIMD16<Float> {
-        SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: UnsafeRawPointer(q).loadUnaligned(as: SIMD16<Int8>.self)))
-    }
 }
 
 /// One layer's 8-bit cache (rows of `kvHeads·hd` bytes; `kvHeads·hd / 32` scales per row) and
@@ -77,9 +71,10 @@ struct QuantizedKV {
 }
 
 /// `decodeAttention` over the 8-bit cache: one new token's attention, every head at once, with
-/// the same split of the work (so results do not depend on the thread count). A key's score is
-/// `scale · Σ_blocks d_b · (q_b · k_b)`; a value row's block scale is folded into the head's
-/// weight for that key.
+/// the same split of the work (so results do not depend on the thread count). Each task first
+/// widens the bytes it reads to fp32 in a scratch that stays in L1 (a plain loop the compiler
+/// vectorizes), scaled by their blocks' scales, then runs the fp32 loops: the cache is read from
+/// memory at one byte per value.
 func decodeAttentionQ8(
     q: UnsafePointer<Float>, kv: QuantizedKV, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
     scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, pool: ThreadPool
@@ -88,58 +83,72 @@ func decodeAttentionQ8(
     let blocksPerRow = kvDim / KVBlocks.size, blocksPerHead = hd / KVBlocks.size
     let keyChunk = 128, chunks = (total + keyChunk - 1) / keyChunk
     pool.parallelFor(kvHeads * chunks) { task, _ in
-        let g = task / chunks, c = task % chunks
-        for j in (c * keyChunk)..<min(total, (c + 1) * keyChunk) {
-            let key = kv.keys + j * kvDim + g * hd, d = kv.keyScales + j * blocksPerRow + g * blocksPerHead
-            for h in (g * group)..<((g + 1) * group) {
-                let query = q + h * hd
-                var acc = SIMD16<Float>()
+        let g = task / chunks, c = task % chunks, first = c * keyChunk, last = min(total, first + keyChunk)
+        Scratch.withFloats((last - first) * hd) { keys in
+            for j in first..<last {
+                let row = keys + (j - first) * hd
                 for b in 0..<blocksPerHead {
-                    let o = b * KVBlocks.size
-                    let block = (load16(query + o) * KVBlocks.load16(key + o))
-                        .addingProduct(load16(query + o + 16), KVBlocks.load16(key + o + 16))
-                    acc = acc.addingProduct(block, d[b])
+                    widen(kv.keys + j * kvDim + g * hd + b * KVBlocks.size, scale: kv.keyScales[j * blocksPerRow + g * blocksPerHead + b],
+                          count: KVBlocks.size, into: row + b * KVBlocks.size)
                 }
-                scores[h * total + j] = scale * acc.sum()
+            }
+            for j in first..<last {
+                let key = keys + (j - first) * hd
+                for h in (g * group)..<((g + 1) * group) {
+                    let query = q + h * hd
+                    var acc = SIMD16<Float>()
+                    for o in stride(from: 0, to: hd, by: 16) { acc = acc.addingProduct(load16(query + o), load16(key + o)) }
+                    scores[h * total + j] = scale * acc.sum()
+                }
             }
         }
     }
     decodeSoftmax(scores, heads: heads, keys: total, pool: pool)
-    // out_h = Σ_j p_hj d_j v_j, 16 dimensions of one kv head per task, two accumulators per head.
+    // out_h = Σ_j p_hj v_j, 16 dimensions of one kv head per task, two accumulators per head.
     let spans = hd / 16
     pool.parallelFor(kvHeads * spans) { task, _ in
         let g = task / spans, d0 = (task % spans) * 16
         let value = kv.values + g * hd + d0, scaleIndex = g * blocksPerHead + d0 / KVBlocks.size
-        var h0 = g * group
-        while h0 < (g + 1) * group {
-            let m = min(4, (g + 1) * group - h0)
-            var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-            var odd = even
-            let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
-            var j = 0
-            while j + 2 <= total {
-                let a = KVBlocks.load16(value + j * kvDim), b = KVBlocks.load16(value + (j + 1) * kvDim)
-                let da = kv.valueScales[j * blocksPerRow + scaleIndex], db = kv.valueScales[(j + 1) * blocksPerRow + scaleIndex]
-                even.0 = even.0.addingProduct(p0[j] * da, a); odd.0 = odd.0.addingProduct(p0[j + 1] * db, b)
-                even.1 = even.1.addingProduct(p1[j] * da, a); odd.1 = odd.1.addingProduct(p1[j + 1] * db, b)
-                even.2 = even.2.addingProduct(p2[j] * da, a); odd.2 = odd.2.addingProduct(p2[j + 1] * db, b)
-                even.3 = even.3.addingProduct(p3[j] * da, a); odd.3 = odd.3.addingProduct(p3[j + 1] * db, b)
-                j += 2
+        Scratch.withFloats(total * 16) { values in
+            for j in 0..<total {
+                widen(value + j * kvDim, scale: kv.valueScales[j * blocksPerRow + scaleIndex], count: 16, into: values + j * 16)
             }
-            if j < total {
-                let a = KVBlocks.load16(value + j * kvDim), da = kv.valueScales[j * blocksPerRow + scaleIndex]
-                even.0 = even.0.addingProduct(p0[j] * da, a)
-                even.1 = even.1.addingProduct(p1[j] * da, a)
-                even.2 = even.2.addingProduct(p2[j] * da, a)
-                even.3 = even.3.addingProduct(p3[j] * da, a)
+            var h0 = g * group
+            while h0 < (g + 1) * group {
+                let m = min(4, (g + 1) * group - h0)
+                var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                var odd = even
+                let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
+                var j = 0
+                while j + 2 <= total {
+                    let a = load16(values + j * 16), b = load16(values + (j + 1) * 16)
+                    even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
+                    even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
+                    even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
+                    even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
+                    j += 2
+                }
+                if j < total {
+                    let a = load16(values + j * 16)
+                    even.0 = even.0.addingProduct(p0[j], a)
+                    even.1 = even.1.addingProduct(p1[j], a)
+                    even.2 = even.2.addingProduct(p2[j], a)
+                    even.3 = even.3.addingProduct(p3[j], a)
+                }
+                let sums = [even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3]
+                for i in 0..<m {
+                    UnsafeMutableRawPointer(out + (h0 + i) * hd + d0).storeBytes(of: sums[i], as: SIMD16<Float>.self)
+                }
+                h0 += m
             }
-            let sums = [even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3]
-            for i in 0..<m {
-                UnsafeMutableRawPointer(out + (h0 + i) * hd + d0).storeBytes(of: sums[i], as: SIMD16<Float>.self)
-            }
-            h0 += m
         }
     }
+}
+
+/// `count` bytes times `scale`, as floats.
+@inline(__always)
+private func widen(_ q: UnsafePointer<Int8>, scale: Float, count: Int, into x: UnsafeMutablePointer<Float>) {
+    for i in 0..<count { x[i] = scale * Float(q[i]) }
 }
 
 @inline(__always)
