@@ -15,8 +15,8 @@ public enum KVCacheBits: Int, Sendable, CaseIterable {
         guard self == .int8 else { return }
         guard config.headDim % KVBlocks.size == 0 else {
             throw TransformerError.invalidConfig(
-                source: "--kv-bits", field: "kv_bits",
-                reason: "8-bit keys and values need a head dimension that is a multiple of \(KVBlocks.size), got \(config.headDim)")
+                source: "--kv-bits 8", field: "the head dimension (d_model / n_heads)",
+                reason: "must be a multiple of \(KVBlocks.size) for 8-bit keys and values, got \(config.headDim); use --kv-bits 32")
         }
     }
 }

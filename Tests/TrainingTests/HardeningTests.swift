@@ -84,6 +84,11 @@ struct HardeningTests {
         try expectRefused(["pretrain", "--corpus", "x", "--lr", "1e30", "--out", "/tmp/x"], "--lr")
         try expectRefused(["generate", "--model", m, "--temperature", "nan"], "--temperature")
         try expectRefused(["generate", "--model", m, "--top-p", "2"], "--top-p")
+        try expectRefused(["generate", "--model", m, "--kv-bits", "7"], "--kv-bits must be 32 or 8")
+        try expectRefused(["chat", "--model", m, "--kv-bits", "16"], "--kv-bits must be 32 or 8")
+        // This model's heads are 8 wide: not whole blocks of 32.
+        try expectRefused(["generate", "--model", m, "--prompt", "Once", "--kv-bits", "8"],
+                          "--kv-bits 8: the head dimension (d_model / n_heads) must be a multiple of 32")
         try expectRefused(["tools", "parse", "--chunk-size", "0"], "--chunk-size")
         try expectRefused(["tokenizer", "encode", "--model", "m", "--max-line-bytes", "0"], "--max-line-bytes")
     }

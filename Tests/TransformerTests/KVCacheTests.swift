@@ -122,7 +122,7 @@ struct KVCacheTests {
         let model = try TransformerModel(config: Variant.all[0].config, seed: 1)   // head dimension 4
         #expect(throws: TransformerError.self) { try InferenceSession(model: model, kvBits: .int8) }
         do { _ = try InferenceSession(model: model, kvBits: .int8) } catch {
-            #expect("\(error)".contains("--kv-bits") && "\(error)".contains("multiple of 32"), "\(error)")
+            #expect("\(error)".contains("--kv-bits 8: the head dimension") && "\(error)".contains("multiple of 32"), "\(error)")
         }
         #expect(try InferenceSession(model: model).kvBits == .fp32)
     }
