@@ -29,11 +29,12 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let mixture: MixtureWorkspace?   // the mixture blocks' routing state
     let finalNorm: FloatBuffer, finalMean: FloatBuffer, finalRstd: FloatBuffer   // [N d], [N], [N]
     let logits: FloatBuffer     // [N V]; becomes dlogits in backward ([headChunk V] with a frozen output layer)
-    /// Whether the output layer is frozen (LoRA: no weight gradient, no adapter), so that forward
-    /// runs it, the loss and its input gradient a chunk of counted rows at a time and never holds
-    /// the whole (N, V) logits: 200 MB for 1,024 tokens of a 49,152-token vocabulary.
+    /// Whether forward runs the output layer and the loss a chunk of counted rows at a time and
+    /// never holds the whole (N, V) logits (200 MB for 1,024 tokens of a 49,152-token
+    /// vocabulary): always in evaluation, and in training when the output layer is frozen (LoRA:
+    /// no weight gradient, no adapter), where each chunk also leaves the layer's input gradient.
     let chunkedHead: Bool
-    let headRows: FloatBuffer   // [2 headChunk d] a chunk's gathered inputs and input gradients
+    let headRows: FloatBuffer   // [headChunk d] a chunk's gathered inputs (training: and [headChunk d] their gradients)
     /// Rows of the output layer per chunk.
     let headChunk: Int
 
@@ -70,15 +71,15 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// Per mixture block, the fraction of routing assignments each expert got in the last forward.
     public var expertLoads: [[Double]] { mixture?.loads(rows: rows) ?? [] }
 
-    /// `headChunk` sets the rows per chunk of a frozen output layer (0: the whole logits; tests
-    /// compare the two paths).
+    /// `headChunk` sets the rows per chunk of the output layer (0: the whole logits, which tests
+    /// read and compare with the chunked path).
     public init(model: TransformerModel, batch: Int, length: Int, threads: Int = ThreadPool.shared.threadCount,
                 training: Bool = true, headChunk: Int? = nil) throws {
         let c = model.config
         guard batch > 0, length > 0 else { throw TransformerError.emptyInput(what: "a training batch") }
         guard length <= c.contextLength else { throw TransformerError.sequenceTooLong(tokens: length, contextLength: c.contextLength) }
         let head = model.layout.lmHead
-        let chunked = headChunk != 0 && training && !head.trainable && head.biasGradient == nil && head.adapters.isEmpty
+        let chunked = headChunk != 0 && (!training || (!head.trainable && head.biasGradient == nil && head.adapters.isEmpty))
         let floats = try TrainingWorkspace.floatCount(config: c, gradients: training ? model.layout.gradientCount : 0,
                                                       batch: batch, length: length, threads: threads, training: training,
                                                       chunkedHead: chunked, headChunk: headChunk)
@@ -108,7 +109,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         chunkedHead = chunked
         self.headChunk = chunked ? min(n, headChunk ?? Self.headChunk(rows: n, vocabulary: c.vocabularySize)) : n
         logits = FloatBuffer(count: self.headChunk * c.vocabularySize)
-        headRows = FloatBuffer(count: chunked ? 2 * self.headChunk * d : 0)
+        headRows = FloatBuffer(count: chunked ? (training ? 2 : 1) * self.headChunk * d : 0)
         losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
         masks = training && c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
         dResidual = FloatBuffer(count: b * n * d)
@@ -148,7 +149,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let routing = c.experts > 0 ? try MixtureWorkspace.floatCount(config: c, rows: n, layers: c.mixtureLayers, training: training) : 0
         let attention = try size.product(c.heads + (training ? max(1, threads) : 0), batch, length, length)
         let chunk = min(n, max(1, headChunk ?? Self.headChunk(rows: n, vocabulary: c.vocabularySize)))
-        let head = chunkedHead ? try size.product(chunk, c.vocabularySize + 2 * d) : 0
+        let head = chunkedHead ? try size.product(chunk, c.vocabularySize + (training ? 2 : 1) * d) : 0
         return try size.sum([try size.product(n, perRow), attention, gradients, routing, head])
     }
 }
@@ -382,13 +383,13 @@ extension TransformerModel {
 
     // MARK: Pieces
 
-    /// The final norm, then for a frozen output layer the logits, the loss and the layer's input
-    /// gradient (for a row weight of 1, into `dResidual`) a chunk of counted rows at a time. Rows
-    /// that do not count (masked prompts, padding) skip the output layer: their loss and gradient
-    /// are 0.
+    /// The final norm, then the logits and the loss a chunk of counted rows at a time, and in
+    /// training (a frozen output layer) the layer's input gradient (for a row weight of 1, into
+    /// `dResidual`). Rows that do not count (masked prompts, padding) skip the output layer: their
+    /// loss and gradient are 0.
     func chunkedHeadForward(_ w: TrainingWorkspace, pool: ThreadPool) {
         let c = config, n = w.rows, d = c.dModel, v = c.vocabularySize, p = parameters.pointer
-        let normed = w.finalNorm.pointer, dNormed = w.dResidual.pointer
+        let normed = w.finalNorm.pointer, dNormed = w.dResidual.pointer, training = w.canTrain
         Profiler.measure("norm") {
             normForward(w.residual(c.layers), layout.finalNorm, into: normed, mean: w.finalMean.pointer,
                         rstd: w.finalRstd.pointer, rows: n, pool: pool)
@@ -399,7 +400,7 @@ extension TransformerModel {
         for r in 0..<n where !countedRow[r] {
             w.losses.pointer[r] = 0
             w.logSumExps.pointer[r] = 0
-            (dNormed + r * d).update(repeating: 0, count: d)
+            if training { (dNormed + r * d).update(repeating: 0, count: d) }
         }
         let x = w.headRows.pointer, dx = x + w.headChunk * d
         var chunkTargets = [Int32](repeating: 0, count: w.headChunk)
@@ -420,19 +421,21 @@ extension TransformerModel {
                         chunkLSE.withUnsafeMutableBufferPointer { lse in
                             crossEntropyForward(logits: w.logits.pointer, targets: targets.baseAddress!,
                                                 losses: losses.baseAddress!, logSumExps: lse.baseAddress!,
-                                                gradients: w.logits.pointer, rows: m, vocab: v, pool: pool)
+                                                gradients: training ? w.logits.pointer : nil, rows: m, vocab: v, pool: pool)
                         }
                     }
                 }
             }
-            Profiler.measure("lm head backward") {
-                layout.lmHead.backward(w.logits.pointer, x: x, rows: m, dx: dx, parameters: p, gradients: nil,
-                                       computeWeightGradient: false, precision: w.precision, pool: pool)
+            if training {
+                Profiler.measure("lm head backward") {
+                    layout.lmHead.backward(w.logits.pointer, x: x, rows: m, dx: dx, parameters: p, gradients: nil,
+                                           computeWeightGradient: false, precision: w.precision, pool: pool)
+                }
             }
             for (j, r) in rows.enumerated() {
                 w.losses.pointer[r] = chunkLosses[j]
                 w.logSumExps.pointer[r] = chunkLSE[j]
-                (dNormed + r * d).update(from: dx + j * d, count: d)
+                if training { (dNormed + r * d).update(from: dx + j * d, count: d) }
             }
             start += m
         }

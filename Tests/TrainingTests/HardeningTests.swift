@@ -217,7 +217,9 @@ struct HardeningTests {
         let n = 4 * 128, c = model.config, earlier = c.layers - 1
         let backward = model.layout.count + n * c.dModel + n * max(c.mlpInDim, c.qkvDim) + n * c.dFF + ThreadPool.shared.threadCount * 128 * 128
         let layers = n * earlier * (2 * c.dModel + c.qkvDim + c.mlpInDim)
-        #expect(train.residentBytes - eval.residentBytes == 4 * (backward + layers))
+        // Evaluation also runs the output layer in chunks (here one of all 512 rows, with its
+        // gathered inputs); training this trainable output layer keeps the whole logits.
+        #expect(train.residentBytes - eval.residentBytes == 4 * (backward + layers - n * c.dModel))
     }
 
     @Test("10. invalid UTF-8 in arguments and in a completion is an error, not a silent U+FFFD")

@@ -155,6 +155,24 @@ struct AdapterTests {
         #expect(chunked.gradients.array == results[0].gradients)
     }
 
+    @Test("evaluation runs the output layer a chunk of counted rows at a time: the same losses as the whole logits",
+          arguments: [Variant.all[0], Variant.all[1]])
+    func chunkedEvaluation(_ variant: Variant) throws {
+        let model = try TransformerModel(config: variant.config, seed: 6)
+        let batch = 12, length = 8, n = batch * length
+        let chunked = try TrainingWorkspace(model: model, batch: batch, length: length, training: false, headChunk: 40)
+        let whole = try TrainingWorkspace(model: model, batch: batch, length: length, training: false, headChunk: 0)
+        #expect(chunked.chunkedHead && chunked.logits.count == 40 * model.config.vocabularySize && !whole.chunkedHead)
+        var rng = SplitMix64(seed: 19)
+        let ids = (0..<n).map { _ in Int32(rng.next() % 13) }
+        let targets = (0..<n).map { i in i % 4 == 2 ? -1 : Int32(rng.next() % 13) }
+        let a = try model.forward(ids: ids, targets: targets, workspace: chunked)
+        let b = try model.forward(ids: ids, targets: targets, workspace: whole)
+        #expect(abs(a - b) <= 1e-6 * abs(b))
+        let perRow = zip(chunked.losses.array, whole.losses.array).map { abs($0 - $1) }.max()!
+        #expect(perRow <= 1e-5, "worst per-row difference \(perRow)")
+    }
+
     @Test("bad adapter settings are refused, naming the field")
     func invalid() {
         #expect(throws: TransformerError.self) { try AdapterConfig(rank: 0, alpha: 8).validate() }

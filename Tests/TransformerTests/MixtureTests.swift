@@ -184,7 +184,7 @@ struct MixtureTests {
         for variant in MixtureVariant.all {
             let model = try TransformerModel(config: variant.config, seed: 6)
             let (ids, _) = Self.batch(8, count: 8)
-            let w = try TrainingWorkspace(model: model, batch: 1, length: 8, training: false)
+            let w = try TrainingWorkspace(model: model, batch: 1, length: 8, training: false, headChunk: 0)
             _ = try model.forward(ids: ids, targets: ids, workspace: w)
             let full = w.logits.array
             for loads in w.expertLoads { #expect(abs(loads.reduce(0, +) - 1) < 1e-12) }
