@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GGUF
 import Kernels
+import Training
 import Transformer
 
 /// `tinylm bench decode`: prefill and decode tokens/s of a model beside llama.cpp's `llama-bench`
@@ -12,6 +13,7 @@ struct BenchDecode: ParsableCommand {
         abstract: "Prefill and decode tokens/s (greedy and sampled) beside llama.cpp on the same GGUF, in alternating rounds.")
 
     @Option(help: "A GGUF file or a checkpoint directory.") var model: String
+    @Option(help: "A LoRA adapter directory, applied as the chat applies it (the peer runs the base alone).") var adapter: String?
     @Option(help: "Prompt tokens (one prefill call).") var promptTokens = 512
     @Option(help: "Tokens decoded after the prompt.") var genTokens = 128
     @Option(help: "Rounds of TinyLM then the peer.") var rounds = 3
@@ -33,7 +35,8 @@ struct BenchDecode: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel.load(model, storage: GGUFModel.WeightStorage(rawValue: weights)!)
+        var loaded = try LoadedModel.load(model, storage: GGUFModel.WeightStorage(rawValue: weights)!)
+        if let adapter { loaded.model = try PEFTAdapter.load(adapter, onto: loaded.model) }
         let m = loaded.model, threads = ThreadPool.shared.threadCount, cache = KVCacheBits(rawValue: kvBits)!
         guard promptTokens + genTokens <= m.config.contextLength else {
             throw ValidationError("\(promptTokens) + \(genTokens) tokens exceed the model's context of \(m.config.contextLength)")
@@ -43,7 +46,7 @@ struct BenchDecode: ParsableCommand {
         if usePeer && !FileManager.default.isExecutableFile(atPath: llamaBench) {
             throw ValidationError("no llama-bench at \(llamaBench); run ../shared/peers/build_llamacpp_noamx.sh or pass --peer none")
         }
-        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : "fp32 (llama.cpp: its default f16)")")
+        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : "fp32 (llama.cpp: its default f16)")\(adapter.map { ", adapter \($0) (TinyLM only)" } ?? "")")
         if usePeer { print("llama.cpp decodes after \(promptTokens) tokens in its cache too (llama-bench -d \(promptTokens))") }
         var sampler = Sampler(seed: 1)
         sampler.temperature = 0.8

@@ -145,6 +145,26 @@ public struct LowRankAdapter: Sendable, Equatable {
                  parameters p: UnsafePointer<Float>, precision: MatmulPrecision, pool: ThreadPool, noise: UInt64? = nil) {
         let r = rank, m = outputs.count
         let masked = dropout > 0 ? noise : nil
+        if rows == 1 && precision == .fp32 && masked == nil {
+            // Decoding: (in + out)·r multiply-adds, less than handing two products to the pool.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: r) { u in
+                for j in 0..<r { u[j] = dotProduct(x, p + a + j * inFeatures, count: inFeatures) }
+                let y = out + outputs.lowerBound
+                var i = 0
+                if r == 16 {
+                    // Rank 16: sixteen outputs' dot products at once (B's rows are 16 floats).
+                    let uv = UnsafeRawPointer(u.baseAddress!).loadUnaligned(as: SIMD16<Float>.self)
+                    while i + 16 <= m {
+                        let sums = sixteenDots(p + b + i * 16, uv)
+                        let row = UnsafeMutableRawPointer(y + i)
+                        row.storeBytes(of: row.loadUnaligned(as: SIMD16<Float>.self) + scale * sums, as: SIMD16<Float>.self)
+                        i += 16
+                    }
+                }
+                while i < m { y[i] += scale * dotProduct(u.baseAddress!, p + b + i * r, count: r); i += 1 }
+            }
+            return
+        }
         Scratch.withFloats(rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
             let u = scratch
             var input = x
@@ -206,4 +226,42 @@ public struct LowRankAdapter: Sendable, Equatable {
             }
         }
     }
+}
+
+/// The dot products of sixteen consecutive rows of 16 floats (`rows`) with `u`, as one vector:
+/// the rows' products are summed pairwise across registers (16 → 8 → 4 → 2 → 1 lanes per row)
+/// rather than one horizontal sum per row.
+@inline(__always)
+func sixteenDots(_ rows: UnsafePointer<Float>, _ u: SIMD16<Float>) -> SIMD16<Float> {
+    @inline(__always) func row(_ k: Int) -> SIMD16<Float> {
+        UnsafeRawPointer(rows + 16 * k).loadUnaligned(as: SIMD16<Float>.self) * u
+    }
+    @inline(__always) func half(_ v: SIMD16<Float>) -> SIMD8<Float> { v.lowHalf + v.highHalf }
+    @inline(__always) func half(_ v: SIMD8<Float>) -> SIMD4<Float> { v.lowHalf + v.highHalf }
+    @inline(__always) func half(_ v: SIMD4<Float>) -> SIMD2<Float> { v.lowHalf + v.highHalf }
+    @inline(__always) func half(_ v: SIMD2<Float>) -> Float { v.x + v.y }
+    // Level 1: rows 2k, 2k+1 as 8 partial sums each.
+    @inline(__always) func pair(_ k: Int) -> SIMD16<Float> { SIMD16(lowHalf: half(row(2 * k)), highHalf: half(row(2 * k + 1))) }
+    // Level 2: four rows, 4 partial sums each.
+    @inline(__always) func quad(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: SIMD8(lowHalf: half(a.lowHalf), highHalf: half(a.highHalf)),
+               highHalf: SIMD8(lowHalf: half(b.lowHalf), highHalf: half(b.highHalf)))
+    }
+    let q0 = quad(pair(0), pair(1)), q1 = quad(pair(2), pair(3)), q2 = quad(pair(4), pair(5)), q3 = quad(pair(6), pair(7))
+    // Level 3: eight rows, 2 partial sums each.
+    @inline(__always) func octet(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+        @inline(__always) func eight(_ v: SIMD16<Float>) -> SIMD8<Float> {
+            SIMD8(lowHalf: SIMD4(lowHalf: half(v.lowHalf.lowHalf), highHalf: half(v.lowHalf.highHalf)),
+                  highHalf: SIMD4(lowHalf: half(v.highHalf.lowHalf), highHalf: half(v.highHalf.highHalf)))
+        }
+        return SIMD16(lowHalf: eight(a), highHalf: eight(b))
+    }
+    let o0 = octet(q0, q1), o1 = octet(q2, q3)
+    // Level 4: one sum per row.
+    var result = SIMD16<Float>()
+    for k in 0..<8 {
+        result[k] = o0[2 * k] + o0[2 * k + 1]
+        result[8 + k] = o1[2 * k] + o1[2 * k + 1]
+    }
+    return result
 }

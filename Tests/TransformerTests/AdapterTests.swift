@@ -173,6 +173,34 @@ struct AdapterTests {
         #expect(perRow <= 1e-5, "worst per-row difference \(perRow)")
     }
 
+    @Test("decoding one token at a time through rank-16 adapters (sixteen outputs per step) gives the full forward's logits",
+          arguments: [16, 5])
+    func adapterDecoding(rank: Int) throws {
+        // Widths past 16 with a remainder (40, 2·56, 56), so the 16-output blocks and the tail both run.
+        var config = ModelConfig(vocabularySize: 13, contextLength: 8, dModel: 40, layers: 2, heads: 4, kvHeads: 2, dFF: 56)
+        config.norm = .rmsnorm
+        config.positions = .rope
+        config.activation = .swiglu
+        config.bias = false
+        config.initStd = 0.3
+        let base = try TransformerModel(config: config, seed: 2)
+        let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: rank, alpha: 2 * Double(rank)), seed: 4)
+        var rng = SplitMix64(seed: 33)
+        for t in model.layout.tensors where t.name.hasSuffix("lora_B.weight") {
+            for i in 0..<t.count { model.parameters.pointer[t.offset + i] = (rng.nextFloat() - 0.5) * 0.6 }
+        }
+        let ids: [Int32] = [3, 7, 1, 12, 5, 0, 9, 4]
+        let full = try InferenceSession(model: model).feed(ids, allRows: true)
+        let session = try InferenceSession(model: model)
+        var stepwise: [Float] = []
+        for id in ids { stepwise += try session.feed([id]) }
+        let scale = full.map(abs).max()!
+        let worst = zip(full, stepwise).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "worst difference \(worst) of \(scale)")
+        let plain = try InferenceSession(model: base).feed(ids, allRows: true)
+        #expect(zip(full, plain).map { abs($0 - $1) }.max()! > 1e-2 * scale, "the adapters change the output")
+    }
+
     @Test("bad adapter settings are refused, naming the field")
     func invalid() {
         #expect(throws: TransformerError.self) { try AdapterConfig(rank: 0, alpha: 8).validate() }
