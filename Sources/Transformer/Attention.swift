@@ -273,35 +273,48 @@ func decodeAttention(
             }
             return
         }
-        var h0 = g * group
-        while h0 < (g + 1) * group {
-            // Up to four heads per pass over the values.
-            let m = min(4, (g + 1) * group - h0)
-            var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-            var odd = even
-            let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
-            var j = 0
-            while j + 2 <= total {
-                let a = UnsafeRawPointer(value + j * kvStride).loadUnaligned(as: SIMD16<Float>.self)
-                let b = UnsafeRawPointer(value + (j + 1) * kvStride).loadUnaligned(as: SIMD16<Float>.self)
-                even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
-                even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
-                even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
-                even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
-                j += 2
-            }
-            if j < total {
-                let a = UnsafeRawPointer(value + j * kvStride).loadUnaligned(as: SIMD16<Float>.self)
-                even.0 = even.0.addingProduct(p0[j], a)
-                even.1 = even.1.addingProduct(p1[j], a)
-                even.2 = even.2.addingProduct(p2[j], a)
-                even.3 = even.3.addingProduct(p3[j], a)
-            }
-            let sums = [even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3]
-            for i in 0..<m {
-                UnsafeMutableRawPointer(out + (h0 + i) * hd + d0).storeBytes(of: sums[i], as: SIMD16<Float>.self)
-            }
-            h0 += m
+        weightedValues16(scores: scores, keys: total, heads: (g * group)..<((g + 1) * group), values: value, stride: kvStride,
+                         out: out + d0, headDim: hd)
+    }
+}
+
+/// `out[h·hd ..< h·hd + 16] = Σ_j p_h[j] · v_j` for the query `heads` (their weights rows of
+/// `scores`, `total` long), where `v_j` is the 16 floats at `values + j·stride`: up to four heads
+/// per pass over the values, two accumulators per head (even and odd keys) so that the sums do
+/// not wait on one another.
+@inline(__always)
+func weightedValues16(
+    scores: UnsafePointer<Float>, keys total: Int, heads: Range<Int>, values: UnsafePointer<Float>, stride: Int,
+    out: UnsafeMutablePointer<Float>, headDim hd: Int
+) {
+    var h0 = heads.lowerBound
+    while h0 < heads.upperBound {
+        let m = min(4, heads.upperBound - h0)
+        var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        var odd = even
+        let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
+        var j = 0
+        while j + 2 <= total {
+            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
+            let b = UnsafeRawPointer(values + (j + 1) * stride).loadUnaligned(as: SIMD16<Float>.self)
+            even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
+            even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
+            even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
+            even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
+            j += 2
         }
+        if j < total {
+            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
+            even.0 = even.0.addingProduct(p0[j], a)
+            even.1 = even.1.addingProduct(p1[j], a)
+            even.2 = even.2.addingProduct(p2[j], a)
+            even.3 = even.3.addingProduct(p3[j], a)
+        }
+        let sums = (even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3)
+        for i in 0..<m {
+            let sum = i == 0 ? sums.0 : i == 1 ? sums.1 : i == 2 ? sums.2 : sums.3
+            UnsafeMutableRawPointer(out + (h0 + i) * hd).storeBytes(of: sum, as: SIMD16<Float>.self)
+        }
+        h0 += m
     }
 }

@@ -21,19 +21,8 @@ public enum KVCacheBits: Int, Sendable, CaseIterable {
     }
 }
 
-/// Signed bytes on the heap, for the 8-bit cache.
-final class Int8Buffer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Int8>
-    let count: Int
-
-    init(count: Int) {
-        self.count = count
-        pointer = .allocate(capacity: max(1, count))
-        pointer.initialize(repeating: 0, count: max(1, count))
-    }
-
-    deinit { pointer.deallocate() }
-}
+/// The 8-bit cache's bytes.
+typealias Int8Buffer = IntegerBuffer<Int8>
 
 /// The 8-bit blocks: 32 values, one scale.
 enum KVBlocks {
@@ -104,7 +93,7 @@ func decodeAttentionQ8(
         }
     }
     decodeSoftmax(scores, heads: heads, keys: total, pool: pool)
-    // out_h = Σ_j p_hj v_j, 16 dimensions of one kv head per task, two accumulators per head.
+    // out_h = Σ_j p_hj v_j, 16 dimensions of one kv head per task.
     let spans = hd / 16
     pool.parallelFor(kvHeads * spans) { task, _ in
         let g = task / spans, d0 = (task % spans) * 16
@@ -113,34 +102,8 @@ func decodeAttentionQ8(
             for j in 0..<total {
                 widen(value + j * kvDim, scale: kv.valueScales[j * blocksPerRow + scaleIndex], count: 16, into: values + j * 16)
             }
-            var h0 = g * group
-            while h0 < (g + 1) * group {
-                let m = min(4, (g + 1) * group - h0)
-                var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-                var odd = even
-                let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
-                var j = 0
-                while j + 2 <= total {
-                    let a = load16(values + j * 16), b = load16(values + (j + 1) * 16)
-                    even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
-                    even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
-                    even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
-                    even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
-                    j += 2
-                }
-                if j < total {
-                    let a = load16(values + j * 16)
-                    even.0 = even.0.addingProduct(p0[j], a)
-                    even.1 = even.1.addingProduct(p1[j], a)
-                    even.2 = even.2.addingProduct(p2[j], a)
-                    even.3 = even.3.addingProduct(p3[j], a)
-                }
-                let sums = [even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3]
-                for i in 0..<m {
-                    UnsafeMutableRawPointer(out + (h0 + i) * hd + d0).storeBytes(of: sums[i], as: SIMD16<Float>.self)
-                }
-                h0 += m
-            }
+            weightedValues16(scores: scores, keys: total, heads: (g * group)..<((g + 1) * group), values: values, stride: 16,
+                             out: out + d0, headDim: hd)
         }
     }
 }

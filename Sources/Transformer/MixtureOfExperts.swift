@@ -2,17 +2,8 @@ import Foundation
 import Kernels
 import Support
 
-/// An owned block of `Int32` (routing indices), zero-initialised.
-final class IndexBuffer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Int32>
-    let count: Int
-    init(count: Int) {
-        self.count = count
-        pointer = .allocate(capacity: max(1, count))
-        pointer.initialize(repeating: 0, count: max(1, count))
-    }
-    deinit { pointer.deallocate() }
-}
+/// Routing indices.
+typealias IndexBuffer = IntegerBuffer<Int32>
 
 /// Routing state and expert outputs of the mixture blocks for `rows` tokens, per mixture block
 /// (training keeps every block's for backward; inference reuses one). Each token's `k` choices
