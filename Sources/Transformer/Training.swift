@@ -35,6 +35,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// no weight gradient, no adapter), where each chunk also leaves the layer's input gradient.
     let chunkedHead: Bool
     let headRows: FloatBuffer   // [headChunk d] a chunk's gathered inputs (training: and [headChunk d] their gradients)
+    let headSlots: IntegerBuffer<Int32>   // [2 headChunk] a chunk's rows, and their targets
+    let headLosses: FloatBuffer           // [2 headChunk] a chunk's losses, and their logsumexps
     /// Rows of the output layer per chunk.
     let headChunk: Int
 
@@ -110,6 +112,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
         self.headChunk = chunked ? min(n, headChunk ?? Self.headChunk(rows: n, vocabulary: c.vocabularySize)) : n
         logits = FloatBuffer(count: self.headChunk * c.vocabularySize)
         headRows = FloatBuffer(count: chunked ? (training ? 2 : 1) * self.headChunk * d : 0)
+        headSlots = IntegerBuffer(count: chunked ? 2 * self.headChunk : 0)
+        headLosses = FloatBuffer(count: chunked ? 2 * self.headChunk : 0)
         losses = FloatBuffer(count: n); dloss = FloatBuffer(count: n); logSumExps = FloatBuffer(count: n)
         masks = training && c.dropout > 0 ? FloatBuffer(count: (2 * l + 1) * n * d) : nil
         dResidual = FloatBuffer(count: b * n * d)
@@ -129,9 +133,9 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// Bytes held by the buffers.
     public var residentBytes: Int {
         let buffers = [gradients, residual, mid, norm1, norm1Mean, norm1Rstd, qkv, probs, att, norm2, norm2Mean, norm2Rstd,
-                       mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, headRows, losses, dloss, logSumExps, dResidual, dBranch,
+                       mlpIn, mlpAct, finalNorm, finalMean, finalRstd, logits, headRows, headLosses, losses, dloss, logSumExps, dResidual, dBranch,
                        dWide, dWide2, dProbs] + (masks.map { [$0] } ?? [])
-        return 4 * buffers.reduce(0) { $0 + $1.count } + (mixture?.residentBytes ?? 0)
+        return 4 * buffers.reduce(0) { $0 + $1.count } + 4 * headSlots.count + (mixture?.residentBytes ?? 0)
     }
 
     /// Floats the buffers above take, computed with overflow checks (so that absurd sizes are an
@@ -149,7 +153,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let routing = c.experts > 0 ? try MixtureWorkspace.floatCount(config: c, rows: n, layers: c.mixtureLayers, training: training) : 0
         let attention = try size.product(c.heads + (training ? max(1, threads) : 0), batch, length, length)
         let chunk = min(n, max(1, headChunk ?? Self.headChunk(rows: n, vocabulary: c.vocabularySize)))
-        let head = chunkedHead ? try size.product(chunk, c.vocabularySize + (training ? 2 : 1) * d) : 0
+        let head = chunkedHead ? try size.product(chunk, c.vocabularySize + (training ? 2 : 1) * d + 4) : 0
         return try size.sum([try size.product(n, perRow), attention, gradients, routing, head])
     }
 }
@@ -394,37 +398,17 @@ extension TransformerModel {
             normForward(w.residual(c.layers), layout.finalNorm, into: normed, mean: w.finalMean.pointer,
                         rstd: w.finalRstd.pointer, rows: n, pool: pool)
         }
-        let counted = (0..<n).filter { w.targets[$0] >= 0 }
-        var countedRow = [Bool](repeating: false, count: n)
-        for r in counted { countedRow[r] = true }
-        for r in 0..<n where !countedRow[r] {
-            w.losses.pointer[r] = 0
-            w.logSumExps.pointer[r] = 0
-            if training { (dNormed + r * d).update(repeating: 0, count: d) }
-        }
         let x = w.headRows.pointer, dx = x + w.headChunk * d
-        var chunkTargets = [Int32](repeating: 0, count: w.headChunk)
-        var chunkLosses = [Float](repeating: 0, count: w.headChunk), chunkLSE = chunkLosses
-        var start = 0
-        while start < counted.count {
-            let rows = counted[start..<min(counted.count, start + w.headChunk)], m = rows.count
-            for (j, r) in rows.enumerated() {
-                (x + j * d).update(from: normed + r * d, count: d)
-                chunkTargets[j] = w.targets[r]
-            }
+        let slotRows = w.headSlots.pointer, slotTargets = slotRows + w.headChunk
+        let chunkLosses = w.headLosses.pointer, chunkLSE = chunkLosses + w.headChunk
+        // The gathered rows (`m` of them) through the output layer and the loss, then scattered back.
+        func flush(_ m: Int) {
             Profiler.measure("lm head") {
                 layout.lmHead.forward(x, rows: m, into: w.logits.pointer, parameters: p, precision: w.precision, pool: pool)
             }
             Profiler.measure("loss") {
-                chunkTargets.withUnsafeBufferPointer { targets in
-                    chunkLosses.withUnsafeMutableBufferPointer { losses in
-                        chunkLSE.withUnsafeMutableBufferPointer { lse in
-                            crossEntropyForward(logits: w.logits.pointer, targets: targets.baseAddress!,
-                                                losses: losses.baseAddress!, logSumExps: lse.baseAddress!,
-                                                gradients: training ? w.logits.pointer : nil, rows: m, vocab: v, pool: pool)
-                        }
-                    }
-                }
+                crossEntropyForward(logits: w.logits.pointer, targets: slotTargets, losses: chunkLosses, logSumExps: chunkLSE,
+                                    gradients: training ? w.logits.pointer : nil, rows: m, vocab: v, pool: pool)
             }
             if training {
                 Profiler.measure("lm head backward") {
@@ -432,13 +416,29 @@ extension TransformerModel {
                                            computeWeightGradient: false, precision: w.precision, pool: pool)
                 }
             }
-            for (j, r) in rows.enumerated() {
+            for j in 0..<m {
+                let r = Int(slotRows[j])
                 w.losses.pointer[r] = chunkLosses[j]
                 w.logSumExps.pointer[r] = chunkLSE[j]
                 if training { (dNormed + r * d).update(from: dx + j * d, count: d) }
             }
-            start += m
         }
+        var m = 0
+        for r in 0..<n {
+            let target = w.targets[r]
+            guard target >= 0 else {
+                w.losses.pointer[r] = 0
+                w.logSumExps.pointer[r] = 0
+                if training { (dNormed + r * d).update(repeating: 0, count: d) }
+                continue
+            }
+            (x + m * d).update(from: normed + r * d, count: d)
+            slotRows[m] = Int32(r)
+            slotTargets[m] = target
+            m += 1
+            if m == w.headChunk { flush(m); m = 0 }
+        }
+        if m > 0 { flush(m) }
     }
 
     /// All heads of all sequences; tasks are (sequence, head) pairs.

@@ -218,8 +218,9 @@ struct HardeningTests {
         let backward = model.layout.count + n * c.dModel + n * max(c.mlpInDim, c.qkvDim) + n * c.dFF + ThreadPool.shared.threadCount * 128 * 128
         let layers = n * earlier * (2 * c.dModel + c.qkvDim + c.mlpInDim)
         // Evaluation also runs the output layer in chunks (here one of all 512 rows, with its
-        // gathered inputs); training this trainable output layer keeps the whole logits.
-        #expect(train.residentBytes - eval.residentBytes == 4 * (backward + layers - n * c.dModel))
+        // gathered inputs, row indices, targets, losses and logsumexps); training this trainable
+        // output layer keeps the whole logits.
+        #expect(train.residentBytes - eval.residentBytes == 4 * (backward + layers - n * c.dModel - 4 * n))
     }
 
     @Test("10. invalid UTF-8 in arguments and in a completion is an error, not a silent U+FFFD")
