@@ -130,12 +130,27 @@ VNNI static inline __m512i nibble_span(const uint8_t *qs) {
 }
 
 // The weights of one pair of 32-blocks (p = pair index in the row): 64 bytes of codes, and
-// per lane the factor on Σ q_w q_a (dw) and on d_a Σ q_a (mw, pre-divided by 8: each block's
-// offset is spread over its 8 lanes). Lanes 0-7 belong to the first block, 8-15 to the second.
+// per lane the factor on Σ q_w q_a (dw) and on d_a Σ q_a (mw, 8 times too large: each block's
+// offset is spread over its 8 lanes, and the sum is scaled by 1/8 once, at the end — exact, as
+// 1/8 is a power of two). Lanes 0-7 belong to the first block, 8-15 to the second.
 typedef struct { __m512i wq; __m512 dw, mw; } pair_t;
 
 VNNI static inline __m512 halves(float a, float b) {
     return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+// The fp16 pairs at b0 and b1 (4 bytes each) as floats [b0, b0+2, b1, b1+2], in one conversion.
+VNNI static inline __m128 two_half_pairs(const uint8_t *b0, const uint8_t *b1) {
+    int32_t x0, x1;
+    memcpy(&x0, b0, 4);
+    memcpy(&x1, b1, 4);
+    return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(x0), x1, 1));
+}
+
+// Lane groups of 8 from floats 0-3 of `v`: [v[i] × 8, v[j] × 8].
+VNNI static inline __m512 spread(__m128 v, int i, int j) {
+    const __m512i index = _mm512_inserti64x4(_mm512_set1_epi32(i), _mm256_set1_epi32(j), 1);
+    return _mm512_permutexvar_ps(index, _mm512_castps128_ps512(v));
 }
 
 VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, const uint8_t *w, long p) {
@@ -144,22 +159,23 @@ VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, c
     case CQ_Q4_0: {
         const uint8_t *b0 = w + 2 * p * 18, *b1 = b0 + 18;
         t.wq = nibble_pair(b0 + 2, b1 + 2);
-        t.dw = halves(half_to_float(b0), half_to_float(b1));
-        t.mw = _mm512_sub_ps(_mm512_setzero_ps(), t.dw);  // -8 d_w / 8
+        t.dw = spread(two_half_pairs(b0, b1), 0, 2);  // the pairs' second halves are code bytes
+        t.mw = _mm512_mul_ps(t.dw, _mm512_set1_ps(-8.0f));
         break;
     }
     case CQ_Q4_1: {
         const uint8_t *b0 = w + 2 * p * 20, *b1 = b0 + 20;
         t.wq = nibble_pair(b0 + 4, b1 + 4);
-        t.dw = halves(half_to_float(b0), half_to_float(b1));
-        t.mw = _mm512_mul_ps(halves(half_to_float(b0 + 2), half_to_float(b1 + 2)), _mm512_set1_ps(0.125f));
+        const __m128 dm = two_half_pairs(b0, b1);  // d0 m0 d1 m1
+        t.dw = spread(dm, 0, 2);
+        t.mw = spread(dm, 1, 3);
         break;
     }
     case CQ_Q8_0: {
         const uint8_t *b0 = w + 2 * p * 34, *b1 = b0 + 34;
         t.wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
                                   _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
-        t.dw = halves(half_to_float(b0), half_to_float(b1));
+        t.dw = spread(two_half_pairs(b0, b1), 0, 2);
         t.mw = _mm512_setzero_ps();
         break;
     }
@@ -172,7 +188,7 @@ VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, c
         scale_min_k4(2 * j + 1, sb + 4, &sc1, &m1);
         const float d = half_to_float(sb), dmin = half_to_float(sb + 2);
         t.dw = halves(d * (float)sc0, d * (float)sc1);
-        t.mw = halves(-dmin * (float)m0 * 0.125f, -dmin * (float)m1 * 0.125f);
+        t.mw = halves(-dmin * (float)m0, -dmin * (float)m1);
         break;
     }
     }
@@ -210,7 +226,7 @@ row_dot(int format, const int G, const uint8_t *w, long blocks, const int8_t *q,
         }
     }
     for (int k = 0; k < G; k++) {
-        float v = _mm512_reduce_add_ps(_mm512_add_ps(acc[k], off[k]));
+        float v = _mm512_reduce_add_ps(_mm512_fmadd_ps(off[k], _mm512_set1_ps(0.125f), acc[k]));
         if (blocks % 2) {
             const long b = k * blocks + blocks - 1;
             v += block_dot(format, w, blocks - 1, q + b * 32, d8[b * 8], s8[b * 8]);

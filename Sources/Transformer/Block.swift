@@ -154,8 +154,8 @@ extension TransformerModel {
             (values + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + (c.heads + c.kvHeads) * hd, count: kvDim)
         }
         if n == 1 {
-            decodeAttention(q: qkv, k: keys, v: values, kvStride: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads,
-                            headDim: hd, scores: probs, out: att, pool: pool)
+            decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values), kvDim: kvDim, keys: total, heads: c.heads,
+                            kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
         multiTokenAttention(qkv: qkv, keys: keys, values: values, start: start, rows: n, att: att, probs: probs, pool: pool)
@@ -176,8 +176,8 @@ extension TransformerModel {
                               scales: kv.valueScales + p * blocks)
         }
         if n == 1 {
-            decodeAttentionQ8(q: qkv, kv: kv, kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
-                              scores: probs, out: att, pool: pool)
+            decodeAttention(q: qkv, cache: .int8(kv), kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads,
+                            headDim: hd, out: att, pool: pool)
             return
         }
         KVBlocks.dequantize(kv.keys, scales: kv.keyScales, count: total * kvDim, into: kv.keysScratch)

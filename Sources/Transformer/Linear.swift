@@ -228,27 +228,28 @@ public struct LowRankAdapter: Sendable, Equatable {
     }
 }
 
-/// The dot products of sixteen consecutive rows of 16 floats (`rows`) with `u`, as one vector:
-/// the rows' products are summed pairwise across registers (16 → 8 → 4 → 2 → 1 lanes per row)
-/// rather than one horizontal sum per row.
+/// The dot products of sixteen consecutive rows of 16 floats (`rows`) with `u`, as one vector.
 @inline(__always)
 func sixteenDots(_ rows: UnsafePointer<Float>, _ u: SIMD16<Float>) -> SIMD16<Float> {
-    @inline(__always) func row(_ k: Int) -> SIMD16<Float> {
-        UnsafeRawPointer(rows + 16 * k).loadUnaligned(as: SIMD16<Float>.self) * u
-    }
+    sixteenSums { k in UnsafeRawPointer(rows + 16 * k).loadUnaligned(as: SIMD16<Float>.self) * u }
+}
+
+/// The lane sums of sixteen vectors (`row(0) … row(15)`), as one vector: summed pairwise across
+/// registers (16 → 8 → 4 → 2 → 1 lanes per vector) rather than one horizontal sum per vector.
+@inline(__always)
+func sixteenSums(_ row: (Int) -> SIMD16<Float>) -> SIMD16<Float> {
     @inline(__always) func half(_ v: SIMD16<Float>) -> SIMD8<Float> { v.lowHalf + v.highHalf }
     @inline(__always) func half(_ v: SIMD8<Float>) -> SIMD4<Float> { v.lowHalf + v.highHalf }
     @inline(__always) func half(_ v: SIMD4<Float>) -> SIMD2<Float> { v.lowHalf + v.highHalf }
-    @inline(__always) func half(_ v: SIMD2<Float>) -> Float { v.x + v.y }
-    // Level 1: rows 2k, 2k+1 as 8 partial sums each.
+    // Level 1: vectors 2k, 2k+1 as 8 partial sums each.
     @inline(__always) func pair(_ k: Int) -> SIMD16<Float> { SIMD16(lowHalf: half(row(2 * k)), highHalf: half(row(2 * k + 1))) }
-    // Level 2: four rows, 4 partial sums each.
+    // Level 2: four vectors, 4 partial sums each.
     @inline(__always) func quad(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
         SIMD16(lowHalf: SIMD8(lowHalf: half(a.lowHalf), highHalf: half(a.highHalf)),
                highHalf: SIMD8(lowHalf: half(b.lowHalf), highHalf: half(b.highHalf)))
     }
     let q0 = quad(pair(0), pair(1)), q1 = quad(pair(2), pair(3)), q2 = quad(pair(4), pair(5)), q3 = quad(pair(6), pair(7))
-    // Level 3: eight rows, 2 partial sums each.
+    // Level 3: eight vectors, 2 partial sums each.
     @inline(__always) func octet(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
         @inline(__always) func eight(_ v: SIMD16<Float>) -> SIMD8<Float> {
             SIMD8(lowHalf: SIMD4(lowHalf: half(v.lowHalf.lowHalf), highHalf: half(v.lowHalf.highHalf)),
@@ -257,11 +258,6 @@ func sixteenDots(_ rows: UnsafePointer<Float>, _ u: SIMD16<Float>) -> SIMD16<Flo
         return SIMD16(lowHalf: eight(a), highHalf: eight(b))
     }
     let o0 = octet(q0, q1), o1 = octet(q2, q3)
-    // Level 4: one sum per row.
-    var result = SIMD16<Float>()
-    for k in 0..<8 {
-        result[k] = o0[2 * k] + o0[2 * k + 1]
-        result[8 + k] = o1[2 * k] + o1[2 * k + 1]
-    }
-    return result
+    // Level 4: one sum per vector (adjacent lanes hold one vector's two partial sums).
+    return SIMD16(lowHalf: o0.evenHalf + o0.oddHalf, highHalf: o1.evenHalf + o1.oddHalf)
 }

@@ -74,10 +74,10 @@ struct KVCacheTests {
         var outputs: [[Float]] = []
         for threads in [1, 3] {
             let pool = ThreadPool(threadCount: threads)
-            let out = FloatBuffer(count: heads * hd), probs = FloatBuffer(count: heads * total)
+            let out = FloatBuffer(count: heads * hd)
             q.withUnsafeBufferPointer {
-                decodeAttentionQ8(q: $0.baseAddress!, kv: kv, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
-                                  headDim: hd, scores: probs.pointer, out: out.pointer, pool: pool)
+                decodeAttention(q: $0.baseAddress!, cache: .int8(kv), kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
+                                headDim: hd, out: out.pointer, pool: pool)
             }
             outputs.append(out.array)
         }

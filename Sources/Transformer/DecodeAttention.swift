@@ -1,0 +1,220 @@
+import Foundation
+import Kernels
+
+/// Cached positions per task of one token's attention. Fixed, so the split of the work (and with
+/// it every rounding) does not depend on the thread count.
+let decodeKeyChunk = 64
+
+/// Where one token's attention finds the cached keys and values (rows of `kvHeads·hd`).
+enum DecodeCache {
+    case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>)
+    case int8(QuantizedKV)
+}
+
+/// One new token's attention over `total` cached positions, every head at once (decoding).
+///
+/// The positions are split into chunks of `decodeKeyChunk`; one task takes one (key/value head,
+/// chunk) pair and, for the query heads that share that key/value head, computes the scores, their
+/// exponentials against the chunk's own maximum, the sum of those and the weighted sum of the
+/// values. Keys and values are read once per token, in one pass of the pool. The caller then
+/// merges the chunks of each head: `out_h = Σ_c e^(m_c − M) o_c / Σ_c e^(m_c − M) l_c`, with `M`
+/// the largest chunk maximum. An 8-bit cache is widened chunk by chunk into scratch that stays
+/// in L1, so it is read from memory at one byte per value.
+func decodeAttention(
+    q: UnsafePointer<Float>, cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
+    out: UnsafeMutablePointer<Float>, pool: ThreadPool
+) {
+    guard total > 0 else { return }
+    let group = heads / kvHeads, chunks = (total + decodeKeyChunk - 1) / decodeKeyChunk, tasks = kvHeads * chunks
+    // Per task and query head of its group: the weighted values (hd), the chunk maximum, the sum.
+    let partialStride = hd + 2
+    // Per thread: the chunk's scores (group × chunk) and, for the 8-bit cache, its widened keys
+    // and values (chunk × hd each).
+    let widened = if case .int8 = cache { 2 * decodeKeyChunk * hd } else { 0 }
+    let perThread = group * decodeKeyChunk + widened
+    Scratch.withFloats(tasks * group * partialStride + pool.threadCount * perThread) { scratch in
+        let partials = scratch, threadScratch = scratch + tasks * group * partialStride
+        pool.parallelFor(tasks) { task, worker in
+            let g = task / chunks, first = (task % chunks) * decodeKeyChunk, n = min(total, first + decodeKeyChunk) - first
+            let local = threadScratch + worker * perThread, scores = local
+            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int
+            switch cache {
+            case let .fp32(k, v):
+                keys = k + first * kvDim + g * hd
+                values = v + first * kvDim + g * hd
+                stride = kvDim
+            case let .int8(kv):
+                let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
+                widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
+                widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
+                keys = UnsafePointer(k)
+                values = UnsafePointer(v)
+                stride = hd
+            }
+            let partial = partials + task * group * partialStride
+            for i in 0..<group {
+                let s = scores + i * n
+                chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: stride, count: n, headDim: hd, into: s)
+                let m = maximum(s, count: n)
+                partial[i * partialStride + hd] = m
+                partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
+            }
+            chunkValues(scores: scores, count: n, heads: group, values: values, stride: stride, headDim: hd,
+                        into: partial, outStride: partialStride)
+        }
+        mergeChunks(partials, chunks: chunks, heads: heads, group: group, headDim: hd, stride: partialStride, into: out)
+    }
+}
+
+/// `s[j] = q · k_j / √hd` for the chunk's `count` keys (rows `stride` floats apart): sixteen keys
+/// at a time with their sums reduced across registers.
+@inline(__always)
+private func chunkScores(
+    query: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int, count n: Int, headDim hd: Int,
+    into s: UnsafeMutablePointer<Float>
+) {
+    let scale = 1 / Float(hd).squareRoot()
+    guard hd % 16 == 0 else {
+        for j in 0..<n { s[j] = scale * dotProduct(query, keys + j * stride, count: hd) }
+        return
+    }
+    @inline(__always) func dot(_ key: UnsafePointer<Float>) -> SIMD16<Float> {
+        var acc = load16(query) * load16(key)
+        for o in Swift.stride(from: 16, to: hd, by: 16) { acc = acc.addingProduct(load16(query + o), load16(key + o)) }
+        return acc
+    }
+    var j = 0
+    while j + 16 <= n {
+        let block = keys + j * stride
+        let sums = sixteenSums { k in dot(block + k * stride) }
+        UnsafeMutableRawPointer(s + j).storeBytes(of: scale * sums, as: SIMD16<Float>.self)
+        j += 16
+    }
+    while j < n {
+        s[j] = scale * dot(keys + j * stride).sum()
+        j += 1
+    }
+}
+
+/// `s[j] = e^(s[j] − m)` in place; returns their sum.
+@inline(__always)
+private func exponentiate(_ s: UnsafeMutablePointer<Float>, count n: Int, minus m: Float) -> Float {
+    var sum = SIMD16<Float>(), j = 0
+    while j + 16 <= n {
+        let e = exp16(load16(s + j) - m)
+        UnsafeMutableRawPointer(s + j).storeBytes(of: e, as: SIMD16<Float>.self)
+        sum += e
+        j += 16
+    }
+    var total = sum.sum()
+    while j < n {
+        s[j] = Foundation.exp(s[j] - m)
+        total += s[j]
+        j += 1
+    }
+    return total
+}
+
+/// `out[i·outStride + d] = Σ_j s[i·count + j] · v_j[d]` for the group's `heads` query heads.
+@inline(__always)
+private func chunkValues(
+    scores s: UnsafePointer<Float>, count n: Int, heads: Int, values: UnsafePointer<Float>, stride: Int, headDim hd: Int,
+    into out: UnsafeMutablePointer<Float>, outStride: Int
+) {
+    var d0 = 0
+    while d0 + 16 <= hd {
+        weightedValues16(scores: s, keys: n, heads: 0..<heads, values: values + d0, stride: stride, out: out + d0,
+                         headDim: outStride)
+        d0 += 16
+    }
+    for i in 0..<heads {
+        for d in d0..<hd {
+            var acc: Float = 0
+            for j in 0..<n { acc += s[i * n + j] * values[j * stride + d] }
+            out[i * outStride + d] = acc
+        }
+    }
+}
+
+/// `out[h·hd ..< h·hd + 16] = Σ_j p_h[j] · v_j` for the query `heads` (their weights rows of
+/// `scores`, `total` long), where `v_j` is the 16 floats at `values + j·stride`: up to four heads
+/// per pass over the values, two accumulators per head (even and odd keys) so that the sums do
+/// not wait on one another.
+@inline(__always)
+private func weightedValues16(
+    scores: UnsafePointer<Float>, keys total: Int, heads: Range<Int>, values: UnsafePointer<Float>, stride: Int,
+    out: UnsafeMutablePointer<Float>, headDim hd: Int
+) {
+    var h0 = heads.lowerBound
+    while h0 < heads.upperBound {
+        let m = min(4, heads.upperBound - h0)
+        var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        var odd = even
+        let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
+        var j = 0
+        while j + 2 <= total {
+            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
+            let b = UnsafeRawPointer(values + (j + 1) * stride).loadUnaligned(as: SIMD16<Float>.self)
+            even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
+            even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
+            even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
+            even.3 = even.3.addingProduct(p3[j], a); odd.3 = odd.3.addingProduct(p3[j + 1], b)
+            j += 2
+        }
+        if j < total {
+            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
+            even.0 = even.0.addingProduct(p0[j], a)
+            even.1 = even.1.addingProduct(p1[j], a)
+            even.2 = even.2.addingProduct(p2[j], a)
+            even.3 = even.3.addingProduct(p3[j], a)
+        }
+        let sums = (even.0 + odd.0, even.1 + odd.1, even.2 + odd.2, even.3 + odd.3)
+        for i in 0..<m {
+            let sum = i == 0 ? sums.0 : i == 1 ? sums.1 : i == 2 ? sums.2 : sums.3
+            UnsafeMutableRawPointer(out + (h0 + i) * hd).storeBytes(of: sum, as: SIMD16<Float>.self)
+        }
+        h0 += m
+    }
+}
+
+/// Each head's chunks combined, in chunk order.
+private func mergeChunks(
+    _ partials: UnsafePointer<Float>, chunks: Int, heads: Int, group: Int, headDim hd: Int, stride: Int,
+    into out: UnsafeMutablePointer<Float>
+) {
+    for h in 0..<heads {
+        let g = h / group, i = h % group
+        @inline(__always) func part(_ c: Int) -> UnsafePointer<Float> { partials + ((g * chunks + c) * group + i) * stride }
+        var m = -Float.infinity
+        for c in 0..<chunks { m = max(m, part(c)[hd]) }
+        var sum: Float = 0
+        for c in 0..<chunks { sum += Foundation.exp(part(c)[hd] - m) * part(c)[hd + 1] }
+        let o = out + h * hd
+        o.update(repeating: 0, count: hd)
+        for c in 0..<chunks {
+            let w = Foundation.exp(part(c)[hd] - m) / sum, p = part(c)
+            for d in 0..<hd { o[d] += w * p[d] }
+        }
+    }
+}
+
+/// Rows `rows` of key/value head `head` of an 8-bit cache as fp32, `hd` floats per row.
+@inline(__always)
+private func widenHead(
+    _ q: UnsafePointer<Int8>, scales: UnsafePointer<Float>, kvDim: Int, head: Int, headDim hd: Int, rows: Range<Int>,
+    into x: UnsafeMutablePointer<Float>
+) {
+    let blocksPerRow = kvDim / KVBlocks.size, blocksPerHead = hd / KVBlocks.size
+    for j in rows {
+        let row = x + (j - rows.lowerBound) * hd, source = q + j * kvDim + head * hd
+        for b in 0..<blocksPerHead {
+            let d = scales[j * blocksPerRow + head * blocksPerHead + b], block = source + b * KVBlocks.size
+            for t in 0..<KVBlocks.size { row[b * KVBlocks.size + t] = d * Float(block[t]) }
+        }
+    }
+}
+
+@inline(__always)
+private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
