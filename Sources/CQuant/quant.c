@@ -196,11 +196,12 @@ VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, c
 }
 
 // One weight row against G activation rows (G a compile-time constant after inlining, so the
-// accumulators live in registers): y[i * ystride] for i in 0..<G. `d8` and `s8` hold each
-// activation block's d and d·Σq repeated over 8 lanes.
+// accumulators live in registers): out[k] for k in 0..<G holds 16 lanes whose sum is the dot
+// product with activation row k, but for an odd last block (see `row_tail`). `d8` and `s8` hold
+// each activation block's d and d·Σq repeated over 8 lanes.
 VNNI static inline __attribute__((always_inline)) void
-row_dot(int format, const int G, const uint8_t *w, long blocks, const int8_t *q, const float *d8,
-        const float *s8, float *y, long ystride) {
+row_lanes(int format, const int G, const uint8_t *w, long blocks, const int8_t *q, const float *d8,
+          const float *s8, __m512 *out) {
     const long pairs = blocks / 2;
     __m512 acc[4], off[4];
     for (int k = 0; k < G; k++) { acc[k] = _mm512_setzero_ps(); off[k] = _mm512_setzero_ps(); }
@@ -225,20 +226,64 @@ row_dot(int format, const int G, const uint8_t *w, long blocks, const int8_t *q,
             if (format != CQ_Q8_0) off[k] = _mm512_fmadd_ps(t.mw, _mm512_loadu_ps(s8 + b * 8), off[k]);
         }
     }
-    for (int k = 0; k < G; k++) {
-        float v = _mm512_reduce_add_ps(_mm512_fmadd_ps(off[k], _mm512_set1_ps(0.125f), acc[k]));
-        if (blocks % 2) {
-            const long b = k * blocks + blocks - 1;
-            v += block_dot(format, w, blocks - 1, q + b * 32, d8[b * 8], s8[b * 8]);
-        }
-        y[k * ystride] = v;
-    }
+    for (int k = 0; k < G; k++) out[k] = _mm512_fmadd_ps(off[k], _mm512_set1_ps(0.125f), acc[k]);
+}
+
+// The odd last block of a row against activation row k (0 when the row has whole pairs).
+VNNI static inline float row_tail(int format, const uint8_t *w, long blocks, long k, const int8_t *q,
+                                  const float *d8, const float *s8) {
+    if (blocks % 2 == 0) return 0;
+    const long b = k * blocks + blocks - 1;
+    return block_dot(format, w, blocks - 1, q + b * 32, d8[b * 8], s8[b * 8]);
+}
+
+VNNI static inline __attribute__((always_inline)) void
+row_dot(int format, const int G, const uint8_t *w, long blocks, const int8_t *q, const float *d8,
+        const float *s8, float *y, long ystride) {
+    __m512 lanes[4];
+    row_lanes(format, G, w, blocks, q, d8, s8, lanes);
+    for (int k = 0; k < G; k++) y[k * ystride] = _mm512_reduce_add_ps(lanes[k]) + row_tail(format, w, blocks, k, q, d8, s8);
+}
+
+// The lane sums of sixteen vectors as one vector, lane r for v[r]. Each vector's lanes are added
+// in the order of _mm512_reduce_add_ps (lane i + i+8, then i + i+4, i + i+2, i + i+1), so a row
+// gets the same float whether it is reduced here or alone.
+VNNI static inline __m512 sixteen_sums(const __m512 *v) {
+    __m512 p[8], q[4], r[2];
+    for (int k = 0; k < 8; k++)  // [v2k: i + i+8 | v2k+1: i + i+8], 8 lanes each
+        p[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int k = 0; k < 4; k++)  // 128-bit lane L: vector 4k+L, its 4 partials i + i+4
+        q[k] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int k = 0; k < 2; k++)  // lane L: [vector 8k+L: 2 partials | vector 8k+4+L: 2 partials]
+        r[k] = _mm512_add_ps(_mm512_shuffle_ps(q[2 * k], q[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(q[2 * k], q[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // lane L: the sums of vectors L, 4+L, 8+L, 12+L
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(order, f);
 }
 
 VNNI static inline __attribute__((always_inline)) void
 dot_rows_vnni(int format, const uint8_t *const *rows, long nrows, long blocks,
               const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
-    for (long r = 0; r < nrows; r++) {
+    long r = 0;
+    if (nx == 1) {  // one activation row (decoding): sixteen weight rows' sums reduced together
+        for (; r + 16 <= nrows; r += 16) {
+            __m512 lanes[16];
+            for (int k = 0; k < 16; k++) row_lanes(format, 1, rows[r + k], blocks, q, d8, s8, lanes + k);
+            __m512 sums = sixteen_sums(lanes);
+            if (blocks % 2) {
+                float tails[16];
+                for (int k = 0; k < 16; k++) tails[k] = row_tail(format, rows[r + k], blocks, 0, q, d8, s8);
+                sums = _mm512_add_ps(sums, _mm512_loadu_ps(tails));
+            }
+            _mm512_storeu_ps(y + r, sums);
+        }
+    }
+    for (; r < nrows; r++) {
         long i = 0;
         for (; i + 4 <= nx; i += 4)
             row_dot(format, 4, rows[r], blocks, q + i * blocks * 32, d8 + i * blocks * 8, s8 + i * blocks * 8,

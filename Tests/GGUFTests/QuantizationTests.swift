@@ -143,6 +143,19 @@ struct QuantizationTests {
         m.multiplyQuantized(c.x, rows: 4, into: &one, ldc: 1100, pool: ThreadPool(threadCount: 1))
         m.multiplyQuantized(c.x, rows: 4, into: &two, ldc: 1100, pool: ThreadPool(threadCount: 3))
         #expect(one == two)
+        // One activation row (decoding) reduces sixteen weight rows' lanes together: the same floats
+        // as each row reduced alone in the four-row product, at 1 and 3 threads, odd blocks too.
+        for (type, rows, columns) in [(GGMLType.q4_1, 1100, 576), (.q8_0, 37, 96), (.q4_0, 50, 160)] {
+            let k = try Case(type, rows: rows, columns: columns, n: 4, seed: 11)
+            let km = k.matrix(owner: NSObject())
+            var four = [Float](repeating: 0, count: 4 * rows)
+            km.multiplyQuantized(k.x, rows: 4, into: &four, ldc: rows, pool: ThreadPool(threadCount: 1))
+            for threads in [1, 3] {
+                var single = [Float](repeating: .nan, count: rows)
+                km.multiplyQuantized(Array(k.x[0..<columns]), rows: 1, into: &single, ldc: rows, pool: ThreadPool(threadCount: threads))
+                #expect(single == Array(four[0..<rows]), "\(type) \(rows)x\(columns), \(threads) threads")
+            }
+        }
         // Nine rows take the GEMM path on dequantized panels: equal to x · Wᵀ in fp32.
         var w = [Float](repeating: 0, count: 1100 * 576)
         m.dequantizeRows(0..<1100, into: &w)
