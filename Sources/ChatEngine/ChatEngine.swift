@@ -64,6 +64,11 @@ public final class ChatEngine {
     public private(set) var messages: [Message] = []
     public var tools: ToolRegistry
     public var sampler = Sampler()
+    /// Keep tool calls well-formed while they are generated (`ToolCallConstraint`): JSON that
+    /// parses, a listed tool's required arguments with their JSON types.
+    public var constrainsCalls = true
+    /// Each token's bytes, for the call constraint.
+    private lazy var tokenBytes: [[UInt8]] = (0..<tokenizer.vocabularySize).map { tokenizer.bytes(of: [Int32($0)]) }
     public var maxTokens = 512
     /// Tool calls allowed per user turn.
     public var maxToolCalls = 4
@@ -201,8 +206,16 @@ public final class ChatEngine {
             }
         }
         let vocabulary = tokenizer.vocabularySize
+        var constraint = constrainsCalls ? ToolCallConstraint(format: template.toolCallFormat, tools: tools.definitions) : nil
         while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
-            let next = sampler.sample(Array(logits.prefix(vocabulary)), history: generated)
+            let row = Array(logits.prefix(vocabulary))
+            var next = sampler.sample(row, history: generated)
+            if let c = constraint {
+                // A token that would break a call is redrawn among those that keep it valid:
+                // drawing again from the rest is drawing from the distribution restricted to them.
+                if !allows(next, c) { next = sampler.sample(restricted(row, to: c), history: generated) }
+                constraint?.feed(tokenBytes[Int(next)])
+            }
             if stopIDs.contains(next) { cached.append(next); break }
             generated.append(next)
             cached.append(next)
@@ -220,6 +233,34 @@ public final class ChatEngine {
         stats.decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if shouldStop() { onEvent(.notice("stopped")) }
         return (answer.trimmingCharacters(in: .whitespacesAndNewlines), found)
+    }
+
+    /// Whether token `id` may come next under `constraint`: inside a call, no end of turn and
+    /// no token without text of its own (control tokens), which the call's text would not show.
+    private func allows(_ id: Int32, _ constraint: ToolCallConstraint) -> Bool {
+        if constraint.isInCall && (stopIDs.contains(id) || tokenBytes[Int(id)].isEmpty) { return false }
+        return constraint.allows(tokenBytes[Int(id)])
+    }
+
+    /// `logits` with every token that would break the call at -∞: the best 32 are tried (the
+    /// model's likely choices), then, only if none of them fits, the rest in order of logit
+    /// until one does. If nothing fits (cannot happen for a reachable state), the logits as
+    /// they were.
+    private func restricted(_ logits: [Float], to constraint: ToolCallConstraint) -> [Float] {
+        let candidates = 32
+        var order = Array(logits.indices)
+        let top = order.count > candidates
+            ? Array(order.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }.prefix(candidates))
+            : order.sorted { logits[$0] > logits[$1] }
+        var viable = top.filter { allows(Int32($0), constraint) }
+        if viable.isEmpty {
+            order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+            if let first = order.first(where: { allows(Int32($0), constraint) }) { viable = [first] }
+        }
+        guard !viable.isEmpty else { return logits }
+        var masked = [Float](repeating: -.infinity, count: logits.count)
+        for i in viable { masked[i] = logits[i] }
+        return masked
     }
 
     /// The prompt ids of the conversation, dropping the oldest turns (the system message stays)

@@ -33,6 +33,8 @@ struct ChatREPL: ParsableCommand {
     var maxContext: Int?
     @Option(help: "Tool calls allowed per turn.") var maxToolCalls = 4
     @Flag(help: "Print prefill and decode figures after each reply.") var stats = false
+    @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
+    var constrainCalls = true
     @Option(help: "What finished turns keep in the prompt: full (tool calls and results too) or answers (questions and final answers).")
     var history = "full"
 
@@ -59,6 +61,7 @@ struct ChatREPL: ParsableCommand {
                                 system: system ?? defaultSystem, tools: registry)
         engine.sampler = try sampling.sampler()
         engine.maxTokens = maxTokens
+        engine.constrainsCalls = constrainCalls
         engine.maxToolCalls = maxToolCalls
         engine.keepToolTurns = history == "full"
         engine.shouldStop = { replyInterrupted.load(ordering: .relaxed) }

@@ -19,6 +19,8 @@ struct EvalToolsCommand: ParsableCommand {
     @Option(help: "With --bfcl: comma-separated categories.") var categories = BFCL.categories.joined(separator: ",")
     @Option(help: "Only the first N conversations.") var limit: Int?
     @Flag(help: "Print each conversation's outcome.") var verbose = false
+    @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
+    var constrainCalls = true
 
     func validate() throws {
         try OptionDomain.count(limit, "limit", max: 1 << 30)
@@ -36,6 +38,7 @@ struct EvalToolsCommand: ParsableCommand {
                                 system: defaultSystem, tools: ToolRegistry.builtIn())
         engine.sampler.temperature = 0
         engine.maxTokens = 160
+        engine.constrainsCalls = constrainCalls
         if let bfcl {
             var total = (correct: 0, count: 0)
             for category in categories.split(separator: ",").map(String.init) {

@@ -22,8 +22,30 @@ public protocol TextTokenizer: AnyObject, Sendable {
     func id(for piece: String) -> Int32?
     /// The vocabulary's spelling of `id`.
     func piece(for id: Int32) throws -> String
+    /// The bytes `ids` stand for in the middle of a text (a token may hold part of a UTF-8
+    /// character); nothing for ids out of range.
+    func bytes(of ids: [Int32]) -> [UInt8]
 }
 
 extension SentencePieceTokenizer: TextTokenizer {
     public func encode(_ text: String) throws -> [Int32] { try encode(text, addBOS: false, addEOS: false) }
+
+    /// Byte pieces (`<0x41>`) are their byte; control pieces nothing; other pieces their text
+    /// with `▁` as a space.
+    public func bytes(of ids: [Int32]) -> [UInt8] {
+        var out: [UInt8] = []
+        for id in ids {
+            guard let piece = try? piece(for: id) else { continue }
+            switch type(of: id) {
+            case .byte?:
+                if piece.hasPrefix("<0x"), let b = UInt8(piece.dropFirst(3).dropLast(), radix: 16) { out.append(b) }
+            case .control?, .unknown?:
+                continue
+            default:
+                let scalars = piece.unicodeScalars.map { $0 == "\u{2581}" ? " " : $0 }
+                out += Array(String(String.UnicodeScalarView(scalars)).utf8)
+            }
+        }
+        return out
+    }
 }

@@ -85,6 +85,7 @@ struct ChatEngineTests {
             "never reached",
         ])
         engine.maxToolCalls = 4
+        engine.constrainsCalls = false   // the model's broken calls reach the parser as written
         var events: [ChatEngine.Event] = []
         try engine.send("go") { events.append($0) }
         let results = events.compactMap { if case .toolResult(_, let r) = $0 { r } else { nil } }
@@ -94,6 +95,29 @@ struct ChatEngineTests {
         #expect(results[2] == "{\"result\": 2}" && results[3] == "{\"result\": 4}")
         #expect(events.contains { if case .notice(let n) = $0 { n.contains("limit") } else { false } })
         #expect(!events.contains(.text("never reached")))
+    }
+
+    @Test("with the call constraint, a model that writes a call the tool does not accept still makes a valid one")
+    func constrainedCalls() throws {
+        let script = [
+            // Text after the call's JSON, inside the markup: each refused token is replaced by
+            // the model's best token that keeps the call valid, so the call closes.
+            "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+2\"}} and more</tool_call>",
+            "Done.",
+        ]
+        let (constrained, _) = try engine(script)
+        var events: [ChatEngine.Event] = []
+        try constrained.send("go") { events.append($0) }
+        let calls = events.compactMap { if case .toolCall(let call) = $0 { call } else { nil } }
+        let results = events.compactMap { if case .toolResult(_, let r) = $0 { r } else { nil } }
+        #expect(calls.map(\.name) == ["calculator"] && results == ["{\"result\": 4}"], "\(events)")
+        // Without it the same script is a malformed call that goes back to the model.
+        let (free, _) = try engine(script)
+        free.constrainsCalls = false
+        var freeEvents: [ChatEngine.Event] = []
+        try free.send("go") { freeEvents.append($0) }
+        let freeResults = freeEvents.compactMap { if case .toolResult(_, let r) = $0 { r } else { nil } }
+        #expect(freeResults.count == 1 && freeResults[0].contains("error"), "\(freeEvents)")
     }
 
     @Test("a full context drops the oldest turns, keeping the system message")
