@@ -63,6 +63,21 @@ struct TokenizerTests {
         }
     }
 
+    @Test("each token's bytes, concatenated, are the text it decodes to (byte pieces as their byte, markers as their text)")
+    func tokenBytes() throws {
+        let (tokenizer, _) = try trainSmallTokenizer()
+        let marker = try #require(tokenizer.id(for: "<|im_start|>"))
+        var rng = SplitMix64(seed: 12)
+        for _ in 0..<500 {
+            let text = Self.randomText(&rng)
+            let ids = [marker] + (try tokenizer.encode(continuing: text))
+            // Token by token, as a decoder sees them.
+            let bytes = ids.flatMap { tokenizer.bytes(of: [$0]) }
+            #expect(bytes == Array(("<|im_start|>" + text).utf8), "\(text.debugDescription)")
+        }
+        #expect(tokenizer.bytes(of: [-1, Int32(tokenizer.vocabularySize)]).isEmpty)
+    }
+
     @Test("mid-text encoding drops only the dummy prefix: markers plus pieces decode to the text exactly")
     func continuingEncoding() throws {
         let (tokenizer, _) = try trainSmallTokenizer()
