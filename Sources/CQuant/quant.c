@@ -135,10 +135,6 @@ VNNI static inline __m512i nibble_span(const uint8_t *qs) {
 // 1/8 is a power of two). Lanes 0-7 belong to the first block, 8-15 to the second.
 typedef struct { __m512i wq; __m512 dw, mw; } pair_t;
 
-VNNI static inline __m512 halves(float a, float b) {
-    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
-
 // The fp16 pairs at b0 and b1 (4 bytes each) as floats [b0, b0+2, b1, b1+2], in one conversion.
 VNNI static inline __m128 two_half_pairs(const uint8_t *b0, const uint8_t *b1) {
     int32_t x0, x1;
@@ -179,19 +175,44 @@ VNNI static inline __attribute__((always_inline)) pair_t load_pair(int format, c
         t.mw = _mm512_setzero_ps();
         break;
     }
-    default: {  // CQ_Q4_K: pair p is sub-blocks 2(p%4), 2(p%4)+1 of super-block p/4
-        const uint8_t *sb = w + (p / 4) * 144;
-        const int j = (int)(p % 4);
-        t.wq = nibble_span(sb + 16 + 32 * j);
-        uint8_t sc0, m0, sc1, m1;
-        scale_min_k4(2 * j, sb + 4, &sc0, &m0);
-        scale_min_k4(2 * j + 1, sb + 4, &sc1, &m1);
-        const float d = half_to_float(sb), dmin = half_to_float(sb + 2);
-        t.dw = halves(d * (float)sc0, d * (float)sc1);
-        t.mw = halves(-dmin * (float)m0, -dmin * (float)m1);
+    default:  // CQ_Q4_K pairs come from k_pair, with their super-block's factors decoded once
+        t.wq = _mm512_setzero_si512();
+        t.dw = t.mw = _mm512_setzero_ps();
         break;
     }
-    }
+    return t;
+}
+
+// A Q4_K super-block's eight sub-block factors, decoded once for its four pairs: lanes 0-7 of
+// `d` hold d·scale_j and of `m` −dmin·min_j. The 6-bit scales and minimums are unpacked four at
+// a time from the 12 packed bytes as 32-bit words w0, w1, w2: scales 0-3 are the low 6 bits of
+// w0's bytes, minimums 0-3 of w1's; scales 4-7 are w2's low nibbles with the top 2 bits of w0's
+// bytes above them, minimums 4-7 w2's high nibbles with the top 2 bits of w1's.
+typedef struct { __m512 d, m; } k_factors_t;
+
+VNNI static inline k_factors_t k_factors(const uint8_t *sb) {
+    uint32_t w[3];
+    memcpy(w, sb + 4, 12);
+    const uint32_t sc_lo = w[0] & 0x3F3F3F3Fu, m_lo = w[1] & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (w[2] & 0x0F0F0F0Fu) | ((w[0] >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((w[2] >> 4) & 0x0F0F0F0Fu) | ((w[1] >> 2) & 0x30303030u);
+    const __m256 scales = _mm256_cvtepi32_ps(_mm256_set_m128i(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)sc_hi)),
+                                                              _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)sc_lo))));
+    const __m256 mins = _mm256_cvtepi32_ps(_mm256_set_m128i(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)m_hi)),
+                                                            _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)m_lo))));
+    k_factors_t f;
+    f.d = _mm512_castps256_ps512(_mm256_mul_ps(scales, _mm256_set1_ps(half_to_float(sb))));
+    f.m = _mm512_castps256_ps512(_mm256_mul_ps(mins, _mm256_set1_ps(-half_to_float(sb + 2))));
+    return f;
+}
+
+// Pair j (0-3) of a Q4_K super-block with its factors decoded by k_factors.
+VNNI static inline pair_t k_pair(const uint8_t *sb, int j, k_factors_t f) {
+    const __m512i index = _mm512_inserti64x4(_mm512_set1_epi32(2 * j), _mm256_set1_epi32(2 * j + 1), 1);
+    pair_t t;
+    t.wq = nibble_span(sb + 16 + 32 * j);
+    t.dw = _mm512_permutexvar_ps(index, f.d);
+    t.mw = _mm512_permutexvar_ps(index, f.m);
     return t;
 }
 
@@ -206,10 +227,17 @@ row_lanes(int format, const int G, const uint8_t *w, long blocks, const int8_t *
     __m512 acc[4], off[4];
     for (int k = 0; k < G; k++) { acc[k] = _mm512_setzero_ps(); off[k] = _mm512_setzero_ps(); }
     const long pair_bytes = format == CQ_Q4_0 ? 36 : format == CQ_Q4_1 ? 40 : format == CQ_Q8_0 ? 68 : 72;
+    k_factors_t k = { _mm512_setzero_ps(), _mm512_setzero_ps() };
     for (long p = 0; p < pairs; p++) {
         // The rows stream from memory: ask for the bytes a few rows ahead (harmless past the end).
         _mm_prefetch((const char *)w + p * pair_bytes + PREFETCH, _MM_HINT_T0);
-        const pair_t t = load_pair(format, w, p);
+        pair_t t;
+        if (format == CQ_Q4_K) {  // factors once per super-block, not once per pair
+            if ((p & 3) == 0) k = k_factors(w + (p / 4) * 144);
+            t = k_pair(w + (p / 4) * 144, (int)(p & 3), k);
+        } else {
+            t = load_pair(format, w, p);
+        }
         __m512i wq = t.wq;
         __mmask64 negative = 0;
         if (format == CQ_Q8_0) {  // signed weights: |w| times x with w's sign
