@@ -247,14 +247,18 @@ public final class ChatEngine {
     /// until one does. If nothing fits (cannot happen for a reachable state), the logits as
     /// they were.
     private func restricted(_ logits: [Float], to constraint: ToolCallConstraint) -> [Float] {
+        // The best 32 by one pass that keeps them sorted (no sort of the vocabulary).
         let candidates = 32
-        var order = Array(logits.indices)
-        let top = order.count > candidates
-            ? Array(order.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }.prefix(candidates))
-            : order.sorted { logits[$0] > logits[$1] }
+        var top: [Int] = []
+        for i in logits.indices where top.count < candidates || logits[i] > logits[top[top.count - 1]] {
+            var at = top.count
+            while at > 0 && logits[top[at - 1]] < logits[i] { at -= 1 }
+            top.insert(i, at: at)
+            if top.count > candidates { top.removeLast() }
+        }
         var viable = top.filter { allows(Int32($0), constraint) }
         if viable.isEmpty {
-            order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+            let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
             if let first = order.first(where: { allows(Int32($0), constraint) }) { viable = [first] }
         }
         guard !viable.isEmpty else { return logits }
