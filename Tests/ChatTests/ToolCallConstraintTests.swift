@@ -90,6 +90,24 @@ struct ToolCallConstraintTests {
         #expect(refusedAt == bytes.count - 1, "\(example.what): refused at \(refusedAt.map(String.init) ?? "none") of \(bytes.count)")
     }
 
+    @Test("nesting is bounded below the parser's depth limit: 32 levels pass, the 33rd is refused")
+    func nesting() throws {
+        // The call object and "free" (any value) make two levels; 30 more lists fill the limit.
+        func call(_ lists: Int) -> [UInt8] {
+            Array(("<tool_call>{\"name\": \"flags\", \"arguments\": {\"count\": 1, \"free\": " + String(repeating: "[", count: lists)
+                + String(repeating: "]", count: lists) + "}}</tool_call>").utf8)
+        }
+        var fits = try #require(ToolCallConstraint(format: .hermes, tools: Self.tools))
+        let ok = fits.feed(call(30))
+        #expect(ok && !fits.isInCall)
+        #expect(HermesToolCallParser.parse(String(decoding: call(30), as: UTF8.self), tools: Self.tools).count == 1)
+        var deep = try #require(ToolCallConstraint(format: .hermes, tools: Self.tools))
+        let prefix = Array("<tool_call>{\"name\": \"flags\", \"arguments\": {\"count\": 1, \"free\": ".utf8)
+        let opened = deep.feed(prefix + Array(repeating: UInt8(ascii: "["), count: 30))
+        let beyond = deep.feed([UInt8(ascii: "[")])
+        #expect(opened && !beyond)
+    }
+
     @Test("no constraint without tools or for formats it does not know; text outside calls is free")
     func scope() throws {
         #expect(ToolCallConstraint(format: .hermes, tools: []) == nil)

@@ -59,6 +59,9 @@ indirect enum ValueShape: Sendable {
 public struct CallGrammar: Sendable {
     static let maxSpaces = 4
     static let maxNumberBytes = 24
+    /// Objects and arrays open at once, the call object included: half the parser's limit
+    /// (`HermesToolCallParser` reads calls with a depth limit of 64).
+    static let maxNesting = 32
 
     private enum Frame: Sendable {
         /// A value is due here (whitespace may come first).
@@ -117,6 +120,8 @@ public struct CallGrammar: Sendable {
     private var stack: [Frame]
     private var chosenName: [UInt8]?
     private var spaces = 0
+    /// Objects and arrays on the stack.
+    private var nesting = 0
     /// The call object has closed.
     public private(set) var isComplete = false
 
@@ -179,8 +184,7 @@ public struct CallGrammar: Sendable {
         case .array(let item, let phase):
             switch (phase, b) {
             case (.start, UInt8(ascii: "]")), (.afterValue, UInt8(ascii: "]")):
-                stack.removeLast()
-                valueEnded(nil)
+                closeContainer()
                 return true
             case (.afterValue, UInt8(ascii: ",")):
                 stack[stack.count - 1] = .array(item: item, phase: .afterComma)
@@ -203,9 +207,9 @@ public struct CallGrammar: Sendable {
         case (.toolName, UInt8(ascii: "\"")):
             stack.append(.string(StringFrame(options: nil, isKey: false, keeps: true)))
         case (.any, UInt8(ascii: "{")):
-            stack.append(.object(ObjectFrame(properties: [], required: [], open: true, ordered: false)))
+            return opens(.object(ObjectFrame(properties: [], required: [], open: true, ordered: false)))
         case (.any, UInt8(ascii: "[")):
-            stack.append(.array(item: .any, phase: .start))
+            return opens(.array(item: .any, phase: .start))
         case (.any, UInt8(ascii: "\"")), (.string(nil), UInt8(ascii: "\"")):
             stack.append(.string(StringFrame(options: nil, isKey: false)))
         case (.string(let options?), UInt8(ascii: "\"")):
@@ -223,13 +227,28 @@ public struct CallGrammar: Sendable {
         case (.null, _):
             return literal(b, allowed: ["null"])
         case (.array(let item), UInt8(ascii: "[")):
-            stack.append(.array(item: item, phase: .start))
+            return opens(.array(item: item, phase: .start))
         case (.object(let properties, let required, let open, let ordered), UInt8(ascii: "{")):
-            stack.append(.object(ObjectFrame(properties: properties, required: required, open: open, ordered: ordered)))
+            return opens(.object(ObjectFrame(properties: properties, required: required, open: open, ordered: ordered)))
         default:
             return false
         }
         return true
+    }
+
+    /// Pushes an object or array frame, unless that nests deeper than `maxNesting`.
+    private mutating func opens(_ frame: Frame) -> Bool {
+        guard nesting < Self.maxNesting else { return false }
+        nesting += 1
+        stack.append(frame)
+        return true
+    }
+
+    /// Pops the object or array frame on top, whose value has ended.
+    private mutating func closeContainer() {
+        stack.removeLast()
+        nesting -= 1
+        valueEnded(nil)
     }
 
     private mutating func literal(_ b: UInt8, allowed: [String]) -> Bool {
@@ -247,8 +266,7 @@ public struct CallGrammar: Sendable {
             return true
         case (.start, UInt8(ascii: "}")), (.afterValue, UInt8(ascii: "}")):
             guard o.mayClose else { return false }
-            stack.removeLast()
-            valueEnded(nil)
+            closeContainer()
             return true
         case (.afterValue, UInt8(ascii: ",")):
             guard o.mayContinue else { return false }
