@@ -96,7 +96,7 @@ static void dot_rows_portable(int format, const uint8_t *const *rows, long nrows
 #include <immintrin.h>
 
 #ifndef PREFETCH
-#define PREFETCH 1024
+#define PREFETCH 16384
 #endif
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 
