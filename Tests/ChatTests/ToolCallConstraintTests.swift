@@ -56,6 +56,7 @@ struct ToolCallConstraintTests {
           arguments: [
               (#"{"name": "weather", "arguments": 5"#, "an unknown tool's arguments not an object"),
               (#"{"name": 1"#, "a name that is not a string"),
+              ("{\"name\": \"\"", "an empty name"),
               (#"{"a"#, "arguments before the name"),
               (#"{"name": "calculator", "arguments": {"expression": 1"#, "a number for a string"),
               (#"{"name": "calculator", "arguments": {}"#, "a required argument missing"),
@@ -106,6 +107,19 @@ struct ToolCallConstraintTests {
         let opened = deep.feed(prefix + Array(repeating: UInt8(ascii: "["), count: 30))
         let beyond = deep.feed([UInt8(ascii: "[")])
         #expect(opened && !beyond)
+    }
+
+    @Test("a tool whose schema does not say object still takes an object of arguments, as the parser requires")
+    func looseSchema() throws {
+        let loose = [Self.tool("loose", "{}")]
+        var c = try #require(ToolCallConstraint(format: .hermes, tools: loose))
+        let prefix = c.feed(Array(#"<tool_call>{"name": "loose", "arguments": "#.utf8))
+        let number = c.allows(Array("5".utf8))
+        let text = #"<tool_call>{"name": "loose", "arguments": {"a": [1, "b"]}}</tool_call>"#
+        let object = c.feed(Array(#"{"a": [1, "b"]}}</tool_call>"#.utf8))
+        #expect(prefix && !number && object && !c.isInCall)
+        let events = HermesToolCallParser.parse(text, tools: loose)
+        #expect(events.count == 1 && { if case .toolCall? = events.first { true } else { false } }(), "\(events)")
     }
 
     @Test("no constraint without tools or for formats it does not know; text outside calls is free")

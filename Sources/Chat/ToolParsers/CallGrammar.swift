@@ -55,7 +55,8 @@ indirect enum ValueShape: Sendable {
 /// byte keeps the text a prefix of some valid call; a copy is cheap, so a decoder can try each
 /// candidate token on a copy and keep the one it picks. Whitespace between JSON tokens is
 /// allowed up to `maxSpaces` bytes in a row, numbers up to `maxNumberBytes` bytes: a model cannot
-/// pad a call forever.
+/// pad a call forever. Left to the registry's check when the call runs: `minimum`/`maximum`, and
+/// enums of values other than strings.
 public struct CallGrammar: Sendable {
     static let maxSpaces = 4
     static let maxNumberBytes = 24
@@ -104,7 +105,7 @@ public struct CallGrammar: Sendable {
         /// Keep the bytes (keys, names, strings with options do).
         var keeps = false
         var bytes: [UInt8] = []
-        /// After a backslash: 1; inside `\uXXXX`: 2 + hex digits still due.
+        /// After a backslash: 1; after `\u`: 1 + the hex digits still due.
         var escape = 0
     }
 
@@ -203,7 +204,10 @@ public struct CallGrammar: Sendable {
     private mutating func start(_ shape: ValueShape, _ b: UInt8) -> Bool {
         switch (shape, b) {
         case (.arguments, _):
-            return start(chosenName.flatMap { argumentShapes[$0] } ?? .object(properties: [], required: [], open: true, ordered: false), b)
+            // Arguments are an object: the named tool's, or any object (an unknown tool, or a
+            // schema that does not say "object").
+            if let name = chosenName, let shape = argumentShapes[name], case .object = shape { return start(shape, b) }
+            return start(.object(properties: [], required: [], open: true, ordered: false), b)
         case (.toolName, UInt8(ascii: "\"")):
             stack.append(.string(StringFrame(options: nil, isKey: false, keeps: true)))
         case (.any, UInt8(ascii: "{")):
@@ -293,6 +297,7 @@ public struct CallGrammar: Sendable {
             if s.escape == 1 { s.escape = 0 }
         } else if b == UInt8(ascii: "\"") {
             if let options = s.options, !options.contains(s.bytes) { return false }
+            if s.keeps && !s.isKey && s.bytes.isEmpty { return false }   // a call needs a name
             stack.removeLast()
             if s.isKey {
                 guard case .object(var o) = stack[stack.count - 1] else { return false }
