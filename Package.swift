@@ -60,7 +60,7 @@ let package = Package(
         ),
         .target(
             name: "Transformer",
-            dependencies: ["Kernels", "Quantization", "Support", "Tokenizer"],
+            dependencies: ["CQuant", "Kernels", "Quantization", "Support", "Tokenizer"],
             swiftSettings: nativeCPU
         ),
         .target(

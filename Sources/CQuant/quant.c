@@ -33,6 +33,14 @@ void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8
     }
 }
 
+static void widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
+                                long width, float *out) {
+    for (long r = 0; r < count; r++) {
+        if (r + 8 < count) __builtin_prefetch(q + (r + 8) * row_bytes);
+        for (long i = 0; i < width; i++) out[r * width + i] = scales[r * row_scales + i / 32] * (float)q[r * row_bytes + i];
+    }
+}
+
 // Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
 static inline void scale_min_k4(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
     if (j < 4) {
@@ -343,6 +351,28 @@ VNNI static void dot_q4_k(const uint8_t *const *rows, long nrows, long blocks, c
     dot_rows_vnni(CQ_Q4_K, rows, nrows, blocks, q, d, sum, nx, y, ystride);
 }
 
+VNNI static void widen_rows_avx512(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
+                                   long width, float *out) {
+    for (long r = 0; r < count; r++) {
+        const int8_t *row = q + r * row_bytes;
+        _mm_prefetch((const char *)(row + 8 * row_bytes), _MM_HINT_T0);  // harmless past the end
+        _mm_prefetch((const char *)(row + 8 * row_bytes + width - 1), _MM_HINT_T0);
+        for (long b = 0; b < width / 32; b++) {
+            const __m512 d = _mm512_set1_ps(scales[r * row_scales + b]);
+            for (int h = 0; h < 2; h++) {
+                const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + b * 32 + h * 16)));
+                _mm512_storeu_ps(out + r * width + b * 32 + h * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(v)));
+            }
+        }
+    }
+}
+
+void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
+                   float *out) {
+    if (cq_vnni_available()) widen_rows_avx512(q, scales, row_bytes, row_scales, count, width, out);
+    else widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
+}
+
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
     if (!cq_vnni_available()) {
@@ -364,6 +394,11 @@ int cq_vnni_available(void) { return 0; }
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d, const float *sum, long nx, float *y, long ystride) {
     dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+}
+
+void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
+                   float *out) {
+    widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
 }
 
 #endif

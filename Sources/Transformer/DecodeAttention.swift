@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 import Kernels
 
@@ -205,13 +206,8 @@ private func widenHead(
     into x: UnsafeMutablePointer<Float>
 ) {
     let blocksPerRow = kvDim / KVBlocks.size, blocksPerHead = hd / KVBlocks.size
-    for j in rows {
-        let row = x + (j - rows.lowerBound) * hd, source = q + j * kvDim + head * hd
-        for b in 0..<blocksPerHead {
-            let d = scales[j * blocksPerRow + head * blocksPerHead + b], block = source + b * KVBlocks.size
-            for t in 0..<KVBlocks.size { row[b * KVBlocks.size + t] = d * Float(block[t]) }
-        }
-    }
+    cq_widen_rows(q + rows.lowerBound * kvDim + head * hd, scales + rows.lowerBound * blocksPerRow + head * blocksPerHead,
+                  kvDim, blocksPerRow, rows.count, hd, x)
 }
 
 @inline(__always)

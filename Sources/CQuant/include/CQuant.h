@@ -33,4 +33,11 @@ void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks
                  const int8_t *q, const float *d8, const float *s8, long nx,
                  float *y, long ystride);
 
+/// out[r * width + i] = scales[r * row_scales + i / 32] * q[r * row_bytes + i] for r in
+/// 0..<count, i in 0..<width (a multiple of 32): `count` rows of an 8-bit key/value cache, one
+/// head's `width` bytes each, as floats. The bytes a few rows ahead are asked for while a row is
+/// widened: the rows are `row_bytes` apart, a stride the hardware prefetchers follow late.
+void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
+                   float *out);
+
 #endif
