@@ -33,6 +33,12 @@ void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8
     }
 }
 
+void cq_prefetch_rows(const void *p, long stride, long count, long bytes) {
+    const char *c = (const char *)p;
+    for (long r = 0; r < count; r++)
+        for (long o = 0; o < bytes; o += 64) __builtin_prefetch(c + r * stride + o, 0, 2);
+}
+
 static void widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
                                 long width, float *out) {
     for (long r = 0; r < count; r++) {

@@ -44,6 +44,8 @@ func decodeAttention(
                 keys = k + first * kvDim + g * hd
                 values = v + first * kvDim + g * hd
                 stride = kvDim
+                cq_prefetch_rows(keys, 4 * kvDim, n, 4 * hd)
+                cq_prefetch_rows(values, 4 * kvDim, n, 4 * hd)
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
