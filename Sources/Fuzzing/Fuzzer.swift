@@ -140,7 +140,7 @@ public enum Fuzzer {
             return [Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/seed/model.safetensors")))]
         case .gguf:
             var c = ModelConfig(vocabularySize: 258, contextLength: 8, dModel: 8, layers: 1, heads: 2, dFF: 16)
-            c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false
+            c.useLlamaLayout()
             var w = try GGUFExport.gguf(try TransformerModel(config: c, seed: 1), tokenizer: nil, type: .q8_0, name: "seed")
             let alphabet = ByteLevelBPETokenizer.byteAlphabet.map { GGUFValue.string(String(Character($0))) }
             w.add("tokenizer.ggml.model", .string("gpt2"))

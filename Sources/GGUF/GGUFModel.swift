@@ -42,12 +42,9 @@ public enum GGUFModel {
                             dModel: d, layers: try int("llama.block_count"), heads: heads,
                             kvHeads: file["llama.attention.head_count_kv"]?.integer ?? heads,
                             dFF: try int("llama.feed_forward_length"))
-        c.norm = .rmsnorm
+        c.useLlamaLayout()
         c.normEps = file["llama.attention.layer_norm_rms_epsilon"]?.number ?? 1e-5
-        c.positions = .rope
         c.ropeTheta = file["llama.rope.freq_base"]?.number ?? 10_000
-        c.activation = .swiglu
-        c.bias = false
         c.tiedEmbeddings = file.tensor(named: "output.weight") == nil
         do {
             try c.validate(source: file.path)

@@ -78,6 +78,14 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var mlpInDim: Int { activation == .swiglu ? 2 * dFF : dFF }
     public var normHasBias: Bool { norm == .layernorm && bias }
 
+    /// The layer options of Llama-family models: RMSNorm, rotary positions, SwiGLU, no biases.
+    public mutating func useLlamaLayout() {
+        norm = .rmsnorm
+        positions = .rope
+        activation = .swiglu
+        bias = false
+    }
+
     enum CodingKeys: String, CodingKey {
         case vocabularySize = "vocab_size", contextLength = "context_length", dModel = "d_model"
         case layers = "n_layers", heads = "n_heads", kvHeads = "n_kv_heads", dFF = "d_ff"
@@ -210,20 +218,14 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// biases, tied embeddings (the shapes of `hf_moe_train_bench.py`).
     private static func llamaSmall(dFF: Int, experts: Int = 0) -> ModelConfig {
         var c = ModelConfig(vocabularySize: 8192, contextLength: 256, dModel: 384, layers: 6, heads: 6, dFF: dFF)
-        c.norm = .rmsnorm
-        c.positions = .rope
-        c.activation = .swiglu
-        c.bias = false
+        c.useLlamaLayout()
         c.experts = experts
         return c
     }
 
     private static func tinyMoE() -> ModelConfig {
         var c = ModelConfig(vocabularySize: 4096, contextLength: 128, dModel: 128, layers: 4, heads: 4, dFF: 256)
-        c.norm = .rmsnorm
-        c.positions = .rope
-        c.activation = .swiglu
-        c.bias = false
+        c.useLlamaLayout()
         c.experts = 4
         return c
     }

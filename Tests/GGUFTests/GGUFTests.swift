@@ -79,7 +79,7 @@ struct GGUFTests {
     @Test("export then import gives the same model, bit for bit (f32) or within q8_0's error")
     func exportImport() throws {
         var c = ModelConfig(vocabularySize: 64, contextLength: 32, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 48)
-        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false; c.tiedEmbeddings = false; c.initStd = 0.2
+        c.useLlamaLayout(); c.tiedEmbeddings = false; c.initStd = 0.2
         let model = try TransformerModel(config: c, seed: 5)
         let ids: [Int32] = [1, 9, 33, 4, 60, 2, 17]
         let reference = try InferenceSession(model: model).feed(ids, allRows: true)
@@ -132,7 +132,7 @@ struct GGUFTests {
     @Test("a mixture of experts exports as llama.cpp's Mixtral layout: router, stacked [E, out, in] experts, expert counts")
     func exportMixture() throws {
         var c = ModelConfig(vocabularySize: 64, contextLength: 32, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 48)
-        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false
+        c.useLlamaLayout()
         c.experts = 4; c.expertsPerToken = 2; c.expertDFF = 24
         let model = try TransformerModel(config: c, seed: 3)
         let path = scratch() + "/moe.gguf"

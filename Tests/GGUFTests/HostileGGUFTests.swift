@@ -111,7 +111,7 @@ struct HostileGGUFTests {
     /// A tiny but complete llama GGUF with a byte-level BPE vocabulary, then broken one way at a time.
     static func model(_ change: (inout ModelConfig, inout [String: [Float]], inout [String: GGUFValue]) -> Void = { _, _, _ in }) throws -> String {
         var c = ModelConfig(vocabularySize: 260, contextLength: 16, dModel: 32, layers: 1, heads: 4, kvHeads: 2, dFF: 64)
-        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false
+        c.useLlamaLayout()
         let model = try TransformerModel(config: c, seed: 3)
         var w = try GGUFExport.gguf(model, tokenizer: nil, type: .f32, name: "tiny")
         var tensors: [String: [Float]] = [:]

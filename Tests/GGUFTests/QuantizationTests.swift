@@ -197,7 +197,7 @@ struct QuantizationTests {
 struct QuantizedModelTests {
     static func llama(seed: UInt64 = 5) throws -> TransformerModel {
         var c = ModelConfig(vocabularySize: 96, contextLength: 64, dModel: 64, layers: 2, heads: 4, kvHeads: 2, dFF: 96)
-        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false; c.tiedEmbeddings = true; c.initStd = 0.2
+        c.useLlamaLayout(); c.tiedEmbeddings = true; c.initStd = 0.2
         return try TransformerModel(config: c, seed: seed)
     }
 

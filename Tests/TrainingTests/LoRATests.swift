@@ -11,7 +11,7 @@ import Transformer
 struct LoRATests {
     func base() throws -> TransformerModel {
         var c = ModelConfig(vocabularySize: 4096, contextLength: 128, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 64)
-        c.norm = .rmsnorm; c.positions = .rope; c.activation = .swiglu; c.bias = false; c.initStd = 0.1
+        c.useLlamaLayout(); c.initStd = 0.1
         return try TransformerModel(config: c, seed: 2)
     }
 

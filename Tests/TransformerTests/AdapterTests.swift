@@ -178,10 +178,7 @@ struct AdapterTests {
     func adapterDecoding(rank: Int) throws {
         // Widths past 16 with a remainder (40, 2·56, 56), so the 16-output blocks and the tail both run.
         var config = ModelConfig(vocabularySize: 13, contextLength: 8, dModel: 40, layers: 2, heads: 4, kvHeads: 2, dFF: 56)
-        config.norm = .rmsnorm
-        config.positions = .rope
-        config.activation = .swiglu
-        config.bias = false
+        config.useLlamaLayout()
         config.initStd = 0.3
         let base = try TransformerModel(config: config, seed: 2)
         let model = try TransformerModel.adapting(base, with: AdapterConfig(rank: rank, alpha: 2 * Double(rank)), seed: 4)

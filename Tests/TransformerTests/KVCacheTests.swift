@@ -11,10 +11,7 @@ struct KVCacheTests {
     /// context past one cache growth step (256 positions).
     static func model(kvHeads: Int = 2) throws -> TransformerModel {
         var c = ModelConfig(vocabularySize: 29, contextLength: 300, dModel: 128, layers: 2, heads: 4, kvHeads: kvHeads, dFF: 96)
-        c.norm = .rmsnorm
-        c.positions = .rope
-        c.activation = .swiglu
-        c.bias = false
+        c.useLlamaLayout()
         c.initStd = 0.2
         return try TransformerModel(config: c, seed: 5)
     }

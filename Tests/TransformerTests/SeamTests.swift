@@ -101,10 +101,7 @@ struct SeamTests {
     @Test("a long context runs a short prompt in a small cache, which grows as tokens arrive and keeps the logits exact")
     func inferenceMemoryFollowsTheWork() throws {
         var config = ModelConfig(vocabularySize: 50, contextLength: 8192, dModel: 32, layers: 2, heads: 4, kvHeads: 2, dFF: 48)
-        config.norm = .rmsnorm
-        config.positions = .rope
-        config.activation = .swiglu
-        config.bias = false
+        config.useLlamaLayout()
         config.initStd = 0.2
         let model = try TransformerModel(config: config, seed: 2)
         var rng = SplitMix64(seed: 9)
