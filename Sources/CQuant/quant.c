@@ -1,7 +1,13 @@
 #include "CQuant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+// A packed Q4_K super-block of 16 rows: fp16 d ×16, fp16 dmin ×16, the 6-bit scales as bytes
+// (sub-block j: 16 bytes), the minimums likewise, then for nibble span j (sub-blocks 2j, 2j+1)
+// and vector m the bytes 4m..4m+3 of each row's 32 bytes.
+#define Q4K_PACKED (64 + 128 + 128 + 2048)
 
 static inline float half_to_float(const uint8_t *p) {
     _Float16 h;
@@ -9,7 +15,7 @@ static inline float half_to_float(const uint8_t *p) {
     return (float)h;
 }
 
-void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8) {
+void cq_quantize_q8_portable(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
     for (long b = 0; b < blocks; b++) {
         const float *xb = x + b * 32;
         float amax = 0;
@@ -30,6 +36,117 @@ void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8
             d8[b * 8 + l] = dh;
             s8[b * 8 + l] = dh * (float)s;
         }
+        if (sums) sums[b] = s;
+    }
+}
+
+// Packed runs of 16 rows: per block column (Q4_K: per super-block), the scales (and minimums)
+// of the 16 rows, then the codes in 32-bit lanes, one lane per row.
+long cq_packed_bytes(int format, long blocks) {
+    switch (format) {
+    case CQ_Q4_0: return blocks * (32 + 256);
+    case CQ_Q4_1: return blocks * (64 + 256);
+    case CQ_Q8_0: return blocks * (32 + 512);
+    case CQ_Q4_K: return blocks / 8 * Q4K_PACKED;
+    default: return 0;
+    }
+}
+
+// Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
+static inline void scale_min_k4(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// The inverse of scale_min_k4: eight 6-bit scales and minimums into their 12 bytes.
+static void pack_scale_min_k4(const uint8_t *sc, const uint8_t *m, uint8_t *s) {
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        s[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
+    }
+}
+
+static long block_bytes(int format) {
+    return format == CQ_Q4_0 ? 18 : format == CQ_Q4_1 ? 20 : format == CQ_Q8_0 ? 34 : 144;
+}
+
+void cq_pack_rows(int format, const uint8_t *const *rows, long nrows, long blocks, uint8_t *out) {
+    memset(out, 0, (size_t)cq_packed_bytes(format, blocks));
+    if (format == CQ_Q4_K) {
+        for (long sb = 0; sb < blocks / 8; sb++) {
+            uint8_t *blk = out + sb * Q4K_PACKED;
+            for (long r = 0; r < nrows; r++) {
+                const uint8_t *src = rows[r] + sb * 144;
+                memcpy(blk + 2 * r, src, 2);
+                memcpy(blk + 32 + 2 * r, src + 2, 2);
+                for (int j = 0; j < 8; j++) scale_min_k4(j, src + 4, blk + 64 + 16 * j + r, blk + 192 + 16 * j + r);
+                for (int j = 0; j < 4; j++)
+                    for (int m = 0; m < 8; m++) memcpy(blk + 320 + (j * 8 + m) * 64 + 4 * r, src + 16 + 32 * j + 4 * m, 4);
+            }
+        }
+        return;
+    }
+    const long pbb = cq_packed_bytes(format, 1), bb = block_bytes(format);
+    for (long b = 0; b < blocks; b++) {
+        uint8_t *blk = out + b * pbb;
+        for (long r = 0; r < nrows; r++) {
+            const uint8_t *src = rows[r] + b * bb;
+            memcpy(blk + 2 * r, src, 2);
+            switch (format) {
+            case CQ_Q4_0:
+                for (int m = 0; m < 4; m++) memcpy(blk + 32 + 64 * m + 4 * r, src + 2 + 4 * m, 4);
+                break;
+            case CQ_Q4_1:
+                memcpy(blk + 32 + 2 * r, src + 2, 2);
+                for (int m = 0; m < 4; m++) memcpy(blk + 64 + 64 * m + 4 * r, src + 4 + 4 * m, 4);
+                break;
+            default:  // CQ_Q8_0
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 4; j++) blk[32 + 64 * k + 4 * r + j] = (uint8_t)(src[2 + 4 * k + j] ^ 0x80);
+                break;
+            }
+        }
+    }
+}
+
+void cq_unpack_row(int format, const uint8_t *packed, long r, long blocks, uint8_t *row) {
+    if (format == CQ_Q4_K) {
+        for (long sb = 0; sb < blocks / 8; sb++) {
+            const uint8_t *blk = packed + sb * Q4K_PACKED;
+            uint8_t *dst = row + sb * 144, sc[8], m[8];
+            memcpy(dst, blk + 2 * r, 2);
+            memcpy(dst + 2, blk + 32 + 2 * r, 2);
+            for (int j = 0; j < 8; j++) { sc[j] = blk[64 + 16 * j + r]; m[j] = blk[192 + 16 * j + r]; }
+            pack_scale_min_k4(sc, m, dst + 4);
+            for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 8; v++) memcpy(dst + 16 + 32 * j + 4 * v, blk + 320 + (j * 8 + v) * 64 + 4 * r, 4);
+        }
+        return;
+    }
+    const long pbb = cq_packed_bytes(format, 1), bb = block_bytes(format);
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = packed + b * pbb;
+        uint8_t *dst = row + b * bb;
+        memcpy(dst, blk + 2 * r, 2);
+        switch (format) {
+        case CQ_Q4_0:
+            for (int m = 0; m < 4; m++) memcpy(dst + 2 + 4 * m, blk + 32 + 64 * m + 4 * r, 4);
+            break;
+        case CQ_Q4_1:
+            memcpy(dst + 2, blk + 32 + 2 * r, 2);
+            for (int m = 0; m < 4; m++) memcpy(dst + 4 + 4 * m, blk + 64 + 64 * m + 4 * r, 4);
+            break;
+        default:
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) dst[2 + 4 * k + j] = (uint8_t)(blk[32 + 64 * k + 4 * r + j] ^ 0x80);
+            break;
+        }
     }
 }
 
@@ -47,16 +164,6 @@ static void widen_rows_portable(const int8_t *q, const float *scales, long row_b
     }
 }
 
-// Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
-static inline void scale_min_k4(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
 // One block of 32 (a Q4_K sub-block when format is CQ_Q4_K): the portable path and odd tails.
 static float block_dot(int format, const uint8_t *w, long blk, const int8_t *qa, float da, float sa) {
@@ -104,6 +211,47 @@ static void dot_rows_portable(int format, const uint8_t *const *rows, long nrows
             y[i * ystride + r] = acc;
         }
     }
+}
+
+// The exact integer sum of a block against activation block `qa`, then ggml's float step:
+// the portable twin of the packed kernel (same integer sums; float order per block the same).
+void cq_dot_packed_portable(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q,
+                                const float *d8, const float *s8, long nx, float *y, long ystride) {
+    const long bb = block_bytes(format);
+    uint8_t *row = (uint8_t *)malloc((size_t)(blocks * bb));
+    if (!row) return;
+    for (long r = 0; r < nrows; r++) {
+        cq_unpack_row(format, packed, r, blocks, row);
+        for (long i = 0; i < nx; i++) {
+            float acc = 0, off = 0;
+            for (long b = 0; b < blocks; b++) {
+                const long k = i * blocks + b;
+                const uint8_t *w = row + b * bb;
+                const int8_t *qa = q + k * 32;
+                if (format == CQ_Q4_K) {  // the super-block's own float step, as the row kernels take it
+                    acc += block_dot(CQ_Q4_K, row, b, qa, d8[k * 8], s8[k * 8]);
+                    continue;
+                }
+                int32_t dot = 0;
+                float dw = half_to_float(w);
+                switch (format) {
+                case CQ_Q4_0:
+                    for (int j = 0; j < 16; j++) dot += ((w[2 + j] & 0x0F) - 8) * qa[j] + ((w[2 + j] >> 4) - 8) * qa[j + 16];
+                    break;
+                case CQ_Q4_1:
+                    for (int j = 0; j < 16; j++) dot += (w[4 + j] & 0x0F) * qa[j] + (w[4 + j] >> 4) * qa[j + 16];
+                    off += half_to_float(w + 2) * s8[k * 8];
+                    break;
+                default:
+                    for (int j = 0; j < 32; j++) dot += (int8_t)w[2 + j] * qa[j];
+                    break;
+                }
+                acc += (float)dot * (dw * d8[k * 8]);
+            }
+            y[i * ystride + r] = acc + off;
+        }
+    }
+    free(row);
 }
 
 #if defined(__x86_64__)
@@ -357,6 +505,183 @@ VNNI static void dot_q4_k(const uint8_t *const *rows, long nrows, long blocks, c
     dot_rows_vnni(CQ_Q4_K, rows, nrows, blocks, q, d, sum, nx, y, ystride);
 }
 
+// Sixteen packed rows (one per 32-bit lane) against G activation rows: out[k] lane r is row r's
+// dot product with activation row k. Per block the integer sum is exact (offsets removed with the
+// activation block's Σq), then d_w·d_a times it is added; Q4_1 adds m_w·(d_a Σq_a) apart.
+VNNI static inline __attribute__((always_inline)) void
+packed_lanes(int format, const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8,
+             const float *s8, const int32_t *sums, __m512 *out) {
+    const long pbb = format == CQ_Q4_0 ? 288 : format == CQ_Q4_1 ? 320 : 544;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512 acc[4], off[4];
+    for (int k = 0; k < G; k++) { acc[k] = _mm512_setzero_ps(); off[k] = _mm512_setzero_ps(); }
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = p + b * pbb;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        __m512i isum[4];
+        for (int k = 0; k < G; k++) isum[k] = _mm512_setzero_si512();
+        if (format == CQ_Q8_0) {
+            for (int v = 0; v < 8; v++) {
+                const __m512i w = _mm512_loadu_si512((const void *)(blk + 32 + 64 * v));
+                for (int k = 0; k < G; k++) {
+                    int32_t a;
+                    memcpy(&a, q + (k * blocks + b) * 32 + 4 * v, 4);
+                    isum[k] = _mm512_dpbusd_epi32(isum[k], w, _mm512_set1_epi32(a));
+                }
+            }
+        } else {
+            const uint8_t *codes = blk + (format == CQ_Q4_1 ? 64 : 32);
+            for (int m = 0; m < 4; m++) {
+                const __m512i w = _mm512_loadu_si512((const void *)(codes + 64 * m));
+                const __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+                for (int k = 0; k < G; k++) {
+                    const int8_t *qa = q + (k * blocks + b) * 32;
+                    int32_t a0, a1;
+                    memcpy(&a0, qa + 4 * m, 4);
+                    memcpy(&a1, qa + 16 + 4 * m, 4);
+                    isum[k] = _mm512_dpbusd_epi32(isum[k], lo, _mm512_set1_epi32(a0));
+                    isum[k] = _mm512_dpbusd_epi32(isum[k], hi, _mm512_set1_epi32(a1));
+                }
+            }
+        }
+        for (int k = 0; k < G; k++) {
+            const long kb = k * blocks + b;
+            // The codes' offsets (Q4_0 stores q + 8, packed Q8_0 q + 128), exactly, in integers.
+            if (format == CQ_Q4_0) isum[k] = _mm512_sub_epi32(isum[k], _mm512_set1_epi32(8 * sums[kb]));
+            if (format == CQ_Q8_0) isum[k] = _mm512_sub_epi32(isum[k], _mm512_set1_epi32(128 * sums[kb]));
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[k]), _mm512_mul_ps(dw, _mm512_set1_ps(d8[kb * 8])), acc[k]);
+            if (format == CQ_Q4_1) {
+                const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+                off[k] = _mm512_fmadd_ps(mw, _mm512_set1_ps(s8[kb * 8]), off[k]);
+            }
+        }
+    }
+    for (int k = 0; k < G; k++) out[k] = format == CQ_Q4_1 ? _mm512_add_ps(acc[k], off[k]) : acc[k];
+}
+
+// The packed Q4_K kernel: per sub-block pair, the two sub-blocks' exact integer sums (low and
+// high nibbles), then d·sc·d_a times each, and dmin·m·(d_a Σq_a) apart (subtracted at the end).
+// d·sc is exact in floats (an fp16 times a 6-bit integer).
+VNNI static inline __attribute__((always_inline)) void
+packed_lanes_q4k(const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8, const float *s8,
+                 __m512 *out) {
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512 acc[4], off[4];
+    for (int k = 0; k < G; k++) { acc[k] = _mm512_setzero_ps(); off[k] = _mm512_setzero_ps(); }
+    for (long sb = 0; sb < blocks / 8; sb++) {
+        const uint8_t *blk = p + sb * Q4K_PACKED;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        for (int j = 0; j < 4; j++) {
+            __m512i sa[4], sb2[4];
+            for (int k = 0; k < G; k++) { sa[k] = _mm512_setzero_si512(); sb2[k] = _mm512_setzero_si512(); }
+            for (int m = 0; m < 8; m++) {
+                const __m512i w = _mm512_loadu_si512((const void *)(blk + 320 + (j * 8 + m) * 64));
+                const __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+                for (int k = 0; k < G; k++) {
+                    const int8_t *qa = q + (k * blocks + sb * 8 + 2 * j) * 32;
+                    int32_t a0, a1;
+                    memcpy(&a0, qa + 4 * m, 4);
+                    memcpy(&a1, qa + 32 + 4 * m, 4);
+                    sa[k] = _mm512_dpbusd_epi32(sa[k], lo, _mm512_set1_epi32(a0));
+                    sb2[k] = _mm512_dpbusd_epi32(sb2[k], hi, _mm512_set1_epi32(a1));
+                }
+            }
+            __m512 factor[2], minimum[2];
+            for (int h = 0; h < 2; h++) {
+                const int sub = 2 * j + h;
+                factor[h] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 + 16 * sub)))));
+                minimum[h] = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * sub)))));
+            }
+            for (int k = 0; k < G; k++) {
+                const long kb = k * blocks + sb * 8 + 2 * j;
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa[k]), _mm512_mul_ps(factor[0], _mm512_set1_ps(d8[kb * 8])), acc[k]);
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb2[k]), _mm512_mul_ps(factor[1], _mm512_set1_ps(d8[(kb + 1) * 8])), acc[k]);
+                off[k] = _mm512_fmadd_ps(minimum[0], _mm512_set1_ps(s8[kb * 8]), off[k]);
+                off[k] = _mm512_fmadd_ps(minimum[1], _mm512_set1_ps(s8[(kb + 1) * 8]), off[k]);
+            }
+        }
+    }
+    for (int k = 0; k < G; k++) out[k] = _mm512_sub_ps(acc[k], off[k]);
+}
+
+VNNI static inline __attribute__((always_inline)) void
+dot_packed_vnni(int format, const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
+                const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    const __mmask16 mask = nrows >= 16 ? 0xFFFF : (__mmask16)((1u << nrows) - 1);
+    for (long i = 0; i < nx; i += 4) {
+        const long left = nx - i < 4 ? nx - i : 4;
+        const int8_t *qi = q + i * blocks * 32;
+        const float *di = d8 + i * blocks * 8, *si = s8 + i * blocks * 8;
+        const int32_t *ui = sums + i * blocks;
+        __m512 out[4];
+        if (format == CQ_Q4_K) {
+            switch (left) {
+            case 1: packed_lanes_q4k(1, p, blocks, qi, di, si, out); break;
+            case 2: packed_lanes_q4k(2, p, blocks, qi, di, si, out); break;
+            case 3: packed_lanes_q4k(3, p, blocks, qi, di, si, out); break;
+            default: packed_lanes_q4k(4, p, blocks, qi, di, si, out); break;
+            }
+        } else {
+            switch (left) {
+            case 1: packed_lanes(format, 1, p, blocks, qi, di, si, ui, out); break;
+            case 2: packed_lanes(format, 2, p, blocks, qi, di, si, ui, out); break;
+            case 3: packed_lanes(format, 3, p, blocks, qi, di, si, ui, out); break;
+            default: packed_lanes(format, 4, p, blocks, qi, di, si, ui, out); break;
+            }
+        }
+        for (long k = 0; k < left; k++) _mm512_mask_storeu_ps(y + (i + k) * ystride, mask, out[k]);
+    }
+}
+
+VNNI static void dot_packed_q4_0(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
+                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    dot_packed_vnni(CQ_Q4_0, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
+}
+VNNI static void dot_packed_q4_1(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
+                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    dot_packed_vnni(CQ_Q4_1, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
+}
+VNNI static void dot_packed_q4_k(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
+                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    dot_packed_vnni(CQ_Q4_K, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
+}
+VNNI static void dot_packed_q8_0(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
+                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    dot_packed_vnni(CQ_Q8_0, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
+}
+
+// ggml's quantize_row_q8_0_ref, sixteen values at a time: the same max, the same 1/d, the same
+// products, and roundf's halves away from zero done exactly (t = trunc(v); |v − t| ≥ 0.5 steps
+// away from zero: v − trunc(v) is exact in floats).
+VNNI static void quantize_q8_avx512(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    for (long b = 0; b < blocks; b++) {
+        const float *xb = x + b * 32;
+        const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float db = amax / 127.0f;
+        const float id = db != 0 ? 1.0f / db : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        __m512i r[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_mul_ps(h ? x1 : x0, vid);
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+            // t ± 1 where the fraction is at least a half, the sign of v.
+            const __m512 step = _mm512_or_ps(one, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+            r[h] = _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, step));
+        }
+        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtsepi32_epi8(r[0]));
+        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtsepi32_epi8(r[1]));
+        const int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(r[0], r[1]));
+        const float dh = (float)(_Float16)db;
+        _mm256_storeu_ps(d8 + b * 8, _mm256_set1_ps(dh));
+        _mm256_storeu_ps(s8 + b * 8, _mm256_set1_ps(dh * (float)s));
+        if (sums) sums[b] = s;
+    }
+}
+
 VNNI static void widen_rows_avx512(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
                                    long width, float *out) {
     for (long r = 0; r < count; r++) {
@@ -379,6 +704,25 @@ void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long ro
     else widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
 }
 
+void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
+    if (cq_vnni_available()) quantize_q8_avx512(x, blocks, q, d8, s8, sums);
+    else cq_quantize_q8_portable(x, blocks, q, d8, s8, sums);
+}
+
+void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q, const float *d8,
+                   const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    if (!cq_vnni_available()) {
+        cq_dot_packed_portable(format, packed, nrows, blocks, q, d8, s8, nx, y, ystride);
+        return;
+    }
+    switch (format) {
+    case CQ_Q4_0: dot_packed_q4_0(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    case CQ_Q4_1: dot_packed_q4_1(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    case CQ_Q4_K: dot_packed_q4_k(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    default: dot_packed_q8_0(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    }
+}
+
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
     if (!cq_vnni_available()) {
@@ -397,8 +741,18 @@ void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks
 
 int cq_vnni_available(void) { return 0; }
 
+void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
+    cq_quantize_q8_portable(x, blocks, q, d8, s8, sums);
+}
+
+void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q, const float *d8,
+                   const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    (void)sums;
+    cq_dot_packed_portable(format, packed, nrows, blocks, q, d8, s8, nx, y, ystride);
+}
+
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
-                 const int8_t *q, const float *d, const float *sum, long nx, float *y, long ystride) {
+                 const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
     dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
 }
 

@@ -133,6 +133,23 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// Drops `tensor`'s mapped pages from this process's memory (they are read from the file
+    /// again if touched): for a loader that has copied the tensor out.
+    public func release(_ tensor: GGUFTensorInfo) {
+        release(tensor, bytes: 0..<tensor.byteCount)
+    }
+
+    /// Drops the pages of every tensor's data from memory (metadata stays).
+    public func releaseTensorData() {
+        file.release(dataOffset..<file.count)
+    }
+
+    /// Drops the whole pages inside `bytes` (offsets within `tensor`'s data) from memory.
+    public func release(_ tensor: GGUFTensorInfo, bytes: Range<Int>) {
+        let start = dataOffset + tensor.offset
+        file.release((start + max(0, bytes.lowerBound))..<(start + min(tensor.byteCount, bytes.upperBound)))
+    }
+
     /// `tensor` as floats (dequantized exactly as ggml does), into `out` (`elementCount` floats).
     /// The tensor's mapped pages are dropped afterwards.
     public func read(_ tensor: GGUFTensorInfo, into out: UnsafeMutablePointer<Float>) {

@@ -83,8 +83,14 @@ public enum GGUFModel {
     /// How a GGUF's weight matrices are held in memory.
     public enum WeightStorage: String, Sendable, CaseIterable {
         /// Quantized matrices stay in their blocks in the mapped file (the integer kernels read
-        /// them); other tensors are converted to fp32.
+        /// them); other tensors are converted to fp32. Training's choice (QLoRA): its products
+        /// take many rows at once and dequantize panels of rows.
         case quantized
+        /// As `quantized`, but each run of 16 rows is copied out of the file interleaved
+        /// (`QuantizedMatrix.packed()`: the same blocks, rearranged) and the file's pages
+        /// released, so resident memory stays about the file's size: decoding's layout, where one
+        /// vector instruction serves sixteen rows.
+        case packed
         /// Every tensor is dequantized to fp32 (exact ggml dequantization): training of the
         /// whole model, and comparisons with references that dequantize.
         case fp32
@@ -142,7 +148,7 @@ public enum GGUFModel {
         let hd = config.headDim
         func isPermuted(_ name: String) -> Bool { name.hasSuffix("q_proj.weight") || name.hasSuffix("k_proj.weight") }
         var external: [String: QuantizedMatrix] = [:]
-        if storage == .quantized {
+        if storage != .fp32 {
             for group in productGroups(config) {
                 let infos = group.map { sources[$0]! }
                 guard infos.allSatisfy({ QuantizedMatrix.supports($0.type, columns: $0.dimensions[0]) }) else { continue }
@@ -155,7 +161,17 @@ public enum GGUFModel {
                     if let block = matrix.firstNonFiniteScale() {
                         throw GGUFError.invalid(path: file.path, field: info.name, reason: "block \(block) has a non-finite scale: weights must be finite")
                     }
-                    external[name] = matrix
+                    if storage == .packed, QuantizedMatrix.packs(info.type) {
+                        // Rows in file order are released as they are copied (the embedding alone
+                        // is a third of SmolLM2); permuted q/k rows, small, at the end.
+                        let rowBytes = info.byteCount / info.dimensions[1]
+                        external[name] = matrix.packed { rows in
+                            if order == nil { file.release(info, bytes: (rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)) }
+                        }
+                        file.release(info)
+                    } else {
+                        external[name] = matrix
+                    }
                 }
             }
         }
@@ -178,6 +194,10 @@ public enum GGUFModel {
                 throw GGUFError.invalid(path: file.path, field: info.name, reason: "holds \(p[bad]) at index \(bad): weights must be finite")
             }
         }
+        // Every tensor has been copied out (packed blocks, fp32 norms): drop whatever pages of
+        // the tensor data reading them faulted in around small tensors, which their own
+        // releases (whole pages only) cannot.
+        if storage != .quantized { file.releaseTensorData() }
         return try TransformerModel(config: config, parameters: buffer, external: external)
     }
 }

@@ -21,9 +21,10 @@ public struct LoadedModel {
     }
 
     /// Loads `path`; `tokenizer` overrides a checkpoint's own SentencePiece model. A GGUF's
-    /// quantized matrices stay in their blocks unless `storage` is `.fp32`.
+    /// quantized matrices stay in their blocks (interleaved for decoding by default) unless
+    /// `storage` is `.fp32`.
     public static func load(_ path: String, tokenizer override: String? = nil,
-                            storage: GGUFModel.WeightStorage = .quantized) throws -> LoadedModel {
+                            storage: GGUFModel.WeightStorage = .packed) throws -> LoadedModel {
         if isGGUF(path) {
             let file = try GGUFFile(path: path)
             let model = try GGUFModel.load(file, storage: storage)

@@ -12,7 +12,9 @@ import Kernels
 /// - a few input rows (decoding): each input row is quantized to 8 bits per block of 32 (ggml's
 ///   Q8_0 activation path) and every weight row is dotted with it in integer arithmetic (AVX-512
 ///   VNNI, `CQuant`), weight rows spread over the thread pool; each output is computed by one
-///   thread, so results do not depend on the thread count;
+///   thread, so results do not depend on the thread count. `packed()` interleaves each run of
+///   16 rows (the same information, rearranged) so that one vector instruction serves sixteen
+///   rows: the layout decoding reads;
 /// - many input rows (prefill, training): row panels are dequantized to fp32 and multiplied by
 ///   the GEMM of `Kernels` (bf16 AMX tiles when asked for).
 public struct QuantizedMatrix: @unchecked Sendable, Equatable {
@@ -38,16 +40,26 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// The formats the integer kernels read.
     public static let formats: [GGMLType] = [.q4_0, .q4_1, .q8_0, .q4_K]
 
-    /// Row pointers and whatever keeps their bytes alive (a mapped file).
+    /// Row pointers and whatever keeps their bytes alive (a mapped file); with `packed()`, each
+    /// chunk's interleaved copy (nil for a chunk whose format is not packed).
     final class Storage: @unchecked Sendable {
         let rowPointers: UnsafeMutableBufferPointer<UnsafePointer<UInt8>?>
+        let packed: [UnsafePointer<UInt8>?]
         let owners: [AnyObject]
-        init(_ pointers: [UnsafePointer<UInt8>], owners: [AnyObject]) {
+        init(_ pointers: [UnsafePointer<UInt8>], packed: [UnsafePointer<UInt8>?] = [], owners: [AnyObject]) {
             rowPointers = .allocate(capacity: max(1, pointers.count))
             for (i, p) in pointers.enumerated() { rowPointers[i] = p }
+            self.packed = packed
             self.owners = owners
         }
         deinit { rowPointers.deallocate() }
+    }
+
+    /// Memory that holds packed chunks, 64-byte aligned.
+    final class PackedBytes: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
+        init(count: Int) { pointer = .allocate(byteCount: max(64, count), alignment: 64) }
+        deinit { pointer.deallocate() }
     }
 
     /// Whether `format` with `columns` columns can be held (whole blocks per row).
@@ -82,6 +94,9 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     public static func stacking(_ parts: [QuantizedMatrix]) -> QuantizedMatrix {
         precondition(!parts.isEmpty && parts.allSatisfy { $0.columns == parts[0].columns })
         var pointers: [UnsafePointer<UInt8>] = [], segments: [Segment] = [], owners: [AnyObject] = []
+        // Chunks restart at every segment, so the stack's chunks are its parts' chunks in order.
+        var packed: [UnsafePointer<UInt8>?] = []
+        let anyPacked = parts.contains { $0.isPacked }
         for part in parts {
             for s in part.segments {
                 let start = pointers.count + s.rows.lowerBound
@@ -89,9 +104,53 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
             }
             pointers += (0..<part.rows).map { part.storage.rowPointers[$0]! }
             owners += part.storage.owners
+            if anyPacked { packed += part.isPacked ? part.storage.packed : Array(repeating: nil, count: part.chunks.count) }
         }
         return QuantizedMatrix(rows: pointers.count, columns: parts[0].columns, segments: segments,
-                               storage: Storage(pointers, owners: owners))
+                               storage: Storage(pointers, packed: packed, owners: owners))
+    }
+
+    /// Whether `packed()` interleaves rows of `format` (every format the integer kernels read).
+    public static func packs(_ format: GGMLType) -> Bool { formats.contains(format) }
+
+    /// Whether some chunks are interleaved (`packed()`).
+    public var isPacked: Bool { !storage.packed.isEmpty }
+
+    /// The same matrix with each run of 16 rows interleaved in memory: the layout the one-row
+    /// product reads sixteen rows at a time from. The blocks are copied, not converted, so every
+    /// product gives the same dequantized weights. `packedRows` is told each run's rows once
+    /// they are copied: a loader releases its source (a mapped file) as it goes, so a large
+    /// matrix is never held twice.
+    public func packed(packedRows: ((Range<Int>) -> Void)? = nil) -> QuantizedMatrix {
+        if isPacked { return self }
+        let blocks = columns / 32
+        let sizes = chunks.map { cq_packed_bytes($0.format.kernelCode, blocks) }
+        let bytes = PackedBytes(count: sizes.reduce(0, +))
+        var pointers: [UnsafePointer<UInt8>?] = [], offset = 0
+        for (chunk, size) in zip(chunks, sizes) {
+            guard size > 0 else { pointers.append(nil); continue }
+            let out = (bytes.pointer + offset).assumingMemoryBound(to: UInt8.self)
+            cq_pack_rows(chunk.format.kernelCode, storage.rowPointers.baseAddress! + chunk.rows.lowerBound, chunk.rows.count, blocks, out)
+            pointers.append(UnsafePointer(out))
+            offset += size
+            packedRows?(chunk.rows)
+        }
+        let rowPointers = (0..<rows).map { storage.rowPointers[$0]! }
+        return QuantizedMatrix(rows: rows, columns: columns, segments: segments,
+                               storage: Storage(rowPointers, packed: pointers, owners: storage.owners + [bytes]))
+    }
+
+    /// The chunk holding row `r` and the row's place in it.
+    private func chunk(ofRow r: Int) -> (index: Int, lane: Int) {
+        var index = 0
+        for s in segments {
+            if s.rows.contains(r) {
+                let k = (r - s.rows.lowerBound) / 16
+                return (index + k, r - chunks[index + k].rows.lowerBound)
+            }
+            index += (s.rows.count + 15) / 16
+        }
+        preconditionFailure("row \(r) of \(rows)")
     }
 
     public static func == (a: QuantizedMatrix, b: QuantizedMatrix) -> Bool {
@@ -134,8 +193,16 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// Row `r` as fp32 values (ggml's dequantization).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         let format = format(ofRow: r)
-        let bytes = UnsafeRawBufferPointer(start: storage.rowPointers[r]!, count: columns / format.blockSize * format.blockBytes)
-        GGMLBlocks.dequantize(format, bytes, count: columns, into: out)
+        let count = columns / format.blockSize * format.blockBytes
+        if isPacked, case let (index, lane) = chunk(ofRow: r), let packed = storage.packed[index] {
+            // The row's blocks put back together from the interleaved chunk.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { row in
+                cq_unpack_row(format.kernelCode, packed, lane, columns / 32, row.baseAddress!)
+                GGMLBlocks.dequantize(format, UnsafeRawBufferPointer(row), count: columns, into: out)
+            }
+            return
+        }
+        GGMLBlocks.dequantize(format, UnsafeRawBufferPointer(start: storage.rowPointers[r]!, count: count), count: columns, into: out)
     }
 
     /// Rows `range` as fp32, row after row (`ldo` floats apart).
@@ -200,16 +267,21 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         defer { activations.deallocate() }
         let pointers = storage.rowPointers.baseAddress!
         let work = n * byteCount * 2
-        let run = { (chunk: (format: GGMLType, rows: Range<Int>)) in
-            cq_dot_rows(chunk.format.kernelCode, pointers + chunk.rows.lowerBound, chunk.rows.count, blocks,
-                        activations.q, activations.d8, activations.s8, n, y + chunk.rows.lowerBound, ldc)
+        let run = { (i: Int, chunk: (format: GGMLType, rows: Range<Int>)) in
+            if let packed = self.storage.packed.isEmpty ? nil : self.storage.packed[i] {
+                cq_dot_packed(chunk.format.kernelCode, packed, chunk.rows.count, blocks, activations.q, activations.d8,
+                              activations.s8, activations.sums, n, y + chunk.rows.lowerBound, ldc)
+            } else {
+                cq_dot_rows(chunk.format.kernelCode, pointers + chunk.rows.lowerBound, chunk.rows.count, blocks,
+                            activations.q, activations.d8, activations.s8, n, y + chunk.rows.lowerBound, ldc)
+            }
         }
         if pool.threadCount == 1 || work < ThreadPool.parallelWorkThreshold {
-            chunks.forEach(run)
+            for (i, chunk) in chunks.enumerated() { run(i, chunk) }
         } else {
             chunks.withUnsafeBufferPointer { chunks in
                 pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold) { range, _ in
-                    for i in range { run(chunks[i]) }
+                    for i in range { run(i, chunks[i]) }
                 }
             }
         }
@@ -217,24 +289,27 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
 }
 
 /// Activation rows quantized as ggml's Q8_0: per block of 32, 32 signed bytes, the scale `d`
-/// and `d·Σq` (each repeated over 8 lanes for the kernels).
+/// and `d·Σq` (each repeated over 8 lanes for the kernels), and `Σq`.
 struct ActivationBlocks {
     let q: UnsafeMutablePointer<Int8>
     let d8: UnsafeMutablePointer<Float>
     let s8: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Int32>
 
     init(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
         let blocks = rows * columns / 32
         q = .allocate(capacity: rows * columns)
         d8 = .allocate(capacity: 8 * blocks)
         s8 = .allocate(capacity: 8 * blocks)
-        cq_quantize_q8(x, blocks, q, d8, s8)
+        sums = .allocate(capacity: blocks)
+        cq_quantize_q8(x, blocks, q, d8, s8, sums)
     }
 
     func deallocate() {
         q.deallocate()
         d8.deallocate()
         s8.deallocate()
+        sums.deallocate()
     }
 }
 

@@ -20,8 +20,8 @@ struct BenchDecode: ParsableCommand {
     @Option(help: "llama.cpp (llama-bench on the same file) or none.") var peer = "llama.cpp"
     @Option(help: "The llama-bench binary (../shared/peers/build_llamacpp_noamx.sh builds it).")
     var llamaBench = NSHomeDirectory() + "/.cache/tinylm-peers-build/llama-noamx/bin/llama-bench"
-    @Option(help: "quantized (blocks stay in the mapped file) or fp32 (dequantized).")
-    var weights: String = "quantized"
+    @Option(help: "packed (blocks copied out, 16 rows interleaved: what generate and chat use), quantized (blocks read in the mapped file) or fp32 (dequantized).")
+    var weights: String = "packed"
     @Option(help: "Key/value cache: 32 (fp32) or 8 (blocks of 32 bytes and a scale; llama.cpp then runs its q8_0 cache).")
     var kvBits = 32
 
@@ -30,7 +30,7 @@ struct BenchDecode: ParsableCommand {
         try OptionDomain.count(genTokens, "gen-tokens", max: 1 << 20)
         try OptionDomain.count(rounds, "rounds", max: 1000)
         guard ["llama.cpp", "none"].contains(peer) else { throw ValidationError("--peer must be llama.cpp or none") }
-        guard GGUFModel.WeightStorage(rawValue: weights) != nil else { throw ValidationError("--weights must be quantized or fp32") }
+        guard GGUFModel.WeightStorage(rawValue: weights) != nil else { throw ValidationError("--weights must be packed, quantized or fp32") }
         guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be 32 or 8") }
     }
 
@@ -46,7 +46,7 @@ struct BenchDecode: ParsableCommand {
         if usePeer && !FileManager.default.isExecutableFile(atPath: llamaBench) {
             throw ValidationError("no llama-bench at \(llamaBench); run ../shared/peers/build_llamacpp_noamx.sh or pass --peer none")
         }
-        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : "fp32 (llama.cpp: its default f16)")\(adapter.map { ", adapter \($0) (TinyLM only)" } ?? "")")
+        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(weights == "packed" ? "blocks interleaved 16 rows at a time" : m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : "fp32 (llama.cpp: its default f16)")\(adapter.map { ", adapter \($0) (TinyLM only)" } ?? "")")
         if usePeer { print("llama.cpp decodes after \(promptTokens) tokens in its cache too (llama-bench -d \(promptTokens))") }
         var sampler = Sampler(seed: 1)
         sampler.temperature = 0.8

@@ -62,7 +62,7 @@ struct BenchQuality: ParsableCommand {
                 let (writer, _) = try GGUFQuantize.requantize(try GGUFFile(path: model), policy: policy)
                 try writer.write(to: path)
                 size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1e6
-                quantized = try GGUFModel.load(try GGUFFile(path: path), storage: .quantized)
+                quantized = try GGUFModel.load(try GGUFFile(path: path), storage: .packed)
             } else {
                 let (m, bytes) = try reference.model.quantized(policy)
                 quantized = m

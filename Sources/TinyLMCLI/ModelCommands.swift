@@ -199,12 +199,12 @@ struct LogitsCommand: ParsableCommand {
     @Option(help: "Comma-separated token ids.") var ids: String
     @Flag(help: "Every position's logits, not only the last.") var all = false
     @Option(help: "A LoRA adapter directory (PEFT files).") var adapter: String?
-    @Option(help: "A GGUF's quantized matrices: fp32 (dequantized, as references load them) or quantized (the integer kernels).")
+    @Option(help: "A GGUF's quantized matrices: fp32 (dequantized, as references load them), quantized (the integer kernels on the mapped blocks) or packed (on blocks interleaved 16 rows at a time).")
     var weights = "fp32"
 
     func run() throws {
         let parsed = try parseIDs(ids, option: "ids")
-        guard let storage = GGUFModel.WeightStorage(rawValue: weights) else { throw ValidationError("--weights must be fp32 or quantized") }
+        guard let storage = GGUFModel.WeightStorage(rawValue: weights) else { throw ValidationError("--weights must be fp32, quantized or packed") }
         var loaded = try LoadedModel.isGGUF(model) ? GGUFModel.load(GGUFFile(path: model), storage: storage) : Checkpoint.load(from: model)
         if let adapter { loaded = try PEFTAdapter.load(adapter, onto: loaded) }
         let session = try InferenceSession(model: loaded, reserve: parsed.count)

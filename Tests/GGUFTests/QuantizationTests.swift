@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 import Kernels
 import Testing
@@ -99,12 +100,15 @@ struct QuantizationTests {
             for n in [1, 2, 3, 4] {
                 let c = try Case(type, rows: rows, columns: columns, n: n, seed: UInt64(rows * 1000 + columns + n))
                 let holder = NSObject()
-                let m = c.matrix(owner: holder)
-                var y = [Float](repeating: .nan, count: n * rows)
-                m.multiplyQuantized(c.x, rows: n, into: &y, ldc: rows, pool: .shared)
                 let reference = c.reference()
-                for (ours, ref) in zip(y, reference) {
-                    #expect(abs(Double(ours) - ref) <= 2e-5 * max(1, abs(ref)), "\(type) \(rows)x\(columns) n \(n): \(ours) vs \(ref)")
+                // The rows as mapped, and interleaved sixteen at a time (Q4_K stays as mapped).
+                for m in [c.matrix(owner: holder), c.matrix(owner: holder).packed()] {
+                    var y = [Float](repeating: .nan, count: n * rows)
+                    m.multiplyQuantized(c.x, rows: n, into: &y, ldc: rows, pool: .shared)
+                    for (ours, ref) in zip(y, reference) {
+                        #expect(abs(Double(ours) - ref) <= 2e-5 * max(1, abs(ref)),
+                                "\(type) \(rows)x\(columns) n \(n) packed \(m.isPacked): \(ours) vs \(ref)")
+                    }
                 }
             }
         }
@@ -113,8 +117,10 @@ struct QuantizationTests {
     @Test("Q4_0 × Q8_0 is ggml's Σ d_w·d_a·Σ q_w·q_a, block by block")
     func q4_0Semantics() throws {
         let c = try Case(.q4_0, rows: 4, columns: 128, n: 1, seed: 7)
+        for packed in [false, true] {
         var y = [Float](repeating: 0, count: 4)
-        c.matrix(owner: NSObject()).multiplyQuantized(c.x, rows: 1, into: &y, ldc: 4, pool: .shared)
+        let m = packed ? c.matrix(owner: NSObject()).packed() : c.matrix(owner: NSObject())
+        m.multiplyQuantized(c.x, rows: 1, into: &y, ldc: 4, pool: .shared)
         for r in 0..<4 {
             var total = 0.0
             for b in 0..<4 {
@@ -131,7 +137,8 @@ struct QuantizationTests {
                 }
                 total += dw * Double(Float(Float16(d))) * Double(dot)
             }
-            #expect(abs(Double(y[r]) - total) <= 1e-5 * max(1, abs(total)), "row \(r): \(y[r]) vs \(total)")
+            #expect(abs(Double(y[r]) - total) <= 1e-5 * max(1, abs(total)), "row \(r) packed \(packed): \(y[r]) vs \(total)")
+        }
         }
     }
 
@@ -171,6 +178,92 @@ struct QuantizationTests {
         for (a, b) in zip(dx, dxExpected) { #expect(abs(a - b) <= 1e-3 * max(1, abs(b))) }
     }
 
+    @Test("packing: every row's blocks come back byte for byte, partial runs of 16 too; products and dequantized rows equal the mapped layout's",
+          arguments: [GGMLType.q4_0, .q4_1, .q8_0, .q4_K])
+    func packing(_ type: GGMLType) throws {
+        let columns = type == .q4_K ? 512 : 96, blocks = columns / 32
+        for rows in [1, 15, 16, 17, 40] {
+            let c = try Case(type, rows: rows, columns: columns, n: 4, seed: UInt64(rows))
+            let mapped = c.matrix(owner: NSObject()), packed = mapped.packed()
+            #expect(packed.isPacked && packed.packed() == packed)
+            // Dequantized rows: the bytes put back together are the original blocks.
+            var a = [Float](repeating: 0, count: rows * columns), b = a
+            mapped.dequantizeRows(0..<rows, into: &a)
+            packed.dequantizeRows(0..<rows, into: &b)
+            #expect(a.withUnsafeBytes { Array($0) } == b.withUnsafeBytes { Array($0) })
+            // The raw round trip, run by run.
+            let rowBytes = columns / type.blockSize * type.blockBytes
+            for start in stride(from: 0, to: rows, by: 16) {
+                let count = min(16, rows - start)
+                var out = [UInt8](repeating: 0xAA, count: cq_packed_bytes(type.kernelCode, blocks))
+                c.blocks.withUnsafeBufferPointer { all in
+                    let pointers: [UnsafePointer<UInt8>?] = (0..<count).map { all.baseAddress! + (start + $0) * rowBytes }
+                    cq_pack_rows(type.kernelCode, pointers, count, blocks, &out)
+                }
+                for r in 0..<count {
+                    var row = [UInt8](repeating: 0, count: rowBytes)
+                    cq_unpack_row(type.kernelCode, out, r, blocks, &row)
+                    #expect(row == Array(c.blocks[((start + r) * rowBytes)..<((start + r + 1) * rowBytes)]), "\(type) row \(start + r)")
+                }
+            }
+            // Products: within rounding of the mapped layout's; the same floats at 1 and 3
+            // threads and whether a row is one of four activation rows or alone.
+            var m = [Float](repeating: 0, count: 4 * rows), one = m, three = m
+            mapped.multiplyQuantized(c.x, rows: 4, into: &m, ldc: rows, pool: ThreadPool(threadCount: 1))
+            packed.multiplyQuantized(c.x, rows: 4, into: &one, ldc: rows, pool: ThreadPool(threadCount: 1))
+            packed.multiplyQuantized(c.x, rows: 4, into: &three, ldc: rows, pool: ThreadPool(threadCount: 3))
+            #expect(one == three)
+            for (p, q) in zip(one, m) { #expect(abs(p - q) <= 1e-5 * max(1, abs(q))) }
+            var single = [Float](repeating: .nan, count: rows)
+            packed.multiplyQuantized(Array(c.x[0..<columns]), rows: 1, into: &single, ldc: rows, pool: .shared)
+            #expect(single == Array(one[0..<rows]))
+        }
+    }
+
+    @Test("the vector kernels equal their portable loops: activation quantization byte for byte (halves, ties, zeros, denormals), packed products within rounding")
+    func portableTwins() throws {
+        var rng = SplitMix64(seed: 21)
+        // Blocks whose scaled values land on halves: the block's max is 127 · 2^-k, so x / d is
+        // exact and k + 0.5 values round away from zero.
+        var x: [Float] = []
+        for b in 0..<64 {
+            switch b % 4 {
+            case 0: x += (0..<32).map { j in j == 0 ? 127 : Float(j % 9) - 4.5 }
+            case 1: x += (0..<32).map { _ in rng.nextGaussian() }
+            case 2: x += (0..<32).map { j in j % 3 == 0 ? 0 : Float.leastNonzeroMagnitude * Float(j) }
+            default: x += (0..<32).map { j in j == 5 ? -63.5 : Float(j) * -0.5 }
+            }
+        }
+        let blocks = x.count / 32
+        func quantize(_ f: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void)
+            -> ([Int8], [Float], [Float], [Int32]) {
+            var q = [Int8](repeating: 0, count: x.count), d = [Float](repeating: 0, count: 8 * blocks), s = d
+            var sums = [Int32](repeating: 0, count: blocks)
+            f(x, blocks, &q, &d, &s, &sums)
+            return (q, d, s, sums)
+        }
+        let vector = quantize { cq_quantize_q8($0, $1, $2, $3, $4, $5) }
+        let portable = quantize { cq_quantize_q8_portable($0, $1, $2, $3, $4, $5) }
+        #expect(vector.0 == portable.0 && vector.1 == portable.1 && vector.2 == portable.2 && vector.3 == portable.3)
+        #expect(vector.0[1] == -4 && vector.0[5] == 1, "halves round away from zero: \(vector.0[0..<6])")
+        for type in [GGMLType.q4_0, .q4_1, .q8_0, .q4_K] {
+            let columns = type == .q4_K ? 512 : 160, blocks = columns / 32
+            let c = try Case(type, rows: 13, columns: columns, n: 3, seed: 4)
+            let activations = ActivationBlocks(c.x, rows: 3, columns: columns)
+            defer { activations.deallocate() }
+            var packed = [UInt8](repeating: 0, count: cq_packed_bytes(type.kernelCode, blocks))
+            let rowBytes = columns / type.blockSize * type.blockBytes
+            c.blocks.withUnsafeBufferPointer { all in
+                let pointers: [UnsafePointer<UInt8>?] = (0..<13).map { all.baseAddress! + $0 * rowBytes }
+                cq_pack_rows(type.kernelCode, pointers, 13, blocks, &packed)
+            }
+            var a = [Float](repeating: 0, count: 3 * 13), b = a
+            cq_dot_packed(type.kernelCode, packed, 13, blocks, activations.q, activations.d8, activations.s8, activations.sums, 3, &a, 13)
+            cq_dot_packed_portable(type.kernelCode, packed, 13, blocks, activations.q, activations.d8, activations.s8, 3, &b, 13)
+            for (p, q) in zip(a, b) { #expect(abs(p - q) <= 1e-5 * max(1, abs(q)), "\(type): \(p) vs \(q)") }
+        }
+    }
+
     @Test("stacked and reordered matrices read the right rows; a non-finite scale is found")
     func stackingAndScales() throws {
         let a = try Case(.q4_0, rows: 3, columns: 64, n: 1, seed: 11), b = try Case(.q8_0, rows: 2, columns: 64, n: 1, seed: 12)
@@ -184,6 +277,22 @@ struct QuantizationTests {
         a.matrix(owner: owner).multiplyQuantized(a.x, rows: 1, into: &ya, ldc: 3, pool: .shared)
         b.matrix(owner: owner).multiplyQuantized(a.x, rows: 1, into: &yb, ldc: 2, pool: .shared)
         #expect(y == [ya[2], ya[1], ya[0], yb[0], yb[1]])
+        // Packed parts stack as they are, next to a part that is not packed.
+        let k = try Case(.q4_K, rows: 3, columns: 256, n: 1, seed: 13)
+        let wide = try Case(.q4_0, rows: 18, columns: 256, n: 1, seed: 14)
+        let mixed = QuantizedMatrix.stacking([wide.matrix(owner: owner).packed(), k.matrix(owner: owner), wide.matrix(owner: owner).packed()])
+        #expect(mixed.isPacked && mixed.rows == 39)
+        var ym = [Float](repeating: 0, count: 39), yw = [Float](repeating: 0, count: 18), yk = [Float](repeating: 0, count: 3)
+        mixed.multiplyQuantized(k.x, rows: 1, into: &ym, ldc: 39, pool: .shared)
+        wide.matrix(owner: owner).packed().multiplyQuantized(k.x, rows: 1, into: &yw, ldc: 18, pool: .shared)
+        k.matrix(owner: owner).multiplyQuantized(k.x, rows: 1, into: &yk, ldc: 3, pool: .shared)
+        #expect(ym == yw + yk + yw)
+        var rowK = [Float](repeating: 0, count: 256), rowK2 = rowK, rowW = rowK, rowW2 = rowK
+        mixed.dequantizeRow(19, into: &rowK)
+        k.matrix(owner: owner).dequantizeRow(1, into: &rowK2)
+        mixed.dequantizeRow(38, into: &rowW)
+        wide.matrix(owner: owner).dequantizeRow(17, into: &rowW2)
+        #expect(rowK == rowK2 && rowW == rowW2)
         #expect(stacked.firstNonFiniteScale() == nil)
         var broken = a.blocks
         broken[18 * 3 + 1] = 0x7C   // the fp16 scale of row 1's second block: infinity
@@ -215,11 +324,24 @@ struct QuantizedModelTests {
         #expect(blocks.layout.linears.allSatisfy { $0.blocks != nil })
         let ids: [Int32] = [3, 17, 90, 4, 41, 8, 77, 12, 5]
         let exact = try InferenceSession(model: dense).feed(ids, allRows: true)
+        let scale = exact.map(abs).max()!
         let prefill = try InferenceSession(model: blocks).feed(ids, allRows: true)
+        // Interleaved for decoding: the same blocks, so the same logits up to float order.
+        let packed = try GGUFModel.load(file, storage: .packed)
+        #expect(packed.layout.linears.allSatisfy { $0.blocks?.isPacked == true })
+        let packedPrefill = try InferenceSession(model: packed).feed(ids, allRows: true)
+        #expect(zip(packedPrefill, prefill).map { abs($0 - $1) }.max()! < 1e-4 * exact.map(abs).max()!)
+        // Decoding: each layer's input is rounded to 8 bits, so a last-bit difference can move
+        // one value by a rounding step (1/127 of its block's largest) and that carries on.
+        let packedSession = try InferenceSession(model: packed), plainSession = try InferenceSession(model: blocks)
+        for (i, id) in ids.enumerated() {
+            let a = try packedSession.feed([id]), b = try plainSession.feed([id])
+            #expect(zip(a, b).map { abs($0 - $1) }.max()! < 0.01 * scale)
+            #expect(zip(a, exact[(i * 96)..<((i + 1) * 96)]).map { abs($0 - $1) }.max()! < 0.05 * scale)
+        }
         let session = try InferenceSession(model: blocks)
         var decoded: [Float] = []
         for id in ids { decoded += try session.feed([id]) }
-        let scale = exact.map(abs).max()!
         // Prefill multiplies dequantized weights (exact up to bf16 operands); decoding quantizes
         // activations to 8 bits per block as ggml does.
         #expect(zip(prefill, exact).map { abs($0 - $1) }.max()! < 0.02 * scale)
