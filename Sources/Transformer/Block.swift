@@ -30,8 +30,8 @@ enum AttentionSpan {
     /// `batch` whole sequences of `length` tokens at positions `0..<length` (training, evaluation).
     case sequences(batch: Int, length: Int)
     /// New tokens of one sequence at positions `start...`; keys and values of earlier positions
-    /// are in the cache (rows of `kvHeads·hd`), and this call appends its own.
-    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, start: Int)
+    /// are in the cache, head-major (`[kvHeads][capacity][hd]`), and this call appends its own.
+    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int)
     /// The same with the cache in 8-bit blocks (`--kv-bits 8`).
     case quantizedCache(QuantizedKV, start: Int)
 }
@@ -58,10 +58,10 @@ extension TransformerModel {
             Profiler.measure("attention") {
                 attentionForward(qkv: b.qkv, att: b.attention, probs: b.probs, batch: batch, length: t, pool: pool)
             }
-        case let .cached(keys, values, start):
+        case let .cached(keys, values, capacity, start):
             rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
                           period: Int.max)
-            cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, start: start, rows: n,
+            cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
                                    att: b.attention, probs: b.probs, pool: pool)
         case let .quantizedCache(kv, start):
             rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
@@ -145,20 +145,24 @@ extension TransformerModel {
     /// Attention of `rows` new tokens against the cache: appends their keys and values, then
     /// runs each head over every cached position up to its own.
     private func cachedAttentionForward(
-        qkv: UnsafePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>,
+        qkv: UnsafePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int,
         start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n
+        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = capacity * hd
         for r in 0..<n {
-            (keys + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + c.heads * hd, count: kvDim)
-            (values + (start + r) * kvDim).update(from: qkv + r * c.qkvDim + (c.heads + c.kvHeads) * hd, count: kvDim)
+            let row = qkv + r * c.qkvDim
+            for g in 0..<c.kvHeads {
+                (keys + g * headStride + (start + r) * hd).update(from: row + (c.heads + g) * hd, count: hd)
+                (values + g * headStride + (start + r) * hd).update(from: row + (c.heads + c.kvHeads + g) * hd, count: hd)
+            }
         }
         if n == 1 {
-            decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values), kvDim: kvDim, keys: total, heads: c.heads,
-                            kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
+            decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values, rowStride: hd, headStride: headStride),
+                            kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
-        multiTokenAttention(qkv: qkv, keys: keys, values: values, start: start, rows: n, att: att, probs: probs, pool: pool)
+        multiTokenAttention(qkv: qkv, keys: keys, values: values, rowStride: hd, headStride: headStride, start: start,
+                            rows: n, att: att, probs: probs, pool: pool)
     }
 
     /// `cachedAttentionForward` on the 8-bit cache: the new rows are quantized into it, then one
@@ -182,21 +186,21 @@ extension TransformerModel {
         }
         KVBlocks.dequantize(kv.keys, scales: kv.keyScales, count: total * kvDim, into: kv.keysScratch)
         KVBlocks.dequantize(kv.values, scales: kv.valueScales, count: total * kvDim, into: kv.valuesScratch)
-        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, start: start, rows: n, att: att,
-                            probs: probs, pool: pool)
+        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: kvDim, headStride: hd,
+                            start: start, rows: n, att: att, probs: probs, pool: pool)
     }
 
     /// `rows` new tokens (at positions `start...`) against fp32 keys and values of every cached
-    /// position up to their own, head by head.
+    /// position up to their own, head by head (position j of head g at `g·headStride + j·rowStride`).
     private func multiTokenAttention(
-        qkv: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, start: Int, rows n: Int,
-        att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+        qkv: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int, headStride: Int,
+        start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, group = c.heads / c.kvHeads
+        let c = config, hd = c.headDim, total = start + n, group = c.heads / c.kvHeads
         pool.parallelFor(c.heads) { h, _ in
             let kvh = h / group
-            attentionHeadForward(q: qkv + h * hd, qStride: c.qkvDim, k: keys + kvh * hd, v: values + kvh * hd,
-                                 kvStride: kvDim, out: att + h * hd, outStride: c.heads * hd,
+            attentionHeadForward(q: qkv + h * hd, qStride: c.qkvDim, k: keys + kvh * headStride, v: values + kvh * headStride,
+                                 kvStride: rowStride, out: att + h * hd, outStride: c.heads * hd,
                                  probs: probs + h * n * total, rows: n, keys: total, headDim: hd, pool: pool)
         }
     }

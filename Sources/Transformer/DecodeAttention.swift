@@ -6,9 +6,13 @@ import Kernels
 /// it every rounding) does not depend on the thread count.
 let decodeKeyChunk = 64
 
-/// Where one token's attention finds the cached keys and values (rows of `kvHeads·hd`).
+/// Where one token's attention finds the cached keys and values.
 enum DecodeCache {
-    case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>)
+    /// Position j of key/value head g at `keys + g·headStride + j·rowStride` (`hd` floats): the
+    /// session's cache is head-major (`rowStride` hd, `headStride` capacity·hd), so one head's
+    /// positions are one contiguous stream.
+    case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int, headStride: Int)
+    /// Rows of `kvHeads·hd` bytes, position after position.
     case int8(QuantizedKV)
 }
 
@@ -40,12 +44,15 @@ func decodeAttention(
             let local = threadScratch + worker * perThread, scores = local
             let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int
             switch cache {
-            case let .fp32(k, v):
-                keys = k + first * kvDim + g * hd
-                values = v + first * kvDim + g * hd
-                stride = kvDim
-                cq_prefetch_rows(keys, 4 * kvDim, n, 4 * hd)
-                cq_prefetch_rows(values, 4 * kvDim, n, 4 * hd)
+            case let .fp32(k, v, rowStride, headStride):
+                keys = k + g * headStride + first * rowStride
+                values = v + g * headStride + first * rowStride
+                stride = rowStride
+                // Rows apart (a position-major cache) are a stride the hardware follows late.
+                if rowStride != hd {
+                    cq_prefetch_rows(keys, 4 * rowStride, n, 4 * hd)
+                    cq_prefetch_rows(values, 4 * rowStride, n, 4 * hd)
+                }
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)

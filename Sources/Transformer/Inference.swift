@@ -18,7 +18,9 @@ public final class InferenceSession: @unchecked Sendable {
     public static let cacheChunk = 256
     /// How the cache stores keys and values.
     public let kvBits: KVCacheBits
-    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)   // [L][capacity][kvHeads hd] (fp32 cache)
+    // The fp32 cache, head-major: [L][kvHeads][capacity][hd], so that one head's positions, which
+    // a decoding task reads in order, are one stream.
+    private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
     // The 8-bit cache: bytes [L][capacity][kvHeads hd], scales [L][capacity][kvHeads hd / 32], and
     // one layer's keys and values dequantized for multi-token calls [capacity][kvHeads hd].
     private var keyBytes = Int8Buffer(count: 0), valueBytes = Int8Buffer(count: 0)
@@ -94,9 +96,13 @@ public final class InferenceSession: @unchecked Sendable {
             valuesScratch = FloatBuffer(count: target * kvDim)
         } else {
             let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
+            let hd = c.headDim
             for l in 0..<c.layers where position > 0 {
-                (newKeys.pointer + l * target * kvDim).update(from: keys.pointer + l * capacity * kvDim, count: position * kvDim)
-                (newValues.pointer + l * target * kvDim).update(from: values.pointer + l * capacity * kvDim, count: position * kvDim)
+                for g in 0..<c.kvHeads {
+                    let to = l * target * kvDim + g * target * hd, from = l * capacity * kvDim + g * capacity * hd
+                    (newKeys.pointer + to).update(from: keys.pointer + from, count: position * hd)
+                    (newValues.pointer + to).update(from: values.pointer + from, count: position * hd)
+                }
             }
             keys = newKeys
             values = newValues
@@ -171,7 +177,8 @@ public final class InferenceSession: @unchecked Sendable {
                             buffers: { c.isMixture($0) ? mixtureBuffers : buffers },
                             span: { l in
                                 eightBit ? .quantizedCache(quantized(l), start: start)
-                                    : .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim, start: start)
+                                    : .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim,
+                                              capacity: capacity, start: start)
                             },
                             precision: n > 1 ? precision : .fp32, pool: pool)
         }

@@ -31,22 +31,31 @@ struct DecodeAttentionTests {
                 expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * Double(values[$1 * kvDim + g * hd + d]) }
             }
         }
+        // The same cache head-major, as sessions hold it (room for 5 positions more per head).
+        let capacity = total + 5
+        func headMajor(_ rows: [Float]) -> [Float] {
+            var out = [Float](repeating: .nan, count: kvHeads * capacity * hd)
+            for j in 0..<total { for g in 0..<kvHeads { for d in 0..<hd { out[(g * capacity + j) * hd + d] = rows[j * kvDim + g * hd + d] } } }
+            return out
+        }
+        let keysByHead = headMajor(keys), valuesByHead = headMajor(values)
         var outputs: [[Float]] = []
-        for threads in [1, 3] {
+        for (threads, byHead) in [(1, false), (3, false), (1, true), (3, true)] {
             let pool = ThreadPool(threadCount: threads)
             let out = FloatBuffer(count: heads * hd)
             q.withUnsafeBufferPointer { qp in
-                keys.withUnsafeBufferPointer { kp in
-                    values.withUnsafeBufferPointer { vp in
-                        decodeAttention(q: qp.baseAddress!, cache: .fp32(keys: kp.baseAddress!, values: vp.baseAddress!),
-                                        kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd,
-                                        out: out.pointer, pool: pool)
+                (byHead ? keysByHead : keys).withUnsafeBufferPointer { kp in
+                    (byHead ? valuesByHead : values).withUnsafeBufferPointer { vp in
+                        let cache = DecodeCache.fp32(keys: kp.baseAddress!, values: vp.baseAddress!, rowStride: byHead ? hd : kvDim,
+                                                     headStride: byHead ? capacity * hd : hd)
+                        decodeAttention(q: qp.baseAddress!, cache: cache, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
+                                        headDim: hd, out: out.pointer, pool: pool)
                     }
                 }
             }
             outputs.append(out.array)
         }
-        #expect(outputs[0] == outputs[1], "the thread count changed the result")
+        #expect(outputs.allSatisfy { $0 == outputs[0] }, "the thread count or the cache layout changed the result")
         let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
         #expect(worst <= 2e-6 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
     }
