@@ -634,22 +634,16 @@ dot_packed_vnni(int format, const uint8_t *p, long nrows, long blocks, const int
     }
 }
 
-VNNI static void dot_packed_q4_0(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
-                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
-    dot_packed_vnni(CQ_Q4_0, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
-}
-VNNI static void dot_packed_q4_1(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
-                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
-    dot_packed_vnni(CQ_Q4_1, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
-}
-VNNI static void dot_packed_q4_k(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
-                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
-    dot_packed_vnni(CQ_Q4_K, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
-}
-VNNI static void dot_packed_q8_0(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,
-                                 const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
-    dot_packed_vnni(CQ_Q8_0, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
-}
+// One function per format, so that each inlines dot_packed_vnni with its format a constant.
+#define PACKED_KERNEL(name, format)                                                                        \
+    VNNI static void name(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8,    \
+                          const float *s8, const int32_t *sums, long nx, float *y, long ystride) {         \
+        dot_packed_vnni(format, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);                        \
+    }
+PACKED_KERNEL(dot_packed_q4_0, CQ_Q4_0)
+PACKED_KERNEL(dot_packed_q4_1, CQ_Q4_1)
+PACKED_KERNEL(dot_packed_q4_k, CQ_Q4_K)
+PACKED_KERNEL(dot_packed_q8_0, CQ_Q8_0)
 
 // ggml's quantize_row_q8_0_ref, sixteen values at a time: the same max, the same 1/d, the same
 // products, and roundf's halves away from zero done exactly (t = trunc(v); |v − t| ≥ 0.5 steps
