@@ -150,12 +150,6 @@ void cq_unpack_row(int format, const uint8_t *packed, long r, long blocks, uint8
     }
 }
 
-void cq_prefetch_rows(const void *p, long stride, long count, long bytes) {
-    const char *c = (const char *)p;
-    for (long r = 0; r < count; r++)
-        for (long o = 0; o < bytes; o += 64) __builtin_prefetch(c + r * stride + o, 0, 2);
-}
-
 static void widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
                                 long width, float *out) {
     for (long r = 0; r < count; r++) {

@@ -161,7 +161,7 @@ public enum GGUFModel {
                     if let block = matrix.firstNonFiniteScale() {
                         throw GGUFError.invalid(path: file.path, field: info.name, reason: "block \(block) has a non-finite scale: weights must be finite")
                     }
-                    if storage == .packed, QuantizedMatrix.packs(info.type) {
+                    if storage == .packed {
                         // Rows in file order are released as they are copied (the embedding alone
                         // is a third of SmolLM2); permuted q/k rows, small, at the end.
                         let rowBytes = info.byteCount / info.dimensions[1]

@@ -110,9 +110,6 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
                                storage: Storage(pointers, packed: packed, owners: owners))
     }
 
-    /// Whether `packed()` interleaves rows of `format` (every format the integer kernels read).
-    public static func packs(_ format: GGMLType) -> Bool { formats.contains(format) }
-
     /// Whether some chunks are interleaved (`packed()`).
     public var isPacked: Bool { !storage.packed.isEmpty }
 
@@ -128,7 +125,6 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         let bytes = PackedBytes(count: sizes.reduce(0, +))
         var pointers: [UnsafePointer<UInt8>?] = [], offset = 0
         for (chunk, size) in zip(chunks, sizes) {
-            guard size > 0 else { pointers.append(nil); continue }
             let out = (bytes.pointer + offset).assumingMemoryBound(to: UInt8.self)
             cq_pack_rows(chunk.format.kernelCode, storage.rowPointers.baseAddress! + chunk.rows.lowerBound, chunk.rows.count, blocks, out)
             pointers.append(UnsafePointer(out))
@@ -296,21 +292,21 @@ struct ActivationBlocks {
     let s8: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
 
+    /// One allocation per product (decoding makes about 150 products a token): d8, s8, sums,
+    /// then the bytes.
+    private let memory: UnsafeMutableRawPointer
+
     init(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
         let blocks = rows * columns / 32
-        q = .allocate(capacity: rows * columns)
-        d8 = .allocate(capacity: 8 * blocks)
-        s8 = .allocate(capacity: 8 * blocks)
-        sums = .allocate(capacity: blocks)
+        memory = .allocate(byteCount: 4 * (17 * blocks) + rows * columns, alignment: 64)
+        d8 = memory.bindMemory(to: Float.self, capacity: 8 * blocks)
+        s8 = (memory + 32 * blocks).bindMemory(to: Float.self, capacity: 8 * blocks)
+        sums = (memory + 64 * blocks).bindMemory(to: Int32.self, capacity: blocks)
+        q = (memory + 68 * blocks).bindMemory(to: Int8.self, capacity: rows * columns)
         cq_quantize_q8(x, blocks, q, d8, s8, sums)
     }
 
-    func deallocate() {
-        q.deallocate()
-        d8.deallocate()
-        s8.deallocate()
-        sums.deallocate()
-    }
+    func deallocate() { memory.deallocate() }
 }
 
 extension GGMLType {

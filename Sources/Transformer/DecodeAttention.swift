@@ -48,11 +48,6 @@ func decodeAttention(
                 keys = k + g * headStride + first * rowStride
                 values = v + g * headStride + first * rowStride
                 stride = rowStride
-                // Rows apart (a position-major cache) are a stride the hardware follows late.
-                if rowStride != hd {
-                    cq_prefetch_rows(keys, 4 * rowStride, n, 4 * hd)
-                    cq_prefetch_rows(values, 4 * rowStride, n, 4 * hd)
-                }
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)

@@ -73,8 +73,4 @@ void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks
 void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
                    float *out);
 
-/// Asks for `bytes` bytes at each of `count` rows `stride` bytes apart (into L2), ahead of a loop
-/// that reads them: fp32 key/value rows of one head are strided as the 8-bit ones are.
-void cq_prefetch_rows(const void *p, long stride, long count, long bytes);
-
 #endif
