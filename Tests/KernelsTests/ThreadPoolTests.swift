@@ -47,6 +47,33 @@ struct ThreadPoolTests {
         #expect(total.load(ordering: .relaxed) == 20 + 4 * 50 * 7)
     }
 
+    /// More workers than cores: some are not running when a job starts, and the caller may take
+    /// every task itself, close the job and go on. No task of a job may run after that job's
+    /// `parallelFor` returned, and every task of every job runs exactly once.
+    @Test("a worker that joins late never runs a finished job's tasks")
+    func lateWorkers() {
+        let pool = ThreadPool(threadCount: 8)
+        let currentJob = Atomic<Int>(-1)
+        let stale = Atomic<Int>(0), missed = Atomic<Int>(0)
+        for job in 0..<20_000 {
+            let count = 1 + job % 5
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            currentJob.store(job, ordering: .sequentiallyConsistent)
+            pool.parallelFor(count) { task, _ in
+                var spin = 0 // a task long enough that the caller can finish while a worker is in one
+                for i in 0..<200 { spin &+= i &* task }
+                if currentJob.load(ordering: .sequentiallyConsistent) != job || spin < 0 { stale.add(1, ordering: .relaxed) }
+                hits[task] += 1
+            }
+            currentJob.store(-1, ordering: .sequentiallyConsistent)
+            for i in 0..<count where hits[i] != 1 { missed.add(1, ordering: .relaxed) }
+            hits.deallocate()
+        }
+        #expect(stale.load(ordering: .relaxed) == 0)
+        #expect(missed.load(ordering: .relaxed) == 0)
+    }
+
     @Test("parallelRanges partitions the range")
     func ranges() {
         let pool = ThreadPool(threadCount: 2)
