@@ -42,6 +42,60 @@ public func gemmBF16(
                beta: beta, c: c, ldc: ldc, bias: bias, pool: pool)
 }
 
+/// A constant right operand `op(B)` (`k x n`) of `gemmBF16`, rounded to bfloat16 and packed into
+/// tile panels once: a frozen weight multiplied at every step (LoRA's base) then costs no packing
+/// per product. Holds `n * k` bf16 values (half an fp32 copy), padded to whole 32 x 32 blocks.
+public final class BF16PackedMatrix: @unchecked Sendable, Equatable {
+    /// The product's output columns and depth: `op(B)` is `k x n`.
+    public let n: Int, k: Int
+    let values: UnsafeMutablePointer<UInt16>
+    let count: Int
+
+    /// Packs `op(B)` as `gemmBF16(_, transB, …, b:, ldb:)` would for each product.
+    /// Only on a CPU with AMX-BF16 (`amxAvailable`): elsewhere products take the fp32 operand.
+    public init(_ transB: Transpose, b: UnsafePointer<Float>, ldb: Int, n: Int, k: Int, pool: ThreadPool = .shared) {
+        precondition(n > 0 && k > 0, "an empty operand is not packed")
+        self.n = n
+        self.k = k
+        let blocks = (k + BF16.block - 1) / BF16.block, panels = (n + BF16.block - 1) / BF16.block
+        let panelValues = blocks * BF16.blockValues
+        count = panels * panelValues
+        values = .allocate(capacity: count)
+        let values = values
+        pool.parallelFor(panels) { q, _ in
+            BF16.packB(transB, b: b, ldb: ldb, n: n, k: k, c0: q * BF16.block, blocks: blocks, into: values + q * panelValues)
+        }
+    }
+
+    deinit { values.deallocate() }
+
+    /// Bytes held.
+    public var bytes: Int { count * 2 }
+
+    public static func == (l: BF16PackedMatrix, r: BF16PackedMatrix) -> Bool { l === r }
+}
+
+/// `C = alpha * op(A) * B + beta * C (+ bias)` with `B` packed beforehand (`b.n` columns, depth
+/// `b.k`): the same products and sums, in the same order, as `gemmBF16` on the unpacked operand.
+public func gemmBF16(
+    _ transA: Transpose, m: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, packed b: BF16PackedMatrix,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+    pool: ThreadPool = .shared
+) {
+    guard m > 0 else { return }
+    precondition(amxAvailable, "packed bf16 operands are for AMX tiles")
+    if alpha == 0 {
+        // The product adds nothing: C = beta C (+ bias), as the unpacked call does.
+        for r in 0..<m {
+            let row = c + r * ldc
+            for j in 0..<b.n { row[j] = (beta == 0 ? 0 : beta * row[j]) + (bias?[j] ?? 0) }
+        }
+        return
+    }
+    BF16.tiles(transA, .none, m: m, n: b.n, k: b.k, alpha: alpha, a: a, lda: lda, b: nil, ldb: 0,
+               beta: beta, c: c, ldc: ldc, bias: bias, pool: pool, prepacked: UnsafePointer(b.values))
+}
+
 /// A linear layer's product at a given precision: `sgemm` or `gemmBF16`.
 @inline(__always)
 public func gemm(
@@ -218,23 +272,24 @@ public enum BF16 {
     static func tiles(
         _ transA: Transpose, _ transB: Transpose,
         m: Int, n: Int, k: Int, alpha: Float,
-        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, pool: ThreadPool
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>?, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, pool: ThreadPool,
+        prepacked: UnsafePointer<UInt16>? = nil
     ) {
         let blocks = (k + block - 1) / block
         let mPanels = (m + block - 1) / block, nPanels = (n + block - 1) / block
         let panelValues = blocks * blockValues
-        let aValues = mPanels * panelValues, bValues = nPanels * panelValues
+        let aValues = mPanels * panelValues, bValues = prepacked == nil ? nPanels * panelValues : 0
         // UInt16 scratch, counted in floats.
         Scratch.withFloats((aValues + bValues + 1) / 2) { raw in
             let packedA = UnsafeMutableRawPointer(raw).assumingMemoryBound(to: UInt16.self)
-            let packedB = packedA + aValues
+            let packedB = prepacked.map { UnsafeMutablePointer(mutating: $0) } ?? packedA + aValues
             let work = 2 * m * n * k
             let parallel = work >= ThreadPool.parallelWorkThreshold && pool.threadCount > 1
             // A stored k x m is packed a depth block at a time across all panels, so that each
             // task reads whole rows instead of a narrow strip of every row (pages and cache sets).
             let aTasks = transA == .none ? mPanels : blocks
-            let packTasks = aTasks + nPanels
+            let packTasks = aTasks + (prepacked == nil ? nPanels : 0)
             let pack: (Int) -> Void = { task in
                 if task < aTasks {
                     if transA == .none {
@@ -248,7 +303,7 @@ public enum BF16 {
                     }
                 } else {
                     let q = task - aTasks
-                    packB(transB, b: b, ldb: ldb, n: n, k: k, c0: q * block, blocks: blocks,
+                    packB(transB, b: b!, ldb: ldb, n: n, k: k, c0: q * block, blocks: blocks,
                           into: packedB + q * panelValues)
                 }
             }

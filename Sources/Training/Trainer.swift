@@ -63,6 +63,8 @@ public final class Trainer {
         optimizer.beta2 = Float(options.beta2)
         optimizer.epsilon = Float(options.epsilon)
         optimizer.weightDecay = Float(options.weightDecay)
+        // A frozen base (LoRA) is rounded and packed for the tiles once, not at every product.
+        if options.matmulPrecision == .bf16 { model.packFrozenProducts(pool: pool) }
         workspace = try TrainingWorkspace(model: model, batch: options.batch, length: options.sequenceLength,
                                           threads: pool.threadCount)
         workspace.precision = options.matmulPrecision

@@ -26,6 +26,9 @@ public struct Linear: Sendable, Equatable {
     /// The weight in quantized blocks instead of the parameter buffer (then `weight` is unused
     /// and the layer is frozen: QLoRA trains adapters over it).
     public var blocks: QuantizedMatrix?
+    /// A frozen weight also packed into bf16 tile panels (both orientations), which `.bf16`
+    /// products use instead of re-packing `W` every time (see `ParameterLayout.packFrozenProducts`).
+    public var packed: PackedWeight?
 
     public init(inFeatures: Int, outFeatures: Int, weight: Int, bias: Int? = nil,
                 weightGradient: Int? = nil, biasGradient: Int? = nil) {
@@ -52,6 +55,9 @@ public struct Linear: Sendable, Equatable {
     ) {
         if let blocks {
             blocks.multiply(x, rows: rows, into: out, ldc: outFeatures, bias: bias.map { p + $0 }, precision: precision, pool: pool)
+        } else if precision == .bf16, let packed {
+            gemmBF16(.none, m: rows, a: x, lda: inFeatures, packed: packed.forward, c: out, ldc: outFeatures,
+                     bias: bias.map { p + $0 }, pool: pool)
         } else {
             gemm(precision, .none, .transposed, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures,
                  b: p + weight, ldb: inFeatures, beta: 0, c: out, ldc: outFeatures, bias: bias.map { p + $0 }, pool: pool)
@@ -76,6 +82,9 @@ public struct Linear: Sendable, Equatable {
         if let dx, let blocks {
             blocks.multiplyTransposed(dy, rows: rows, ldy: outFeatures, alpha: alpha, into: dx, accumulate: accumulate,
                                       precision: precision, pool: pool)
+        } else if let dx, precision == .bf16, let packed {
+            gemmBF16(.none, m: rows, alpha: alpha, a: dy, lda: outFeatures, packed: packed.backward,
+                     beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures, pool: pool)
         } else if let dx {
             gemm(precision, .none, .none, m: rows, n: inFeatures, k: outFeatures, alpha: alpha, a: dy, lda: outFeatures,
                  b: p + weight, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: inFeatures, pool: pool)
@@ -92,6 +101,21 @@ public struct Linear: Sendable, Equatable {
             accumulateColumnSums(dy, rows: rows, cols: outFeatures, into: g + biasGradient, scale: alpha, pool: pool)
         }
     }
+}
+
+/// A frozen weight `W` (`out x in`) rounded to bfloat16 and packed for AMX tiles once, in the
+/// two orientations a linear layer multiplies by: `Wᵀ` (forward, `x · Wᵀ`) and `W` (the input
+/// gradient, `dy · W`). Twice n·k bf16 values: as much memory as the fp32 copy.
+public struct PackedWeight: Sendable, Equatable {
+    public let forward: BF16PackedMatrix
+    public let backward: BF16PackedMatrix
+
+    public init(_ w: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int, pool: ThreadPool = .shared) {
+        forward = BF16PackedMatrix(.transposed, b: w, ldb: inFeatures, n: outFeatures, k: inFeatures, pool: pool)
+        backward = BF16PackedMatrix(.none, b: w, ldb: inFeatures, n: inFeatures, k: outFeatures, pool: pool)
+    }
+
+    public var bytes: Int { forward.bytes + backward.bytes }
 }
 
 /// A low-rank adapter on output columns `outputs` of a linear layer: `y[:, outputs] += scale ·

@@ -7,7 +7,7 @@ import Support
 /// norm and an output layer, with every parameter in one buffer (see `ParameterLayout`).
 public final class TransformerModel: @unchecked Sendable {
     public let config: ModelConfig
-    public let layout: ParameterLayout
+    public private(set) var layout: ParameterLayout
     public let parameters: FloatBuffer
     /// The low-rank adapters in the layout, if any.
     public let adapters: AdapterConfig?
@@ -81,6 +81,13 @@ public final class TransformerModel: @unchecked Sendable {
     /// Parameters counted as the peers count them: every value, the tied embedding once
     /// (matrices kept in quantized blocks included).
     public var parameterCount: Int { layout.tensors.reduce(0) { $0 + $1.count } }
+
+    /// Packs the frozen weight matrices for `.bf16` products (`ParameterLayout.packFrozenProducts`):
+    /// call before training, never while a step runs. Returns the bytes the packed copies take.
+    @discardableResult
+    public func packFrozenProducts(pool: ThreadPool = .shared) -> Int {
+        layout.packFrozenProducts(parameters: parameters.pointer, pool: pool)
+    }
 
     /// Rejects ids outside the vocabulary before any kernel sees them.
     func validate(_ ids: UnsafeBufferPointer<Int32>, allowNegative: Bool = false) throws {

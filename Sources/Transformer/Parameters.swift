@@ -244,6 +244,36 @@ public struct ParameterLayout: Sendable {
     /// The tensor called `name`.
     public func tensor(named name: String) -> Tensor? { tensors.first { $0.name == name } }
 
+    /// Packs every frozen weight matrix held in `parameters` (not in quantized blocks) into bf16
+    /// tile panels, so that `.bf16` products stop rounding and packing the same constant at every
+    /// step: LoRA on an fp32 base. Trainable matrices change every step and are left alone; so is
+    /// everything on a CPU without AMX-BF16. Returns the bytes the packed copies take.
+    @discardableResult
+    public mutating func packFrozenProducts(parameters p: UnsafePointer<Float>, pool: ThreadPool = .shared) -> Int {
+        guard amxAvailable else { return 0 }
+        var bytes = 0
+        func pack(_ linear: inout Linear) {
+            guard !linear.trainable, linear.blocks == nil, linear.packed == nil,
+                  linear.inFeatures > 0, linear.outFeatures > 0 else { return }
+            linear.packed = PackedWeight(p + linear.weight, outFeatures: linear.outFeatures, inFeatures: linear.inFeatures, pool: pool)
+            bytes += linear.packed!.bytes
+        }
+        for i in layers.indices {
+            pack(&layers[i].qkv)
+            pack(&layers[i].out)
+            pack(&layers[i].up)
+            pack(&layers[i].down)
+            if layers[i].mixture != nil {
+                for e in layers[i].mixture!.experts.indices {
+                    pack(&layers[i].mixture!.experts[e].up)
+                    pack(&layers[i].mixture!.experts[e].down)
+                }
+            }
+        }
+        pack(&lmHead)
+        return bytes
+    }
+
     /// Every linear product of one token's forward pass, in the order the model runs them: per
     /// block qkv, attention out, MLP up, MLP down; then the output layer.
     /// A mixture block lists its router and every expert's products.

@@ -81,6 +81,33 @@ struct GEMMBF16Tests {
         #expect(results[0] == results[1], "1 and 3 threads give bit-identical results")
     }
 
+    @Test("an operand packed once gives bit-identical products to the same operand packed per call",
+          .enabled(if: amxAvailable, "this CPU has no AMX-BF16 (packed operands are for the tiles)"),
+          arguments: cases.filter { $0.n > 0 && $0.k > 0 })
+    func packedOperand(_ t: GEMMTests.Case) {
+        let (lda, ldb, ldc, a, b, c0) = t.operands()
+        let bias = t.bias ? randomFloats(t.n, seed: 4) : nil
+        let packed = b.withUnsafeBufferPointer {
+            BF16PackedMatrix(t.tb, b: $0.baseAddress!, ldb: ldb, n: t.n, k: t.k, pool: threeThreads)
+        }
+        #expect(packed.bytes >= t.n * t.k * 2)
+        for alpha in [t.alpha, 0] {
+            var expected = c0, got = c0
+            expected.withUnsafeMutableBufferPointer { cp in
+                gemmBF16(t.ta, t.tb, m: t.m, n: t.n, k: t.k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: t.beta, c: cp.baseAddress!, ldc: ldc, bias: bias, pool: threeThreads)
+            }
+            for pool in [singleThread, threeThreads] {
+                got = c0
+                got.withUnsafeMutableBufferPointer { cp in
+                    gemmBF16(t.ta, m: t.m, alpha: alpha, a: a, lda: lda, packed: packed, beta: t.beta,
+                             c: cp.baseAddress!, ldc: ldc, bias: bias, pool: pool)
+                }
+                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "alpha \(alpha)")
+            }
+        }
+    }
+
     @Test("a training-sized product: sampled entries against the reference",
           arguments: [(Transpose.none, Transpose.transposed), (.none, .none), (.transposed, .none)])
     func largeShape(_ layout: (Transpose, Transpose)) {

@@ -155,6 +155,37 @@ struct AdapterTests {
         #expect(chunked.gradients.array == results[0].gradients)
     }
 
+    @Test("bf16 products on a frozen base packed once: the same loss and adapter gradients, bit for bit",
+          .enabled(if: amxAvailable, "this CPU has no AMX-BF16 (packed operands are for the tiles)"),
+          arguments: [Variant.all[0], Variant.all[1]])
+    func packedFrozenBase(_ variant: Variant) throws {
+        let (_, model) = try models(variant, targets: ["q", "v", "down"])
+        let batch = 3, length = 8, n = batch * length
+        var rng = SplitMix64(seed: 5)
+        let ids = (0..<n).map { _ in Int32(rng.next() % 13) }
+        let targets = (0..<n).map { _ in Int32(rng.next() % 13) }
+        func run() throws -> (Float, [Float]) {
+            let w = try TrainingWorkspace(model: model, batch: batch, length: length)
+            w.precision = .bf16
+            let loss = try model.forward(ids: ids, targets: targets, workspace: w, forBackward: true)
+            w.gradients.zero()
+            model.backward(workspace: w, scale: 0.5)
+            return (loss, w.gradients.array)
+        }
+        let (loss, gradients) = try run()
+        #expect(model.layout.layers.allSatisfy { $0.qkv.packed == nil })
+        let bytes = model.packFrozenProducts()
+        // Every base matrix (all frozen) packed in both orientations; adapters stay unpacked.
+        let linears = model.layout.layers.flatMap { [$0.qkv, $0.out, $0.up, $0.down] } + [model.layout.lmHead]
+        #expect(linears.allSatisfy { $0.packed != nil && $0.packed!.forward.n == $0.outFeatures && $0.packed!.backward.n == $0.inFeatures })
+        #expect(bytes >= linears.reduce(0) { $0 + 4 * $1.multiplyAdds }, "two bf16 copies of each")
+        #expect(model.packFrozenProducts() == 0, "packing twice adds nothing")
+        let (packedLoss, packedGradients) = try run()
+        #expect(packedLoss.bitPattern == loss.bitPattern)
+        #expect(gradients.contains { $0 != 0 })
+        #expect(packedGradients.map(\.bitPattern) == gradients.map(\.bitPattern))
+    }
+
     @Test("evaluation runs the output layer a chunk of counted rows at a time: the same losses as the whole logits",
           arguments: [Variant.all[0], Variant.all[1]])
     func chunkedEvaluation(_ variant: Variant) throws {
