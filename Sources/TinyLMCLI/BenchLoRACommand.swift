@@ -26,6 +26,7 @@ struct BenchLoRA: ParsableCommand {
     var peerPython = (ProcessInfo.processInfo.environment["PEERS_VENV"] ?? NSHomeDirectory() + "/.cache/tinylm-peers-venv") + "/bin/python"
     @Option(help: "The folder with peft_lora_bench.py.") var peerDirectory = "../shared/peers"
     @Flag(help: "Skip the PEFT peer.") var noPeer = false
+    @Flag(help: "After the rounds, where a step's time goes (kernel phases).") var profile = false
 
     func validate() throws {
         try OptionDomain.count(rank, "rank", max: 1024)
@@ -45,7 +46,7 @@ struct BenchLoRA: ParsableCommand {
         let c = adapted.config
         guard seq <= c.contextLength else { throw ValidationError("--seq \(seq) exceeds the model's context of \(c.contextLength)") }
         var options = TrainingOptions()
-        options.steps = rounds * (steps + warmup)
+        options.steps = rounds * (steps + warmup) + (profile ? steps : 0)
         options.batch = batch
         options.sequenceLength = seq
         options.schedule = LearningRateSchedule(maxLR: 1e-4, minLR: 1e-4, warmup: 0, total: options.steps)
@@ -83,6 +84,7 @@ struct BenchLoRA: ParsableCommand {
             print(String(format: "ratio (median of rounds): %.2fx PEFT's tokens/s; peak memory %.0f MB vs %.0f MB (%.2fx)",
                          sorted[sorted.count / 2], ourMemory, peerMemory, ourMemory / peerMemory))
         }
+        if profile { try printTrainingProfile(trainer, steps: steps) }
     }
 
     /// One run of PEFT's benchmark on the same base and shape (its own process: its own peak memory).

@@ -90,7 +90,7 @@ struct BenchTrain: ParsableCommand {
             print(String(format: "ratio    median over rounds %.2f×   (rounds: %@)", median(ratios),
                          ratios.map { String(format: "%.2f×", $0) }.joined(separator: " ")))
         }
-        if profile { try printProfile(trainer, steps: steps) }
+        if profile { try printTrainingProfile(trainer, steps: steps) }
     }
 
     /// What the peer runs: the same precision as TinyLM, except that the mixture-of-experts
@@ -135,24 +135,5 @@ struct BenchTrain: ParsableCommand {
         } catch {
             return (nil, "unavailable: \(error)")
         }
-    }
-
-    /// Runs `steps` more steps with the profiler on and prints where a step's time goes.
-    private func printProfile(_ trainer: Trainer, steps: Int) throws {
-        Profiler.reset()
-        Profiler.isEnabled = true
-        var total = 0.0
-        for _ in 0..<steps { total += try trainer.step().seconds }
-        Profiler.isEnabled = false
-        let phases = Profiler.report().sorted { $0.seconds > $1.seconds }
-        print(String(format: "\nProfile over %d steps (%.1f ms per step):", steps, 1000 * total / Double(steps)))
-        print("  phase                       ms/step   share  calls/step")
-        for phase in phases {
-            print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: " %8.2f  %5.1f%%  %6.0f", 1000 * phase.seconds / Double(steps),
-                         100 * phase.seconds / total, Double(phase.calls) / Double(steps)))
-        }
-        let covered = phases.reduce(0) { $0 + $1.seconds }
-        print("  (outside the phases)      " + String(format: " %8.2f  %5.1f%%", 1000 * (total - covered) / Double(steps),
-                     100 * (total - covered) / total))
     }
 }
