@@ -189,6 +189,22 @@ public struct LowRankAdapter: Sendable, Equatable {
             }
             return
         }
+        if r <= LowRankAdapter.directRank {
+            // fp32 products on the strided operands (`LowRank`), whatever the layer's precision.
+            Scratch.withFloats(rows * r + r * m + (masked != nil ? rows * inFeatures : 0)) { scratch in
+                let u = scratch, bT = scratch + rows * r   // u: (rows, r); bT: Bᵀ (r, m)
+                var input = x
+                if let seed = masked {
+                    applyMask(x, into: bT + r * m, count: rows * inFeatures, seed: seed, pool: pool)
+                    input = UnsafePointer(bT + r * m)
+                }
+                LowRank.timesTransposed(input, rows: rows, width: inFeatures, ldx: inFeatures, p + a, rank: r, into: u, ldo: r, pool: pool)
+                LowRank.transpose(p + b, rows: m, cols: r, lds: r, into: bT)
+                LowRank.accumulateProduct(u, rows: rows, rank: r, ldu: r, bT, width: m, ldw: m, alpha: scale,
+                                          into: out + outputs.lowerBound, ldo: ldc, pool: pool)
+            }
+            return
+        }
         Scratch.withFloats(rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
             let u = scratch
             var input = x
@@ -215,6 +231,11 @@ public struct LowRankAdapter: Sendable, Equatable {
         let r = rank, m = outputs.count, s = alpha * scale
         let dyOut = dy + outputs.lowerBound
         let masked = dropout > 0 ? noise : nil
+        if r <= LowRankAdapter.directRank {
+            directBackward(dyOut, ldy: ldy, x: x, rows: rows, inFeatures: inFeatures, dx: dx, parameters: p, gradients: g,
+                           s: s, masked: masked, pool: pool)
+            return
+        }
         Scratch.withFloats(2 * rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
             let u = scratch, t = scratch + rows * r, wide = scratch + 2 * rows * r
             // t = dy[:, outputs]·B   (rows, r)
@@ -247,6 +268,60 @@ public struct LowRankAdapter: Sendable, Equatable {
             if let aGradient {
                 gemm(precision, .transposed, .none, m: r, n: inFeatures, k: rows, alpha: s, a: t, lda: r, b: input, ldb: inFeatures,
                      beta: 1, c: g + aGradient, ldc: inFeatures, pool: pool)
+            }
+        }
+    }
+}
+
+extension LowRankAdapter {
+    /// Up to this rank an adapter's products run as fp32 `LowRank` kernels on the strided
+    /// operands (at any layer precision): rounding and packing their wide operand for a general
+    /// GEMM cost more than the products (a SmolLM2 LoRA step, r 8: see the README).
+    static let directRank = 64
+
+    /// `backward` through `LowRank`: `t = dy·B`, `dx += s t·A`, `u = x·Aᵀ`, `dB += s dyᵀ·u`,
+    /// `dA += s tᵀ·x` (dropout's mask on `x` and on the adapter's part of `dx`).
+    func directBackward(_ dyOut: UnsafePointer<Float>, ldy: Int, x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
+                        dx: UnsafeMutablePointer<Float>?, parameters p: UnsafePointer<Float>, gradients g: UnsafeMutablePointer<Float>?,
+                        s: Float, masked: UInt64?, pool: ThreadPool) {
+        let r = rank, m = outputs.count
+        let wideCount = masked != nil ? rows * inFeatures : 0
+        Scratch.withFloats(2 * rows * r + 2 * r * m + wideCount) { scratch in
+            // t, u: (rows, r); bT: Bᵀ (r, m); gT: s·dyᵀ·u transposed (r, m); wide: (rows, in)
+            let t = scratch, u = t + rows * r, bT = u + rows * r, gT = bT + r * m, wide = gT + r * m
+            LowRank.transpose(p + b, rows: m, cols: r, lds: r, into: bT)
+            LowRank.timesTransposed(dyOut, rows: rows, width: m, ldx: ldy, bT, rank: r, into: t, ldo: r, pool: pool)
+            if let dx {
+                if let seed = masked {
+                    // The adapter's input gradient goes back through the mask: into scratch, masked, added.
+                    wide.update(repeating: 0, count: rows * inFeatures)
+                    LowRank.accumulateProduct(t, rows: rows, rank: r, ldu: r, p + a, width: inFeatures, ldw: inFeatures,
+                                              alpha: s, into: wide, ldo: inFeatures, pool: pool)
+                    pool.parallelRanges(rows * inFeatures, costPerItem: 16) { range, _ in
+                        for i in range { dx[i] += wide[i] * mask(i, seed: seed) }
+                    }
+                } else {
+                    LowRank.accumulateProduct(t, rows: rows, rank: r, ldu: r, p + a, width: inFeatures, ldw: inFeatures,
+                                              alpha: s, into: dx, ldo: inFeatures, pool: pool)
+                }
+            }
+            guard let g else { return }
+            var input = x
+            if let seed = masked {
+                applyMask(x, into: wide, count: rows * inFeatures, seed: seed, pool: pool)
+                input = UnsafePointer(wide)
+            }
+            if let bGradient {
+                LowRank.timesTransposed(input, rows: rows, width: inFeatures, ldx: inFeatures, p + a, rank: r, into: u, ldo: r, pool: pool)
+                gT.update(repeating: 0, count: r * m)
+                LowRank.accumulateTransposedProduct(u, rank: r, lda: r, dyOut, rows: rows, width: m, ldb: ldy, alpha: s,
+                                                    into: gT, ldg: m, pool: pool)
+                let dB = g + bGradient
+                for j in 0..<m { for q in 0..<r { dB[j * r + q] += gT[q * m + j] } }
+            }
+            if let aGradient {
+                LowRank.accumulateTransposedProduct(t, rank: r, lda: r, input, rows: rows, width: inFeatures, ldb: inFeatures,
+                                                    alpha: s, into: g + aGradient, ldg: inFeatures, pool: pool)
             }
         }
     }
