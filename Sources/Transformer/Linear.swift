@@ -156,11 +156,13 @@ public struct LowRankAdapter: Sendable, Equatable {
         return Float(z >> 40) * 0x1p-24 < dropout ? 0 : 1 / (1 - dropout)
     }
 
-    /// `x ⊙ mask` into `out` (`count` values).
-    func applyMask(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int, seed: UInt64, pool: ThreadPool) {
+    /// `x` through dropout's mask (written to `out`), as the adapter's products read it.
+    func maskedInput(_ x: UnsafePointer<Float>, count: Int, seed: UInt64, into out: UnsafeMutablePointer<Float>,
+                     pool: ThreadPool) -> UnsafePointer<Float> {
         pool.parallelRanges(count, costPerItem: 16) { range, _ in
             for i in range { out[i] = x[i] * mask(i, seed: seed) }
         }
+        return UnsafePointer(out)
     }
 
     /// `out[:, outputs] += scale · (x·Aᵀ)·Bᵀ` (`out` rows `ldc` apart); with training `noise`
@@ -193,11 +195,7 @@ public struct LowRankAdapter: Sendable, Equatable {
             // fp32 products on the strided operands (`LowRank`), whatever the layer's precision.
             Scratch.withFloats(rows * r + r * m + (masked != nil ? rows * inFeatures : 0)) { scratch in
                 let u = scratch, bT = scratch + rows * r   // u: (rows, r); bT: Bᵀ (r, m)
-                var input = x
-                if let seed = masked {
-                    applyMask(x, into: bT + r * m, count: rows * inFeatures, seed: seed, pool: pool)
-                    input = UnsafePointer(bT + r * m)
-                }
+                let input = masked.map { maskedInput(x, count: rows * inFeatures, seed: $0, into: bT + r * m, pool: pool) } ?? x
                 LowRank.timesTransposed(input, rows: rows, width: inFeatures, ldx: inFeatures, p + a, rank: r, into: u, ldo: r, pool: pool)
                 LowRank.transpose(p + b, rows: m, cols: r, lds: r, into: bT)
                 LowRank.accumulateProduct(u, rows: rows, rank: r, ldu: r, bT, width: m, ldw: m, alpha: scale,
@@ -207,11 +205,7 @@ public struct LowRankAdapter: Sendable, Equatable {
         }
         Scratch.withFloats(rows * r + (masked != nil ? rows * inFeatures : 0)) { scratch in
             let u = scratch
-            var input = x
-            if let seed = masked {
-                applyMask(x, into: scratch + rows * r, count: rows * inFeatures, seed: seed, pool: pool)
-                input = UnsafePointer(scratch + rows * r)
-            }
+            let input = masked.map { maskedInput(x, count: rows * inFeatures, seed: $0, into: scratch + rows * r, pool: pool) } ?? x
             // u = x·Aᵀ   (rows, r)
             gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: input, lda: inFeatures, b: p + a, ldb: inFeatures,
                  beta: 0, c: u, ldc: r, pool: pool)
@@ -254,11 +248,7 @@ public struct LowRankAdapter: Sendable, Equatable {
                 }
             }
             guard let g else { return }
-            var input = x
-            if let seed = masked {
-                applyMask(x, into: wide, count: rows * inFeatures, seed: seed, pool: pool)
-                input = UnsafePointer(wide)
-            }
+            let input = masked.map { maskedInput(x, count: rows * inFeatures, seed: $0, into: wide, pool: pool) } ?? x
             if let bGradient {
                 gemm(precision, .none, .transposed, m: rows, n: r, k: inFeatures, a: input, lda: inFeatures, b: p + a, ldb: inFeatures,
                      beta: 0, c: u, ldc: r, pool: pool)
@@ -306,11 +296,7 @@ extension LowRankAdapter {
                 }
             }
             guard let g else { return }
-            var input = x
-            if let seed = masked {
-                applyMask(x, into: wide, count: rows * inFeatures, seed: seed, pool: pool)
-                input = UnsafePointer(wide)
-            }
+            let input = masked.map { maskedInput(x, count: rows * inFeatures, seed: $0, into: wide, pool: pool) } ?? x
             if let bGradient {
                 LowRank.timesTransposed(input, rows: rows, width: inFeatures, ldx: inFeatures, p + a, rank: r, into: u, ldo: r, pool: pool)
                 gT.update(repeating: 0, count: r * m)
