@@ -18,38 +18,34 @@ public enum LowRank {
         guard rows > 0, rank > 0 else { return }
         pool.parallelRanges(rows, costPerItem: 2 * width * rank) { range, _ in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: group) { sums in
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: group) { wRows in
-            for i in range {
-                let row = x + i * ldx, o = out + i * ldo
-                var q0 = 0
-                while q0 < rank {
-                    let count = min(group, rank - q0)
-                    // Rows of `w` past `count` are read as row q0 (never stored): no branch in the loop.
-                    for q in 0..<group { wRows[q] = w + (q0 + (q < count ? q : 0)) * width }
-                    let w0 = wRows[0], w1 = wRows[1], w2 = wRows[2], w3 = wRows[3]
-                    let w4 = wRows[4], w5 = wRows[5], w6 = wRows[6], w7 = wRows[7]
-                    var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
-                    var j = 0
-                    while j + 16 <= width {
-                        let v = load16(row + j)
-                        a0.addProduct(v, load16(w0 + j)); a1.addProduct(v, load16(w1 + j))
-                        a2.addProduct(v, load16(w2 + j)); a3.addProduct(v, load16(w3 + j))
-                        a4.addProduct(v, load16(w4 + j)); a5.addProduct(v, load16(w5 + j))
-                        a6.addProduct(v, load16(w6 + j)); a7.addProduct(v, load16(w7 + j))
-                        j += 16
+                for i in range {
+                    let row = x + i * ldx, o = out + i * ldo
+                    var q0 = 0
+                    while q0 < rank {
+                        let count = min(group, rank - q0)
+                        // Rows of `w` past `count` are read as row q0 (never stored): no branch in the loop.
+                        func wRow(_ q: Int) -> UnsafePointer<Float> { w + (q0 + (q < count ? q : 0)) * width }
+                        let w0 = wRow(0), w1 = wRow(1), w2 = wRow(2), w3 = wRow(3)
+                        let w4 = wRow(4), w5 = wRow(5), w6 = wRow(6), w7 = wRow(7)
+                        var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+                        var j = 0
+                        while j + 16 <= width {
+                            let v = load16(row + j)
+                            a0.addProduct(v, load16(w0 + j)); a1.addProduct(v, load16(w1 + j))
+                            a2.addProduct(v, load16(w2 + j)); a3.addProduct(v, load16(w3 + j))
+                            a4.addProduct(v, load16(w4 + j)); a5.addProduct(v, load16(w5 + j))
+                            a6.addProduct(v, load16(w6 + j)); a7.addProduct(v, load16(w7 + j))
+                            j += 16
+                        }
+                        sums[0] = a0.sum(); sums[1] = a1.sum(); sums[2] = a2.sum(); sums[3] = a3.sum()
+                        sums[4] = a4.sum(); sums[5] = a5.sum(); sums[6] = a6.sum(); sums[7] = a7.sum()
+                        for jt in j..<width {
+                            for q in 0..<count { sums[q] += row[jt] * w[(q0 + q) * width + jt] }
+                        }
+                        for q in 0..<count { o[q0 + q] = sums[q] }
+                        q0 += count
                     }
-                    sums[0] = a0.sum(); sums[1] = a1.sum(); sums[2] = a2.sum(); sums[3] = a3.sum()
-                    sums[4] = a4.sum(); sums[5] = a5.sum(); sums[6] = a6.sum(); sums[7] = a7.sum()
-                    while j < width {
-                        let v = row[j]
-                        for q in 0..<count { sums[q] += v * wRows[q][j] }
-                        j += 1
-                    }
-                    for q in 0..<count { o[q0 + q] = sums[q] }
-                    q0 += count
                 }
-            }
-            }
             }
         }
     }
