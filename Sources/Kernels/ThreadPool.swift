@@ -94,7 +94,6 @@ private final class PoolCore: @unchecked Sendable {
     /// taken and then waits only for the workers that joined. A worker the OS has not scheduled
     /// yet (another process on its core) therefore never holds up a job the caller finished alone.
     private let entry = Atomic<Int>(0)
-    private nonisolated(unsafe) var generation = 0 // the caller's copy, under `submitLock`
     private static let closedBit = 1 << 15, joinedMask = (1 << 15) - 1
     private let sleepers = Atomic<Int>(0)
     private let submitLock = Mutex<Void>(())
@@ -143,8 +142,8 @@ private final class PoolCore: @unchecked Sendable {
                 self.body = escaping
                 self.taskCount = count
                 nextTask.store(0, ordering: .relaxed)
-                // Publishing the new generation (open, nobody joined) releases the body and count.
-                generation += 1
+                // Publishing the next generation (open, nobody joined) releases the body and count.
+                let generation = (entry.load(ordering: .relaxed) >> 16) + 1
                 entry.store(generation << 16, ordering: .sequentiallyConsistent)
                 if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                     pthread_mutex_lock(&mutex)
