@@ -130,10 +130,20 @@ public enum BFCL {
         return true
     }
 
-    /// The score of a first message (`calls`) on `question` of `category`.
-    public static func score(_ calls: [ToolCall], _ question: Question, category: String) -> Bool {
-        if category == "irrelevance" { return calls.isEmpty }
-        guard calls.count == question.answers.count else { return false }
+    /// Whether a refused call still decodes as a function call, as BFCL's decoder reads the
+    /// message: a name and an arguments object, whether or not that function is listed or its
+    /// arguments fit the schema. Broken JSON, an unclosed call or one without a name does not.
+    static func decodes(_ error: ToolCallError) -> Bool {
+        error.kind == .unknownTool || error.kind == .invalidArguments
+    }
+
+    /// The score of a first message on `question` of `category`: `calls` the valid calls, and
+    /// `refused` the calls that were refused. A refused call that still decodes is a call to BFCL:
+    /// it fails `irrelevance` (a made-up function is still a call) and can match no answer.
+    public static func score(_ calls: [ToolCall], refused: [ToolCallError] = [], _ question: Question, category: String) -> Bool {
+        let decodedRefusals = refused.filter(decodes).count
+        if category == "irrelevance" { return calls.isEmpty && decodedRefusals == 0 }
+        guard decodedRefusals == 0, calls.count == question.answers.count else { return false }
         var unused = Array(calls.indices)
         for answer in question.answers {
             guard let i = unused.firstIndex(where: { callMatches(calls[$0], answer, functions: question.functions) }) else { return false }
@@ -152,10 +162,12 @@ public enum BFCL {
             let saved = engine.system
             if let system { engine.system = system }
             defer { engine.system = saved }
-            let (text, calls) = try engine.nextMessage(after: q.messages.filter { $0.role != .system })
-            let ok = score(calls.filter { !$0.name.isEmpty }, q, category: category)
+            let (text, calls, refused) = try engine.nextMessage(after: q.messages.filter { $0.role != .system })
+            let ok = score(calls.filter { !$0.name.isEmpty }, refused: refused, q, category: category)
             if ok { correct += 1 }
-            progress(i, ok, calls.isEmpty ? "text: \(text.prefix(60))" : calls.map { "\($0.name) \($0.arguments.serialized(spaced: false))" }.joined(separator: "; "))
+            let shown = calls.filter { !$0.name.isEmpty }.map { "\($0.name) \($0.arguments.serialized(spaced: false))" }
+                + refused.map { "(\($0.kind.rawValue)) \($0.message)" }
+            progress(i, ok, shown.isEmpty ? "text: \(text.prefix(60))" : shown.joined(separator: "; "))
         }
         return (correct, questions.count)
     }

@@ -133,7 +133,7 @@ public final class ChatEngine {
         var stats = Stats()
         var calls = 0
         while true {
-            let (answer, found) = try generateMessage(stats: &stats, onEvent: onEvent)
+            let (answer, found, _) = try generateMessage(stats: &stats, onEvent: onEvent)
             let runnable = found.filter { !$0.name.isEmpty }
             guard !found.isEmpty, !shouldStop() else {
                 messages.append(Message(role: .assistant, content: answer))
@@ -164,17 +164,19 @@ public final class ChatEngine {
 
     /// The model's next assistant message for `conversation` (its messages after the system
     /// message, which stays as set), without running any call: its text and the calls it made
-    /// (a malformed call has an empty name). For scoring what a model does.
-    public func nextMessage(after history: [Message]) throws -> (text: String, calls: [ToolCall]) {
+    /// (a malformed call has an empty name), and why each call that was not made was refused.
+    /// For scoring what a model does.
+    public func nextMessage(after history: [Message]) throws -> (text: String, calls: [ToolCall], rejected: [ToolCallError]) {
         messages = history
         var stats = Stats()
-        let result = try generateMessage(stats: &stats, onEvent: { _ in })
-        return (result.answer, result.found)
+        let message = try generateMessage(stats: &stats, onEvent: { _ in })
+        return (message.answer, message.found, message.rejected)
     }
 
     /// Generates one assistant message: prompt (reusing the cache), sample until the turn ends,
     /// stream the text through the tool-call parser.
-    private func generateMessage(stats: inout Stats, onEvent: (Event) -> Void) throws -> (answer: String, found: [ToolCall]) {
+    private func generateMessage(stats: inout Stats, onEvent: (Event) -> Void) throws
+        -> (answer: String, found: [ToolCall], rejected: [ToolCallError]) {
         let ids = try promptFitting(onEvent: onEvent)
         stats.promptTokens = ids.count
         // Reuse the cache up to the first id that differs; feed the rest.
@@ -189,7 +191,7 @@ public final class ChatEngine {
         start = DispatchTime.now().uptimeNanoseconds
         var parser = template.toolCallFormat.makeParser(tools: tools.definitions.isEmpty ? nil : tools.definitions)
         var generated: [Int32] = [], emittedText = "", answer = ""
-        var found: [ToolCall] = []
+        var found: [ToolCall] = [], rejected: [ToolCallError] = []
         func handle(_ events: [ToolCallEvent]) {
             for event in events {
                 switch event {
@@ -202,6 +204,7 @@ public final class ChatEngine {
                     // A malformed or invalid call: its text stays out of the answer, and the
                     // model reads why in the tool turn that follows.
                     found.append(ToolCall(id: "call_error_\(found.count)", name: "", arguments: .object([("error", .string(e.message))])))
+                    rejected.append(e)
                 }
             }
         }
@@ -232,7 +235,7 @@ public final class ChatEngine {
         stats.generatedTokens += generated.count
         stats.decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if shouldStop() { onEvent(.notice("stopped")) }
-        return (answer.trimmingCharacters(in: .whitespacesAndNewlines), found)
+        return (answer.trimmingCharacters(in: .whitespacesAndNewlines), found, rejected)
     }
 
     /// Whether token `id` may come next under `constraint`: inside a call, no end of turn and

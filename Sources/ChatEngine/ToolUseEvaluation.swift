@@ -52,7 +52,7 @@ public enum ToolUseEvaluation {
                 available.tools.first { $0.definition == definition } ?? Tool(definition: definition) { _ in .object([]) }
             })
             let category = expected.toolCalls.first?.name ?? "no tool"
-            let (text, calls) = try engine.nextMessage(after: history)
+            let (text, calls, _) = try engine.nextMessage(after: history)
             let valid = calls.filter { !$0.name.isEmpty }
             let ok = expected.toolCalls.isEmpty ? (calls.isEmpty && !text.isEmpty) : matches(valid, expected.toolCalls)
             if !ok && !expected.toolCalls.isEmpty && valid.map(\.name) == expected.toolCalls.map(\.name) { result.wrongArguments += 1 }

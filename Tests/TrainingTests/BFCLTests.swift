@@ -41,4 +41,31 @@ struct BFCLTests {
         #expect(BFCL.score([], Self.question([]), category: "irrelevance"))
         #expect(!BFCL.score([a], Self.question([]), category: "irrelevance"))
     }
+
+    /// What the Hermes parser refuses in `text` with `function` as the only tool.
+    static func refusals(_ text: String) -> [ToolCallError] {
+        var parser = ToolCallFormat.hermes.makeParser(tools: [function])
+        return (parser.feed(text) + parser.finish()).compactMap { if case .error(let e) = $0 { e } else { nil } }
+    }
+
+    @Test("a call to a function that is not listed is still a call (BFCL decodes it); broken markup is not")
+    func refusedCalls() {
+        let madeUp = Self.refusals("<tool_call>\n{\"name\": \"calculate_area\", \"arguments\": {\"radius\": 4}}\n</tool_call>")
+        let badArguments = Self.refusals("<tool_call>\n{\"name\": \"calc.area\", \"arguments\": {\"base\": \"ten\"}}\n</tool_call>")
+        let broken = Self.refusals("<tool_call>\n{\"name\": \"calc.area\", \"arguments\": {\"base\": 1,}\n</tool_call>")
+        let unclosed = Self.refusals("<tool_call>\n{\"name\": \"calc.area\", \"argu")
+        #expect(madeUp.map(\.kind) == [.unknownTool])
+        #expect(badArguments.map(\.kind) == [.invalidArguments])
+        #expect(broken.count == 1 && unclosed.count == 1)
+        let none = Self.question([])
+        #expect(!BFCL.score([], refused: madeUp, none, category: "irrelevance"), "a made-up function is a call")
+        #expect(!BFCL.score([], refused: badArguments, none, category: "irrelevance"))
+        #expect(BFCL.score([], refused: broken, none, category: "irrelevance"), "markup that does not decode is no call")
+        #expect(BFCL.score([], refused: unclosed, none, category: "irrelevance"))
+        // Beside a right call, a decoded extra call fails the question; a broken one does not count.
+        let q = Self.question([["calc.area": ["base": [.number(10)], "height": [.number(5)]]]])
+        let right = Self.call("calc.area", [("base", .number(10)), ("height", .number(5))])
+        #expect(BFCL.score([right], refused: broken, q, category: "simple_python"))
+        #expect(!BFCL.score([right], refused: madeUp, q, category: "simple_python"))
+    }
 }
