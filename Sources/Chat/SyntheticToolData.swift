@@ -39,10 +39,12 @@ public struct SyntheticToolData {
         if chance(0.3) { text += pick([" Thanks!", " Thank you.", " Please.", " thx"]) }
         if chance(0.15) { text = text.lowercased() }
         if chance(0.1), text.count > 8 {
-            // Swap two neighbouring letters: a typo.
+            // Swap two neighbouring letters: a typo — never inside quotes, whose text the call
+            // passes on exactly as written.
             var chars = Array(text)
             let i = int(2...(chars.count - 3))
-            if chars[i].isLetter && chars[i + 1].isLetter { chars.swapAt(i, i + 1) }
+            let quoted = chars[..<i].filter { $0 == "\"" }.count % 2 == 1
+            if chars[i].isLetter && chars[i + 1].isLetter && !quoted { chars.swapAt(i, i + 1) }
             text = String(chars)
         }
         return text
@@ -59,21 +61,36 @@ public struct SyntheticToolData {
         case foreignCall
         /// A request none of the listed tools can serve: answered without a call.
         case missingTool
+        /// A formula function (`FormulaFunction`) listed among others, called with every value
+        /// the request states, optional parameters included.
+        case formulaCall
+        /// A formula request whose function is not listed (others of its domain are): worked
+        /// out in words, no call.
+        case unlistedFormula
+        /// Two or three requests for one formula function in one message: as many calls in one
+        /// assistant message, then one answer.
+        case parallelFormula
 
         /// Whether the conversation makes no tool call.
-        public var answersWithoutTool: Bool { self == .noTool || self == .missingTool }
+        public var answersWithoutTool: Bool { self == .noTool || self == .missingTool || self == .unlistedFormula }
     }
 
-    /// Whether `next()` also draws other domains' tools (`foreignCall`, `missingTool`). Off by
-    /// default: measured on SmolLM2-135M (500 QLoRA steps), refusals of built-in requests whose
-    /// tool was left out of the list taught the model to refuse some of those requests with the
-    /// tool present (direct time questions 14/25, against 25/25 without these kinds).
+    /// Whether `next()` also draws other domains' functions (`foreignCall`, `formulaCall`,
+    /// `unlistedFormula`, `missingTool`): calls to functions the model has never seen, and the
+    /// same requests answered in words when their function is not listed. Off by default. The
+    /// built-in tools are never left out of a list: measured on SmolLM2-135M (500 QLoRA steps),
+    /// refusals of built-in requests without their tool taught the model to refuse some of them
+    /// with the tool present (direct time questions 14/25, against 25/25 without).
     public var otherTools = false
 
     public mutating func next() -> Conversation {
         var kinds: [Kind] = [.arithmetic, .arithmetic, .wordProblem, .wordProblem, .percentage, .powerOrRoot, .units, .units,
                              .time, .indirectTime, .twoTools, .followUp, .toolError, .noTool, .noTool, .noTool]
-        if otherTools { kinds += [.foreignCall, .foreignCall, .foreignCall, .missingTool, .missingTool] }
+        if otherTools {
+            kinds += [.foreignCall, .foreignCall, .formulaCall, .formulaCall, .formulaCall, .formulaCall,
+                      .unlistedFormula, .unlistedFormula, .unlistedFormula, .unlistedFormula, .missingTool,
+                      .parallelFormula, .parallelFormula]
+        }
         return conversation(pick(kinds))
     }
 
@@ -94,6 +111,9 @@ public struct SyntheticToolData {
         case .noTool: return noTool()
         case .foreignCall: return foreignCall()
         case .missingTool: return missingTool()
+        case .formulaCall: return formulaCall()
+        case .unlistedFormula: return unlistedFormula()
+        case .parallelFormula: return parallelFormula()
         }
         if chance(0.3) {
             messages.insert(Message(role: .system, content: pick(["You are a helpful assistant.", "You are TinyLM, a small helpful assistant.", "Answer briefly."])), at: 0)
@@ -461,36 +481,111 @@ public struct SyntheticToolData {
         return Conversation(messages: messages, tools: shuffled(tools))
     }
 
-    /// A request for something none of the listed tools does — another domain's function, or a
-    /// built-in tool left out of the list — answered without a call.
+    /// A request for another domain's function that none of the listed tools does (the built-in
+    /// three, or other domains' functions), answered without a call.
     private mutating func missingTool() -> Conversation {
-        let user: String, capability: String
-        var tools: [ToolDefinition]
-        if chance(0.5) {
-            let tool = pick(ForeignTool.all)
-            user = request(foreignExample(tool).requests)
-            capability = tool.capability
-            tools = chance(0.4) ? registry.definitions : foreignTools(excluding: [tool.definition.name], count: int(1...2))
-        } else {
-            // A built-in request, with that tool missing from the list.
-            let (name, text, what): (String, String, String) = pick([
-                ("calculator", request(["What is \(int(2...999)) times \(int(2...99))?", "Calculate \(int(10...999)) plus \(int(10...999)).",
-                                        "What's \(int(2...90))% of \(int(10...900))?", "Divide \(int(100...999)) by \(int(2...20))."]), "do arithmetic"),
-                ("current_time", request(["What time is it in \(pick(Self.cities).city)?", "What day is it in \(pick(Self.cities).city)?",
-                                          "Current time in \(pick(Self.cities).city)?", "Is it night in \(pick(Self.cities).city) now?"]), "tell the time"),
-                ("unit_convert", request(["Convert \(int(2...99)) miles to km.", "How many pounds is \(int(2...99)) kg?",
-                                          "What is \(int(2...40)) °C in Fahrenheit?", "How many liters is \(int(2...30)) gallons?"]), "convert units"),
-            ])
-            user = text
-            capability = what
-            tools = registry.definitions.filter { $0.name != name } + foreignTools(excluding: [], count: int(0...1))
-        }
+        let tool = pick(ForeignTool.all)
+        let user = request(foreignExample(tool).requests), capability = tool.capability
+        let tools = chance(0.4) ? registry.definitions : foreignTools(excluding: [tool.definition.name], count: int(1...2))
         let names = tools.map(\.name).joined(separator: ", ")
         let answer = Self.pickFixed(["None of the available tools (\(names)) can \(capability), so I can't do that here.",
                                      "I can't help with that: the tools I have (\(names)) cannot \(capability).",
                                      "Sorry, I have no tool to \(capability). My tools are: \(names)."], salt: user)
         return Conversation(messages: [Message(role: .user, content: phrase(user)), Message(role: .assistant, content: answer)],
                             tools: shuffled(tools))
+    }
+
+    /// A formula function's request with its arguments: each optional parameter stated or not
+    /// (even odds), and the arguments exactly what the request states.
+    private mutating func formulaExample(_ function: FormulaFunction) -> (request: String, arguments: [(String, JSONValue)]) {
+        var generator = rng
+        var draw = ForeignToolDraw(int: { range in range.lowerBound + Int(generator.next() % UInt64(range.count)) })
+        let values = function.draw(&draw)
+        rng = generator
+        var text = request(function.requests), stated = ""
+        var arguments: [(String, JSONValue)] = []
+        for p in function.parameters {
+            guard let v = values[p.name] else { continue }
+            if p.isOptional {
+                guard chance(0.5) else { continue }
+                stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: FormulaFunction.spoken(v))
+            } else {
+                text = text.replacingOccurrences(of: "{\(p.name)}", with: FormulaFunction.spoken(v))
+            }
+            arguments.append((p.name, v))
+        }
+        return (text.replacingOccurrences(of: "{+}", with: stated), arguments)
+    }
+
+    /// One formula function's definition under one of its names.
+    private mutating func formulaDefinition(_ function: FormulaFunction) -> ToolDefinition {
+        function.definition(named: pick(function.names))
+    }
+
+    /// `count` formula functions other than `function`, from its domain when `nearby`.
+    private mutating func otherFormulas(than function: FormulaFunction, count: Int, nearby: Bool) -> [ToolDefinition] {
+        var pool = FormulaFunction.all.filter { $0.names[0] != function.names[0] && (!nearby || $0.domain == function.domain) }
+        if pool.isEmpty { pool = FormulaFunction.all.filter { $0.names[0] != function.names[0] } }
+        var chosen: [ToolDefinition] = []
+        for _ in 0..<min(count, pool.count) { chosen.append(formulaDefinition(pool.remove(at: int(0...(pool.count - 1))))) }
+        return chosen
+    }
+
+    /// A formula function listed with 0–2 others (sometimes another domain's tool too), called
+    /// with what the request states; its result answered in words.
+    private mutating func formulaCall() -> Conversation {
+        let function = pick(FormulaFunction.all)
+        let (text, arguments) = formulaExample(function)
+        let definition = formulaDefinition(function)
+        var tools = otherFormulas(than: function, count: int(0...2), nearby: chance(0.5)) + [definition]
+        // At most three functions listed: every signature costs prompt tokens.
+        if tools.count < 3 && chance(0.25) { tools += foreignTools(excluding: [], count: 1) }
+        let id = "call_\(callCount)"
+        callCount += 1
+        let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
+        var messages = [Message(role: .user, content: phrase(text)),
+                        Message(role: .assistant, content: "", toolCalls: [ToolCall(id: id, name: definition.name, arguments: .object(arguments))]),
+                        Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name),
+                        Message(role: .assistant, content: solved.answer)]
+        if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
+        return Conversation(messages: messages, tools: shuffled(tools))
+    }
+
+    /// Two or three requests for one formula function in one message, joined as people write
+    /// them; one assistant message with a call for each (the order asked), their results, one answer.
+    private mutating func parallelFormula() -> Conversation {
+        let function = pick(FormulaFunction.all)
+        let definition = formulaDefinition(function)
+        var texts: [String] = [], calls: [ToolCall] = [], results: [Message] = [], answers: [String] = []
+        for _ in 0..<(chance(0.75) ? 2 : 3) {
+            let (text, arguments) = formulaExample(function)
+            let id = "call_\(callCount)"
+            callCount += 1
+            let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
+            texts.append(text)
+            calls.append(ToolCall(id: id, name: definition.name, arguments: .object(arguments)))
+            results.append(Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name))
+            answers.append(solved.answer)
+        }
+        let joined = texts.dropFirst().reduce(texts[0]) { $0 + pick([" Also: ", " And ", "\n", " Then: "]) + $1 }
+        let tools = otherFormulas(than: function, count: int(0...1), nearby: chance(0.5)) + [definition]
+        let messages = [Message(role: .user, content: phrase(joined)), Message(role: .assistant, content: "", toolCalls: calls)]
+            + results + [Message(role: .assistant, content: answers.joined(separator: " "))]
+        return Conversation(messages: messages, tools: shuffled(tools))
+    }
+
+    /// A formula request with 1–3 other functions listed (mostly of its own domain, so the miss
+    /// is a near one), answered in words with the formula worked out: no listed function does
+    /// what was asked, so nothing is called — not a listed function, not a made-up one.
+    mutating func unlistedFormula(_ chosen: FormulaFunction? = nil) -> Conversation {
+        let function = chosen ?? pick(FormulaFunction.all)
+        let (text, arguments) = formulaExample(function)
+        var tools = otherFormulas(than: function, count: int(1...3), nearby: chance(0.7))
+        if tools.count < 3 && chance(0.2) { tools += foreignTools(excluding: [], count: 1) }
+        let answer = function.solve(Dictionary(uniqueKeysWithValues: arguments)).answer
+        var messages = [Message(role: .user, content: phrase(text)), Message(role: .assistant, content: answer)]
+        if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
+        return Conversation(messages: messages, tools: shuffled(tools))
     }
 
     /// A choice that depends on a string (so a closure needs no mutable generator).

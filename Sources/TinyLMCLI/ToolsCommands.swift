@@ -138,7 +138,7 @@ struct SynthTools: ParsableCommand {
     @Option(help: "The JSONL file to write.") var out: String
     @Flag(help: "Word the requests with the held-out quarter of the templates (never in training data): an evaluation set.")
     var heldOut = false
-    @Flag(help: "Also other domains' tools: calls to made-up functions listed among others, and requests none of the listed tools can serve (answered without a call).")
+    @Flag(help: "Also other domains' functions: calls to made-up functions listed among others (optional arguments passed when the request states them; several calls in one message), and the same requests answered in words when their function is not listed.")
     var otherTools = false
 
     func validate() throws { try OptionDomain.count(count, "count", max: 200_000) }

@@ -173,6 +173,14 @@ struct TemplateTests {
         let previous = (try? JSONValue.parse(first))?["result"]?.numberValue ?? .nan
         #expect(second.toolCalls[0].arguments["expression"]?.stringValue?.hasPrefix(Calculator.format(previous)) == true)
         #expect(train.conversation(.twoTools).messages.flatMap(\.toolCalls).count == 2)
+        // Parallel requests: every call in one assistant message, each answered by its own result.
+        for _ in 0..<20 {
+            let parallel = train.conversation(.parallelFormula)
+            let callers = parallel.messages.filter { !$0.toolCalls.isEmpty }
+            #expect(callers.count == 1 && (2...3).contains(callers[0].toolCalls.count))
+            let ids = parallel.messages.filter { $0.role == .tool }.map(\.toolCallID)
+            #expect(ids == callers[0].toolCalls.map { Optional($0.id) })
+        }
     }
 
     @Test("synthetic data is deterministic per seed, varied, and uses every tool with real results")
@@ -193,8 +201,8 @@ struct TemplateTests {
         // Every tool result is what the tool really returns for the call.
         let registry = ToolRegistry.builtIn(now: { Date(timeIntervalSince1970: 1_700_000_000 + 9) })
         for conversation in x {
-            for (i, m) in conversation.messages.enumerated() where m.role == .tool {
-                let call = conversation.messages[i - 1].toolCalls[0]
+            for m in conversation.messages where m.role == .tool {
+                let call = conversation.messages.flatMap(\.toolCalls).first { $0.id == m.toolCallID }!
                 // Other domains' tools have invented results; only the built-in ones run.
                 guard registry.definitions.contains(where: { $0.name == call.name }) else { continue }
                 #expect(m.content == registry.call(call.name, arguments: call.arguments).serialized())
