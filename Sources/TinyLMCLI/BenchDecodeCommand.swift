@@ -22,7 +22,7 @@ struct BenchDecode: ParsableCommand {
     var llamaBench = NSHomeDirectory() + "/.cache/tinylm-peers-build/llama-noamx/bin/llama-bench"
     @Option(help: "packed (blocks copied out, 16 rows interleaved: what generate and chat use), quantized (blocks read in the mapped file) or fp32 (dequantized).")
     var weights: String = "packed"
-    @Option(help: "Key/value cache: 32 (fp32) or 8 (blocks of 32 bytes and a scale; llama.cpp then runs its q8_0 cache).")
+    @Option(help: "Key/value cache: 32 (fp32; llama.cpp runs its default f16, as it has no fp32 cache), 16 (halves; llama.cpp f16) or 8 (blocks of 32 bytes and a scale; llama.cpp q8_0).")
     var kvBits = 32
 
     func validate() throws {
@@ -31,7 +31,7 @@ struct BenchDecode: ParsableCommand {
         try OptionDomain.count(rounds, "rounds", max: 1000)
         guard ["llama.cpp", "none"].contains(peer) else { throw ValidationError("--peer must be llama.cpp or none") }
         guard GGUFModel.WeightStorage(rawValue: weights) != nil else { throw ValidationError("--weights must be packed, quantized or fp32") }
-        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be 32 or 8") }
+        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be \(KVCacheBits.choices)") }
     }
 
     func run() throws {
@@ -46,7 +46,7 @@ struct BenchDecode: ParsableCommand {
         if usePeer && !FileManager.default.isExecutableFile(atPath: llamaBench) {
             throw ValidationError("no llama-bench at \(llamaBench); run ../shared/peers/build_llamacpp_noamx.sh or pass --peer none")
         }
-        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(weights == "packed" ? "blocks interleaved 16 rows at a time" : m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : "fp32 (llama.cpp: its default f16)")\(adapter.map { ", adapter \($0) (TinyLM only)" } ?? "")")
+        print("tinylm bench decode: \(model), \(promptTokens)-token prompt, \(genTokens) decoded, \(threads) threads, weights \(weights) (\(weights == "packed" ? "blocks interleaved 16 rows at a time" : m.layout.isQuantized ? "blocks in the mapped file" : "fp32")), key/value cache \(cache == .int8 ? "8-bit (llama.cpp: q8_0)" : cache == .fp16 ? "fp16 (llama.cpp: f16, its default)" : "fp32 (llama.cpp: its default f16; llama-bench has no fp32 cache)")\(adapter.map { ", adapter \($0) (TinyLM only)" } ?? "")")
         if usePeer { print("llama.cpp decodes after \(promptTokens) tokens in its cache too (llama-bench -d \(promptTokens))") }
         var sampler = Sampler(seed: 1)
         sampler.temperature = 0.8

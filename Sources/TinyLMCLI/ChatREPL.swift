@@ -38,13 +38,13 @@ struct ChatREPL: ParsableCommand {
     @Option(help: "What finished turns keep in the prompt: full (tool calls and results too) or answers (questions and final answers).")
     var history = "full"
 
-    @Option(help: "Key/value cache: 32 (fp32) or 8 (blocks of 32 bytes and a scale, as llama.cpp's q8_0 cache).")
+    @Option(help: "Key/value cache: 32 (fp32), 16 (IEEE halves, as llama.cpp's default f16 cache) or 8 (blocks of 32 bytes and a scale, as its q8_0).")
     var kvBits = 32
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 20)
-        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be 32 or 8") }
+        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be \(KVCacheBits.choices)") }
         try OptionDomain.count(maxToolCalls, "max-tool-calls", min: 0, max: 100)
         try OptionDomain.count(maxContext, "max-context", min: 16, max: 1 << 20)
         guard ["full", "answers"].contains(history) else { throw ValidationError("--history must be full or answers") }

@@ -112,13 +112,13 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Tokenizer (default: the model's).") var tokenizer: String?
     @Flag(help: "Do not start the prompt with EOS (documents in TinyLM's shards start after one).") var noStartToken = false
     @Flag(help: "Print timing to standard error.") var stats = false
-    @Option(help: "Key/value cache: 32 (fp32) or 8 (blocks of 32 bytes and a scale, as llama.cpp's q8_0 cache).")
+    @Option(help: "Key/value cache: 32 (fp32), 16 (IEEE halves, as llama.cpp's default f16 cache) or 8 (blocks of 32 bytes and a scale, as its q8_0).")
     var kvBits = 32
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         try OptionDomain.count(maxTokens, "max-tokens", max: 1 << 24)
-        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be 32 or 8") }
+        guard KVCacheBits(rawValue: kvBits) != nil else { throw ValidationError("--kv-bits must be \(KVCacheBits.choices)") }
         if chat != nil && !prompt.isEmpty { throw ValidationError("give --prompt or --chat, not both") }
     }
 

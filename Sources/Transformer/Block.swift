@@ -34,6 +34,8 @@ enum AttentionSpan {
     case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int)
     /// The same with the cache in 8-bit blocks (`--kv-bits 8`).
     case quantizedCache(QuantizedKV, start: Int)
+    /// The same with the cache in halves (`--kv-bits 16`).
+    case halfCache(HalfKV, start: Int)
 }
 
 extension TransformerModel {
@@ -68,6 +70,10 @@ extension TransformerModel {
                           period: Int.max)
             quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
                                             pool: pool)
+        case let .halfCache(kv, start):
+            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
+                          period: Int.max)
+            halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs, pool: pool)
         }
         Profiler.measure("attention out") {
             layer.out.forward(b.attention, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
@@ -187,6 +193,34 @@ extension TransformerModel {
         KVBlocks.dequantize(kv.keys, scales: kv.keyScales, count: total * kvDim, into: kv.keysScratch)
         KVBlocks.dequantize(kv.values, scales: kv.valueScales, count: total * kvDim, into: kv.valuesScratch)
         multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: kvDim, headStride: hd,
+                            start: start, rows: n, att: att, probs: probs, pool: pool)
+    }
+
+    /// `cachedAttentionForward` on the half cache: the new rows are rounded into it, then one
+    /// token reads the halves directly; several tokens (prefill) attend to the cache widened into
+    /// fp32 scratch, their own rows included, so they see what later tokens will.
+    private func halfCachedAttentionForward(
+        qkv: UnsafePointer<Float>, kv: HalfKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
+        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+    ) {
+        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = kv.capacity * hd
+        for r in 0..<n {
+            let row = qkv + r * c.qkvDim
+            for g in 0..<c.kvHeads {
+                Half.narrow(row + (c.heads + g) * hd, count: hd, into: kv.keys + g * headStride + (start + r) * hd)
+                Half.narrow(row + (c.heads + c.kvHeads + g) * hd, count: hd, into: kv.values + g * headStride + (start + r) * hd)
+            }
+        }
+        if n == 1 {
+            decodeAttention(q: qkv, cache: .fp16(keys: kv.keys, values: kv.values, headStride: headStride), kvDim: kvDim,
+                            keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
+            return
+        }
+        for g in 0..<c.kvHeads {
+            Half.widen(kv.keys + g * headStride, count: total * hd, into: kv.keysScratch + g * headStride)
+            Half.widen(kv.values + g * headStride, count: total * hd, into: kv.valuesScratch + g * headStride)
+        }
+        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: hd, headStride: headStride,
                             start: start, rows: n, att: att, probs: probs, pool: pool)
     }
 

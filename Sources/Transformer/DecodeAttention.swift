@@ -14,6 +14,8 @@ enum DecodeCache {
     case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int, headStride: Int)
     /// Rows of `kvHeads·hd` bytes, position after position.
     case int8(QuantizedKV)
+    /// Halves, head-major as `fp32` (`rowStride` hd).
+    case fp16(keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>, headStride: Int)
 }
 
 /// One new token's attention over `total` cached positions, every head at once (decoding).
@@ -23,8 +25,8 @@ enum DecodeCache {
 /// exponentials against the chunk's own maximum, the sum of those and the weighted sum of the
 /// values. Keys and values are read once per token, in one pass of the pool. The caller then
 /// merges the chunks of each head: `out_h = Σ_c e^(m_c − M) o_c / Σ_c e^(m_c − M) l_c`, with `M`
-/// the largest chunk maximum. An 8-bit cache is widened chunk by chunk into scratch that stays
-/// in L1, so it is read from memory at one byte per value.
+/// the largest chunk maximum. An 8-bit or half cache is widened chunk by chunk into scratch that
+/// stays in L1, so it is read from memory at one or two bytes per value.
 func decodeAttention(
     q: UnsafePointer<Float>, cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
     out: UnsafeMutablePointer<Float>, pool: ThreadPool
@@ -33,9 +35,9 @@ func decodeAttention(
     let group = heads / kvHeads, chunks = (total + decodeKeyChunk - 1) / decodeKeyChunk, tasks = kvHeads * chunks
     // Per task and query head of its group: the weighted values (hd), the chunk maximum, the sum.
     let partialStride = hd + 2
-    // Per thread: the chunk's scores (group × chunk) and, for the 8-bit cache, its widened keys
+    // Per thread: the chunk's scores (group × chunk) and, for an 8-bit or half cache, its widened keys
     // and values (chunk × hd each).
-    let widened = if case .int8 = cache { 2 * decodeKeyChunk * hd } else { 0 }
+    let widened = if case .fp32 = cache { 0 } else { 2 * decodeKeyChunk * hd }
     let perThread = group * decodeKeyChunk + widened
     Scratch.withFloats(tasks * group * partialStride + pool.threadCount * perThread) { scratch in
         let partials = scratch, threadScratch = scratch + tasks * group * partialStride
@@ -52,6 +54,13 @@ func decodeAttention(
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
                 widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
+                keys = UnsafePointer(k)
+                values = UnsafePointer(v)
+                stride = hd
+            case let .fp16(halfKeys, halfValues, headStride):
+                let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
+                Half.widen(halfKeys + g * headStride + first * hd, count: n * hd, into: k)
+                Half.widen(halfValues + g * headStride + first * hd, count: n * hd, into: v)
                 keys = UnsafePointer(k)
                 values = UnsafePointer(v)
                 stride = hd

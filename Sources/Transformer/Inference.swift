@@ -25,6 +25,10 @@ public final class InferenceSession: @unchecked Sendable {
     // one layer's keys and values dequantized for multi-token calls [capacity][kvHeads hd].
     private var keyBytes = Int8Buffer(count: 0), valueBytes = Int8Buffer(count: 0)
     private var keyScales = FloatBuffer(count: 0), valueScales = FloatBuffer(count: 0)
+    // The half-precision cache, head-major as the fp32 one: [L][kvHeads][capacity][hd].
+    private var keyHalves = IntegerBuffer<UInt16>(count: 0), valueHalves = IntegerBuffer<UInt16>(count: 0)
+    // One layer's 8-bit or half cache widened for multi-token calls (8-bit: [capacity][kvHeads
+    // hd]; halves: [kvHeads][capacity][hd]).
     private var keysScratch = FloatBuffer(count: 0), valuesScratch = FloatBuffer(count: 0)
     // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
     private var rows = 0
@@ -65,7 +69,7 @@ public final class InferenceSession: @unchecked Sendable {
     public var residentBytes: Int {
         4 * [keys, values, keyScales, valueScales, keysScratch, valuesScratch, x, normed, branch, qkv, att, hidden, act,
              scores, logits].reduce(0) { $0 + $1.count }
-            + keyBytes.count + valueBytes.count + (routing?.residentBytes ?? 0)
+            + keyBytes.count + valueBytes.count + 2 * (keyHalves.count + valueHalves.count) + (routing?.residentBytes ?? 0)
     }
 
     /// Grows the cache to hold at least `positions` positions, keeping what it holds.
@@ -74,9 +78,13 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config, kvDim = c.kvHeads * c.headDim
         let target = min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk))
         let size = CheckedSize(what: "the key/value cache")
-        // fp32: 2 floats per value; 8-bit: 2 bytes, 2 scales per 32, and one layer's fp32 scratch.
-        let floats = kvBits == .fp32 ? try size.product(2, c.layers, target, kvDim)
-            : try size.sum([try size.product(c.layers, target, kvDim) / 2, try size.product(2, target, kvDim)])
+        // fp32: 2 floats per value; halves: 2 halves, and one layer's fp32 scratch; 8-bit: 2 bytes,
+        // 2 scales per 32, and the scratch.
+        let floats = switch kvBits {
+        case .fp32: try size.product(2, c.layers, target, kvDim)
+        case .fp16: try size.sum([try size.product(c.layers, target, kvDim), try size.product(2, target, kvDim)])
+        case .int8: try size.sum([try size.product(c.layers, target, kvDim) / 2, try size.product(2, target, kvDim)])
+        }
         try MemoryBudget.check(floats: floats, what: "the key/value cache for \(target) positions")
         if kvBits == .int8 {
             let blocks = kvDim / KVBlocks.size
@@ -94,20 +102,34 @@ public final class InferenceSession: @unchecked Sendable {
             valueScales = newValueScales
             keysScratch = FloatBuffer(count: target * kvDim)
             valuesScratch = FloatBuffer(count: target * kvDim)
+        } else if kvBits == .fp16 {
+            let newKeys = IntegerBuffer<UInt16>(count: c.layers * target * kvDim), newValues = IntegerBuffer<UInt16>(count: c.layers * target * kvDim)
+            moveHeadMajor(from: keyHalves.pointer, to: newKeys.pointer, capacity: target)
+            moveHeadMajor(from: valueHalves.pointer, to: newValues.pointer, capacity: target)
+            keyHalves = newKeys
+            valueHalves = newValues
+            keysScratch = FloatBuffer(count: target * kvDim)
+            valuesScratch = FloatBuffer(count: target * kvDim)
         } else {
             let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
-            let hd = c.headDim
-            for l in 0..<c.layers where position > 0 {
-                for g in 0..<c.kvHeads {
-                    let to = l * target * kvDim + g * target * hd, from = l * capacity * kvDim + g * capacity * hd
-                    (newKeys.pointer + to).update(from: keys.pointer + from, count: position * hd)
-                    (newValues.pointer + to).update(from: values.pointer + from, count: position * hd)
-                }
-            }
+            moveHeadMajor(from: keys.pointer, to: newKeys.pointer, capacity: target)
+            moveHeadMajor(from: values.pointer, to: newValues.pointer, capacity: target)
             keys = newKeys
             values = newValues
         }
         capacity = target
+    }
+
+    /// Copies the cached positions of a head-major cache (`[L][kvHeads][capacity][hd]`) into one
+    /// of `capacity` positions per head.
+    private func moveHeadMajor<T>(from old: UnsafePointer<T>, to new: UnsafeMutablePointer<T>, capacity target: Int) {
+        let c = model.config, hd = c.headDim, kvDim = c.kvHeads * hd
+        for l in 0..<c.layers where position > 0 {
+            for g in 0..<c.kvHeads {
+                let to = l * target * kvDim + g * target * hd, from = l * capacity * kvDim + g * capacity * hd
+                (new + to).update(from: old + from, count: position * hd)
+            }
+        }
     }
 
     /// Sizes the per-call scratch for `n` rows attending to `total` keys.
@@ -171,14 +193,21 @@ public final class InferenceSession: @unchecked Sendable {
                         valueScales: self.valueScales.pointer + l * capacity * blocks,
                         keysScratch: self.keysScratch.pointer, valuesScratch: self.valuesScratch.pointer)
         }
-        let eightBit = kvBits == .int8
+        let halves = { (l: Int) in
+            HalfKV(keys: self.keyHalves.pointer + l * capacity * kvDim, values: self.valueHalves.pointer + l * capacity * kvDim,
+                   capacity: capacity, keysScratch: self.keysScratch.pointer, valuesScratch: self.valuesScratch.pointer)
+        }
+        let bits = kvBits
         ids.withUnsafeBufferPointer { ids in
             m.forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: start, period: Int.max, embeddingMask: nil,
                             buffers: { c.isMixture($0) ? mixtureBuffers : buffers },
                             span: { l in
-                                eightBit ? .quantizedCache(quantized(l), start: start)
-                                    : .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim,
-                                              capacity: capacity, start: start)
+                                switch bits {
+                                case .int8: .quantizedCache(quantized(l), start: start)
+                                case .fp16: .halfCache(halves(l), start: start)
+                                case .fp32: .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim,
+                                                    capacity: capacity, start: start)
+                                }
                             },
                             precision: n > 1 ? precision : .fp32, pool: pool)
         }

@@ -1,14 +1,18 @@
 import Foundation
 import Kernels
 
-/// How the key/value cache stores its rows: fp32 (the default), or 8 bits per value in blocks
-/// of 32 with one fp32 scale each (llama.cpp's `q8_0` cache type: `d = max|x| / 127`,
-/// `q = round(x / d)`). Decoding a long context reads the whole cache for every token — at 640
-/// positions of SmolLM2, 29 MB in fp32 beside 96 MB of weights — so 8 bits cut a token's
-/// memory traffic by a sixth.
+/// How the key/value cache stores its rows: fp32 (the default), IEEE halves (llama.cpp's
+/// default `f16` cache type), or 8 bits per value in blocks of 32 with one fp32 scale each
+/// (llama.cpp's `q8_0`: `d = max|x| / 127`, `q = round(x / d)`). Decoding a long context reads
+/// the whole cache for every token — at 640 positions of SmolLM2, 29 MB in fp32 beside 96 MB of
+/// weights — so halves cut a token's memory traffic by a ninth and 8 bits by a sixth.
 public enum KVCacheBits: Int, Sendable, CaseIterable {
     case fp32 = 32
+    case fp16 = 16
     case int8 = 8
+
+    /// The option's values, for messages.
+    public static let choices = "32 (fp32), 16 (fp16) or 8 (8-bit blocks)"
 
     /// Checks that `config`'s heads can be stored this way.
     func validate(_ config: ModelConfig) throws {
@@ -56,5 +60,13 @@ enum KVBlocks {
 struct QuantizedKV {
     var keys: UnsafeMutablePointer<Int8>, keyScales: UnsafeMutablePointer<Float>
     var values: UnsafeMutablePointer<Int8>, valueScales: UnsafeMutablePointer<Float>
+    var keysScratch: UnsafeMutablePointer<Float>, valuesScratch: UnsafeMutablePointer<Float>
+}
+
+/// One layer's half-precision cache, head-major like the fp32 one (`[kvHeads][capacity][hd]`
+/// bit patterns), and the fp32 scratch a multi-token call widens it into (same layout).
+struct HalfKV {
+    var keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>
+    var capacity: Int
     var keysScratch: UnsafeMutablePointer<Float>, valuesScratch: UnsafeMutablePointer<Float>
 }

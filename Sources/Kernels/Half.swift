@@ -1,0 +1,33 @@
+/// IEEE half-precision storage for activations kept a while (the key/value cache's `--kv-bits
+/// 16`): two bytes a value, converted sixteen at a time (one `vcvtps2ph` / `vcvtph2ps` each).
+public enum Half {
+    /// `y[i]` = `x[i]` rounded to the nearest half (ties to even; beyond ±65504 it is ±∞), as its
+    /// bit pattern.
+    public static func narrow(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<UInt16>) {
+        var i = 0
+        while i + 16 <= n {
+            let v = SIMD16<Float16>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
+            UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD16<Float16>.self)
+            i += 16
+        }
+        while i < n {
+            y[i] = Float16(x[i]).bitPattern
+            i += 1
+        }
+    }
+
+    /// `y[i]` = the half whose bit pattern is `x[i]`, as a float (exact).
+    @inline(__always)
+    public static func widen(_ x: UnsafePointer<UInt16>, count n: Int, into y: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i + 16 <= n {
+            let v = SIMD16<Float>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float16>.self))
+            UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < n {
+            y[i] = Float(Float16(bitPattern: x[i]))
+            i += 1
+        }
+    }
+}
