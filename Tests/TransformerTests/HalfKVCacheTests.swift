@@ -40,27 +40,10 @@ struct HalfKVCacheTests {
         func at(_ b: IntegerBuffer<UInt16>, _ g: Int, _ j: Int, _ d: Int) -> Double {
             Double(Float16(bitPattern: b.pointer[(g * capacity + j) * hd + d]))
         }
-        var expected = [Double](repeating: 0, count: heads * hd)
-        for h in 0..<heads {
-            let g = h / (heads / kvHeads)
-            var scores = (0..<total).map { j in
-                (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * at(keys, g, j, $1) } / Double(hd).squareRoot()
-            }
-            let m = scores.max()!
-            scores = scores.map { Foundation.exp($0 - m) }
-            let sum = scores.reduce(0, +)
-            for d in 0..<hd { expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * at(values, g, $1, d) } }
-        }
-        var outputs: [[Float]] = []
-        for threads in [1, 3] {
-            let pool = ThreadPool(threadCount: threads)
-            let out = FloatBuffer(count: heads * hd)
-            q.withUnsafeBufferPointer {
-                decodeAttention(q: $0.baseAddress!, cache: .fp16(keys: keys.pointer, values: values.pointer, headStride: capacity * hd),
-                                kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd, out: out.pointer, pool: pool)
-            }
-            outputs.append(out.array)
-        }
+        let expected = KVCacheTests.referenceAttention(q: q, heads: heads, kvHeads: kvHeads, keys: total, headDim: hd,
+                                                       key: { at(keys, $0, $1, $2) }, value: { at(values, $0, $1, $2) })
+        let outputs = KVCacheTests.decodeOutputs(q: q, cache: .fp16(keys: keys.pointer, values: values.pointer, headStride: capacity * hd),
+                                                 kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == outputs[1], "the thread count changed the result")
         let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
         #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
@@ -68,24 +51,8 @@ struct HalfKVCacheTests {
 
     @Test("a half session: prefill and one-token decoding agree; growing the cache keeps it; closer to fp32 than 8 bits")
     func session() throws {
+        let (ids, last, scale) = try KVCacheTests.checkSession(.fp16)
         let model = try KVCacheTests.model()
-        var rng = SplitMix64(seed: 8)
-        let ids = (0..<270).map { _ in Int32(rng.next() % 29) }
-        let stepwise = try InferenceSession(model: model, kvBits: .fp16)
-        try stepwise.feed(Array(ids[0..<200]))
-        var last: [Float] = []
-        for id in ids[200...] { last = try stepwise.feed([id]) }
-        #expect(stepwise.capacity >= 270)
-        let reserved = try InferenceSession(model: model, reserve: 300, kvBits: .fp16)
-        try reserved.feed(Array(ids[0..<200]))
-        var lastReserved: [Float] = []
-        for id in ids[200...] { lastReserved = try reserved.feed([id]) }
-        #expect(last == lastReserved, "growing the half cache changed what it holds")
-        let prefilled = try InferenceSession(model: model, kvBits: .fp16)
-        try prefilled.feed(Array(ids[0..<260]))
-        let allAtOnce = try prefilled.feed(Array(ids[260...]))
-        let scale = allAtOnce.map(abs).max()!
-        #expect(zip(allAtOnce, last).map { abs($0 - $1) }.max()! <= 1e-4 * scale)
         let reference = try InferenceSession(model: model).feed(ids)
         let eightBit = try InferenceSession(model: model, kvBits: .int8).feed(ids)
         let drift = zip(reference, last).map { abs($0 - $1) }.max()!, drift8 = zip(reference, eightBit).map { abs($0 - $1) }.max()!

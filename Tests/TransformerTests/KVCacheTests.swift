@@ -16,6 +16,36 @@ struct KVCacheTests {
         return try TransformerModel(config: c, seed: 5)
     }
 
+    /// One token's attention in float64 over `total` cached positions; `key(g, j, d)` and
+    /// `value(g, j, d)` read dimension d of position j of key/value head g.
+    static func referenceAttention(q: [Float], heads: Int, kvHeads: Int, keys total: Int, headDim hd: Int,
+                                   key: (Int, Int, Int) -> Double, value: (Int, Int, Int) -> Double) -> [Double] {
+        var expected = [Double](repeating: 0, count: heads * hd)
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            var scores = (0..<total).map { j in (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * key(g, j, $1) } / Double(hd).squareRoot() }
+            let m = scores.max()!
+            scores = scores.map { Foundation.exp($0 - m) }
+            let sum = scores.reduce(0, +)
+            for d in 0..<hd { expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * value(g, $1, d) } }
+        }
+        return expected
+    }
+
+    /// Decode attention's output on 1 and 3 threads (`cache` read by both).
+    static func decodeOutputs(q: [Float], cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int,
+                              headDim hd: Int) -> [[Float]] {
+        [1, 3].map { threads in
+            let pool = ThreadPool(threadCount: threads)
+            let out = FloatBuffer(count: heads * hd)
+            q.withUnsafeBufferPointer {
+                decodeAttention(q: $0.baseAddress!, cache: cache, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
+                                headDim: hd, out: out.pointer, pool: pool)
+            }
+            return out.array
+        }
+    }
+
     @Test("blocks: zeros stay zero, each value within half a step of its block's scale, the largest exact")
     func blocks() {
         var rng = SplitMix64(seed: 3)
@@ -55,61 +85,47 @@ struct KVCacheTests {
                              valueScales: valueScales.pointer, keysScratch: scratch.pointer, valuesScratch: scratch.pointer)
         // The reference: dequantize, then attention in float64.
         func dq(_ b: Int8Buffer, _ s: FloatBuffer, _ i: Int) -> Double { Double(s.pointer[i / 32]) * Double(b.pointer[i]) }
-        var expected = [Double](repeating: 0, count: heads * hd)
-        for h in 0..<heads {
-            let g = h / (heads / kvHeads)
-            var scores = (0..<total).map { j in
-                (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * dq(keys, keyScales, j * kvDim + g * hd + $1) } / Double(hd).squareRoot()
-            }
-            let m = scores.max()!
-            scores = scores.map { Foundation.exp($0 - m) }
-            let sum = scores.reduce(0, +)
-            for d in 0..<hd {
-                expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * dq(values, valueScales, $1 * kvDim + g * hd + d) }
-            }
-        }
-        var outputs: [[Float]] = []
-        for threads in [1, 3] {
-            let pool = ThreadPool(threadCount: threads)
-            let out = FloatBuffer(count: heads * hd)
-            q.withUnsafeBufferPointer {
-                decodeAttention(q: $0.baseAddress!, cache: .int8(kv), kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
-                                headDim: hd, out: out.pointer, pool: pool)
-            }
-            outputs.append(out.array)
-        }
+        let expected = Self.referenceAttention(q: q, heads: heads, kvHeads: kvHeads, keys: total, headDim: hd,
+                                               key: { g, j, d in dq(keys, keyScales, j * kvDim + g * hd + d) },
+                                               value: { g, j, d in dq(values, valueScales, j * kvDim + g * hd + d) })
+        let outputs = Self.decodeOutputs(q: q, cache: .int8(kv), kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == outputs[1], "the thread count changed the result")
         let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
         #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
     }
 
-    @Test("an 8-bit session: prefill and one-token decoding agree; growing the cache keeps it; close to fp32")
-    func session() throws {
+    /// A session with `bits` on `model()`: decoding 70 tokens one by one (crossing the cache's
+    /// growth at 256) must equal decoding them in a cache reserved up front, and prefilling the
+    /// last 10 (attention on the widened cache, GEMM path) must be close to decoding them (the
+    /// same values, other roundings). Returns the ids and the last decoded logits.
+    static func checkSession(_ bits: KVCacheBits) throws -> (ids: [Int32], last: [Float], scale: Float) {
         let model = try Self.model()
         var rng = SplitMix64(seed: 8)
         let ids = (0..<270).map { _ in Int32(rng.next() % 29) }
-        // Token by token from position 200 on (crossing the growth at 256) versus one call.
-        let stepwise = try InferenceSession(model: model, kvBits: .int8)
+        let stepwise = try InferenceSession(model: model, kvBits: bits)
         try stepwise.feed(Array(ids[0..<200]))
         var last: [Float] = []
         for id in ids[200...] { last = try stepwise.feed([id]) }
         #expect(stepwise.capacity >= 270)
-        let reserved = try InferenceSession(model: model, reserve: 300, kvBits: .int8)
+        let reserved = try InferenceSession(model: model, reserve: 300, kvBits: bits)
         try reserved.feed(Array(ids[0..<200]))
         var lastReserved: [Float] = []
         for id in ids[200...] { lastReserved = try reserved.feed([id]) }
-        #expect(last == lastReserved, "growing the 8-bit cache changed what it holds")
-        // Prefill of the last 10 tokens (attention on the dequantized cache, GEMM path) against
-        // decoding them one by one (attention on the blocks): the same values, other roundings.
-        let prefilled = try InferenceSession(model: model, kvBits: .int8)
+        #expect(last == lastReserved, "growing the \(bits) cache changed what it holds")
+        let prefilled = try InferenceSession(model: model, kvBits: bits)
         try prefilled.feed(Array(ids[0..<260]))
         let allAtOnce = try prefilled.feed(Array(ids[260...]))
         let scale = allAtOnce.map(abs).max()!
         #expect(zip(allAtOnce, last).map { abs($0 - $1) }.max()! <= 1e-4 * scale)
-        // And near the fp32 cache's logits: the blocks' rounding (a random model, 270 positions:
+        return (ids, last, scale)
+    }
+
+    @Test("an 8-bit session: prefill and one-token decoding agree; growing the cache keeps it; close to fp32")
+    func session() throws {
+        let (ids, last, scale) = try Self.checkSession(.int8)
+        // Near the fp32 cache's logits: the blocks' rounding (a random model, 270 positions:
         // 2.3% of the largest logit), the same on both 8-bit paths.
-        let exact = try InferenceSession(model: model)
-        let reference = try exact.feed(ids)
+        let reference = try InferenceSession(model: Self.model()).feed(ids)
         let drift = zip(reference, last).map { abs($0 - $1) }.max()!
         #expect(drift > 0 && drift <= 5e-2 * scale, "8-bit drift \(drift) of \(scale)")
     }
