@@ -379,7 +379,7 @@ extension FormulaFunction {
             draw: { d in ["number": .number(Double(d.int(1...9999)) / 1000), "decimals": .number(Double(d.int(1...2)))] },
             solve: { a in
                 let r = rounded(num(a, "number"), Int(a["decimals"]?.numberValue ?? 0))
-                return (.object([("result", .number(r))]), "\(f(num(a, "number"))) rounded is \(JSONValue.format(r)).")
+                return (.object([("result", .number(r))]), "\(JSONValue.format(num(a, "number"))) rounded is \(JSONValue.format(r)).")
             }),
         FormulaFunction(
             names: ["word_count", "text.count_words", "count_words"],
