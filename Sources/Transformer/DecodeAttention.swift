@@ -191,23 +191,42 @@ private func weightedValues16(
     }
 }
 
-/// Each head's chunks combined, in chunk order.
+/// Each head's chunks combined, in chunk order. The caller runs this alone between two pool
+/// jobs, so it is kept short: each chunk's factor `e^(m_c − M)` is computed once, sixteen at a
+/// time, and the weighted sum runs sixteen dimensions at a time.
 private func mergeChunks(
     _ partials: UnsafePointer<Float>, chunks: Int, heads: Int, group: Int, headDim hd: Int, stride: Int,
     into out: UnsafeMutablePointer<Float>
 ) {
-    for h in 0..<heads {
-        let g = h / group, i = h % group
-        @inline(__always) func part(_ c: Int) -> UnsafePointer<Float> { partials + ((g * chunks + c) * group + i) * stride }
-        var m = -Float.infinity
-        for c in 0..<chunks { m = max(m, part(c)[hd]) }
-        var sum: Float = 0
-        for c in 0..<chunks { sum += Foundation.exp(part(c)[hd] - m) * part(c)[hd + 1] }
-        let o = out + h * hd
-        o.update(repeating: 0, count: hd)
-        for c in 0..<chunks {
-            let w = Foundation.exp(part(c)[hd] - m) / sum, p = part(c)
-            for d in 0..<hd { o[d] += w * p[d] }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: (chunks + 15) / 16 * 16) { buffer in
+        let factors = buffer.baseAddress!
+        for h in 0..<heads {
+            let g = h / group, i = h % group
+            @inline(__always) func part(_ c: Int) -> UnsafePointer<Float> { partials + ((g * chunks + c) * group + i) * stride }
+            var m = -Float.infinity
+            for c in 0..<chunks { m = max(m, part(c)[hd]) }
+            // Padding lanes past the last chunk give e^(−∞) = 0 and are never read.
+            for c in 0..<((chunks + 15) / 16 * 16) { factors[c] = c < chunks ? part(c)[hd] - m : -.infinity }
+            var sum: Float = 0
+            for c in Swift.stride(from: 0, to: chunks, by: 16) {
+                UnsafeMutableRawPointer(factors + c).storeBytes(of: exp16(load16(factors + c)), as: SIMD16<Float>.self)
+            }
+            for c in 0..<chunks { sum += factors[c] * part(c)[hd + 1] }
+            for c in 0..<chunks { factors[c] /= sum }
+            let o = out + h * hd
+            var d = 0
+            while d + 16 <= hd {
+                var acc = SIMD16<Float>()
+                for c in 0..<chunks { acc = acc.addingProduct(factors[c], load16(part(c) + d)) }
+                UnsafeMutableRawPointer(o + d).storeBytes(of: acc, as: SIMD16<Float>.self)
+                d += 16
+            }
+            while d < hd {
+                var acc: Float = 0
+                for c in 0..<chunks { acc += factors[c] * part(c)[d] }
+                o[d] = acc
+                d += 1
+            }
         }
     }
 }

@@ -25,8 +25,9 @@ struct HalfKVCacheTests {
         #expect(back[8].sign == .minus && back[6] > 0)
     }
 
+    /// 1100 keys are 18 chunks: the chunks' merge factors take two passes of sixteen.
     @Test("decode attention on halves equals a float64 reference on the rounded cache",
-          arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1)])
+          arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1), (1100, 3, 1)])
     func decodeAgainstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int)) throws {
         let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, capacity = total + 5
         var rng = SplitMix64(seed: UInt64(total * 17 + heads))
