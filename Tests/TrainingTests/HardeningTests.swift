@@ -84,8 +84,9 @@ struct HardeningTests {
         try expectRefused(["pretrain", "--corpus", "x", "--lr", "1e30", "--out", "/tmp/x"], "--lr")
         try expectRefused(["generate", "--model", m, "--temperature", "nan"], "--temperature")
         try expectRefused(["generate", "--model", m, "--top-p", "2"], "--top-p")
-        try expectRefused(["generate", "--model", m, "--kv-bits", "7"], "--kv-bits must be 32 or 8")
-        try expectRefused(["chat", "--model", m, "--kv-bits", "16"], "--kv-bits must be 32 or 8")
+        try expectRefused(["generate", "--model", m, "--kv-bits", "7"], "--kv-bits must be 32 (fp32), 16 (fp16) or 8")
+        try expectRefused(["chat", "--model", m, "--kv-bits", "4"], "--kv-bits must be 32 (fp32), 16 (fp16) or 8")
+        try expectRefused(["bench", "decode", "--model", m, "--kv-bits", "12"], "--kv-bits must be 32 (fp32), 16 (fp16) or 8")
         // This model's heads are 8 wide: not whole blocks of 32.
         try expectRefused(["generate", "--model", m, "--prompt", "Once", "--kv-bits", "8"],
                           "--kv-bits 8: the head dimension (d_model / n_heads) must be a multiple of 32")
