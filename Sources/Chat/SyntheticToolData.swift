@@ -531,6 +531,17 @@ public struct SyntheticToolData {
         return chosen
     }
 
+    /// A call to `definition` (`function` under one of its names) with `arguments`, its result as
+    /// a tool turn, and the answer in words.
+    private mutating func formulaExchange(_ function: FormulaFunction, _ definition: ToolDefinition,
+                                          _ arguments: [(String, JSONValue)]) -> (call: ToolCall, result: Message, answer: String) {
+        let id = "call_\(callCount)"
+        callCount += 1
+        let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
+        return (ToolCall(id: id, name: definition.name, arguments: .object(arguments)),
+                Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name), solved.answer)
+    }
+
     /// A formula function listed with 0–2 others (sometimes another domain's tool too), called
     /// with what the request states; its result answered in words.
     private mutating func formulaCall() -> Conversation {
@@ -540,13 +551,9 @@ public struct SyntheticToolData {
         var tools = otherFormulas(than: function, count: int(0...2), nearby: chance(0.5)) + [definition]
         // At most three functions listed: every signature costs prompt tokens.
         if tools.count < 3 && chance(0.25) { tools += foreignTools(excluding: [], count: 1) }
-        let id = "call_\(callCount)"
-        callCount += 1
-        let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
-        var messages = [Message(role: .user, content: phrase(text)),
-                        Message(role: .assistant, content: "", toolCalls: [ToolCall(id: id, name: definition.name, arguments: .object(arguments))]),
-                        Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name),
-                        Message(role: .assistant, content: solved.answer)]
+        let exchange = formulaExchange(function, definition, arguments)
+        var messages = [Message(role: .user, content: phrase(text)), Message(role: .assistant, content: "", toolCalls: [exchange.call]),
+                        exchange.result, Message(role: .assistant, content: exchange.answer)]
         if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
         return Conversation(messages: messages, tools: shuffled(tools))
     }
@@ -559,13 +566,11 @@ public struct SyntheticToolData {
         var texts: [String] = [], calls: [ToolCall] = [], results: [Message] = [], answers: [String] = []
         for _ in 0..<(chance(0.75) ? 2 : 3) {
             let (text, arguments) = formulaExample(function)
-            let id = "call_\(callCount)"
-            callCount += 1
-            let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
+            let exchange = formulaExchange(function, definition, arguments)
             texts.append(text)
-            calls.append(ToolCall(id: id, name: definition.name, arguments: .object(arguments)))
-            results.append(Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name))
-            answers.append(solved.answer)
+            calls.append(exchange.call)
+            results.append(exchange.result)
+            answers.append(exchange.answer)
         }
         let joined = texts.dropFirst().reduce(texts[0]) { $0 + pick([" Also: ", " And ", "\n", " Then: "]) + $1 }
         let tools = otherFormulas(than: function, count: int(0...1), nearby: chance(0.5)) + [definition]

@@ -17,7 +17,6 @@ public enum Half {
     }
 
     /// `y[i]` = the half whose bit pattern is `x[i]`, as a float (exact).
-    @inline(__always)
     public static func widen(_ x: UnsafePointer<UInt16>, count n: Int, into y: UnsafeMutablePointer<Float>) {
         var i = 0
         while i + 16 <= n {
