@@ -21,8 +21,18 @@ struct FormulaFunction: Sendable {
         /// For an optional parameter, the phrases that state it in a request (`{v}` is its value);
         /// empty for a required one, which every request template names as `{name}`.
         var mentions: [String] = []
+        /// Stated as a percentage ("5%") and passed as the decimal fraction (0.05), as a rate
+        /// described "as a decimal" expects: BFCL's finance questions are all worded this way.
+        var percent = false
 
         var isOptional: Bool { !mentions.isEmpty }
+
+        /// The value as a request states it. A boolean is stated by its mention's words alone
+        /// ("…from largest to smallest" for `descending: true`), so it has no spoken value.
+        func spoken(_ v: JSONValue) -> String {
+            guard percent, let x = v.numberValue else { return FormulaFunction.spoken(v) }
+            return JSONValue.format(FormulaFunction.rounded(x * 100, 4)) + "%"
+        }
     }
 
     var names: [String]
@@ -260,7 +270,7 @@ extension FormulaFunction {
             names: ["simple_interest", "finance.simple_interest", "calculate_simple_interest"],
             description: "Calculate simple interest earned on a principal.", domain: "finance",
             parameters: [P(name: "principal", type: "number", description: "The amount invested."),
-                         P(name: "rate", type: "number", description: "Yearly interest rate as a decimal, e.g. 0.05."),
+                         P(name: "rate", type: "number", description: "Yearly interest rate as a decimal, e.g. 0.05 for 5%.", percent: true),
                          P(name: "years", type: "integer", description: "Number of years.")],
             requests: ["How much simple interest does ${principal} earn at a rate of {rate} over {years} years?",
                        "Simple interest on {principal} dollars, rate {rate}, for {years} years?",
@@ -286,6 +296,71 @@ extension FormulaFunction {
                 let r = num(a, "annual_rate") / 1200, n = num(a, "years") * 12, p = num(a, "loan_amount")
                 let m = r == 0 ? p / max(1, n) : p * r / (1 - pow(1 + r, -n))
                 return (.object([("monthly_payment", .number(rounded(m)))]), "The monthly payment is about $\(f(m)).")
+            }),
+        FormulaFunction(
+            names: ["compound_interest", "finance.compound_interest", "calculate_compound_interest"],
+            description: "Calculate the compound interest earned on a principal.", domain: "finance",
+            parameters: [P(name: "principal", type: "number", description: "The amount invested."),
+                         P(name: "rate", type: "number", description: "Annual interest rate as a decimal (0.05 for 5%).", percent: true),
+                         P(name: "years", type: "integer", description: "Number of years."),
+                         P(name: "times_per_year", type: "integer", description: "How often interest is compounded per year. Default: 1.",
+                           mentions: [", compounded {v} times a year", " with {v} compounding periods per year"])],
+            requests: ["How much compound interest does ${principal} earn at {rate} over {years} years{+}?",
+                       "Calculate the compound interest on {principal} dollars at an annual rate of {rate} for {years} years{+}.",
+                       "I invest ${principal} for {years} years at {rate} a year{+}. How much interest do I earn?",
+                       "Compound interest for a principal of {principal}, a rate of {rate} and {years} years{+}?"],
+            draw: { d in ["principal": .number(Double(d.int(1...80) * 250)), "rate": .number(Double(d.int(1...12)) / 100),
+                          "years": .number(Double(d.int(1...20))), "times_per_year": .number(Double(d.pick([2, 4, 12])))] },
+            solve: { a in
+                let n = a["times_per_year"]?.numberValue ?? 1, p = num(a, "principal")
+                let i = p * pow(1 + num(a, "rate") / n, n * num(a, "years")) - p
+                return (.object([("interest", .number(rounded(i)))]), "The interest is \(f(p)) × (1 + \(f(num(a, "rate"))) / \(f(n)))^(\(f(n)) × \(f(num(a, "years")))) − \(f(p)) ≈ $\(f(i)).")
+            }),
+        FormulaFunction(
+            names: ["future_value", "finance.future_value", "calculate_future_value"],
+            description: "Calculate the future value of an investment compounded yearly.", domain: "finance",
+            parameters: [P(name: "present_value", type: "number", description: "The amount invested now."),
+                         P(name: "annual_rate", type: "number", description: "Yearly rate of return as a decimal, e.g. 0.07.", percent: true),
+                         P(name: "years", type: "integer", description: "Number of years.")],
+            requests: ["What will ${present_value} be worth after {years} years at {annual_rate} a year?",
+                       "Find the future value of a ${present_value} investment growing {annual_rate} a year for {years} years.",
+                       "If I invest {present_value} dollars at an annual return of {annual_rate}, how much will I have in {years} years?",
+                       "Future value of {present_value} after {years} years with a {annual_rate} annual rate?"],
+            draw: { d in ["present_value": .number(Double(d.int(1...100) * 500)), "annual_rate": .number(Double(d.int(2...10)) / 100),
+                          "years": .number(Double(d.int(2...30)))] },
+            solve: { a in
+                let v = num(a, "present_value") * pow(1 + num(a, "annual_rate"), num(a, "years"))
+                return (.object([("future_value", .number(rounded(v)))]), "It grows to \(f(num(a, "present_value"))) × (1 + \(f(num(a, "annual_rate"))))^\(f(num(a, "years"))) ≈ $\(f(v)).")
+            }),
+        FormulaFunction(
+            names: ["sort_numbers", "array.sort", "sort_list"],
+            description: "Sort a list of numbers.", domain: "statistics",
+            parameters: [P(name: "numbers", type: "array", description: "The numbers to sort."),
+                         P(name: "descending", type: "boolean", description: "Sort from largest to smallest. Default: false.",
+                           mentions: [" from largest to smallest", " in descending order", ", biggest first"])],
+            requests: ["Sort {numbers}{+}.", "Arrange these numbers{+}: {numbers}.", "Can you sort the list {numbers}{+}?", "Order {numbers}{+}, please."],
+            draw: { d in ["numbers": .array((0..<d.int(4...7)).map { _ in .number(Double(d.int(1...99))) }), "descending": .bool(true)] },
+            solve: { a in
+                let down = a["descending"] == .bool(true)
+                let xs = numbers(a, "numbers").sorted(by: down ? (>) : (<))
+                return (.object([("sorted", .array(xs.map(JSONValue.number)))]), "In order\(down ? ", largest first" : ""): \(xs.map { JSONValue.format($0) }.joined(separator: ", ")).")
+            }),
+        FormulaFunction(
+            names: ["prime_factors", "math.prime_factors", "get_prime_factors"],
+            description: "Find the prime factors of an integer.", domain: "numbers",
+            parameters: [P(name: "number", type: "integer", description: "The integer to factor."),
+                         P(name: "distinct", type: "boolean", description: "List each prime only once. Default: false.",
+                           mentions: [", each prime only once", ", without repeats", " (distinct primes only)"])],
+            requests: ["What are the prime factors of {number}{+}?", "Factor {number} into primes{+}.",
+                       "Find the prime factorization of {number}{+}.", "Prime factors of {number}{+}?"],
+            draw: { d in ["number": .number(Double(d.pick([2, 3, 5, 7]) * d.pick([2, 3, 5, 7, 11]) * d.int(2...30))), "distinct": .bool(true)] },
+            solve: { a in
+                var n = max(1, Int(num(a, "number"))), p = 2, factors: [Int] = []
+                while n > 1 {
+                    if n % p == 0 { factors.append(p); n /= p } else { p += 1 }
+                }
+                if a["distinct"] == .bool(true) { factors = Array(Set(factors)).sorted() }
+                return (.object([("factors", .array(factors.map { .number(Double($0)) }))]), "The prime factors of \(Int(num(a, "number"))) are \(factors.map(String.init).joined(separator: ", ")).")
             }),
         FormulaFunction(
             names: ["percentage_change", "finance.percent_change", "calculate_percentage_change"],

@@ -33,8 +33,9 @@ public struct SyntheticToolData {
     private mutating func chance(_ p: Double) -> Bool { Double(rng.next() >> 11) * 0x1p-53 < p }
     private mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(rng.next() % UInt64(range.count)) }
 
-    /// Politeness, casing and an occasional typo around a request.
-    private mutating func phrase(_ request: String) -> String {
+    /// Politeness, casing and an occasional typo around a request. A typo never touches the
+    /// `kept` texts (string arguments the call passes on as written) nor quoted text.
+    private mutating func phrase(_ request: String, keeping kept: [String] = []) -> String {
         var text = pick(["", "Hi! ", "Hello, ", "Hey, ", "Quick question: ", "Excuse me, "]) + request
         if chance(0.3) { text += pick([" Thanks!", " Thank you.", " Please.", " thx"]) }
         if chance(0.15) { text = text.lowercased() }
@@ -44,7 +45,14 @@ public struct SyntheticToolData {
             var chars = Array(text)
             let i = int(2...(chars.count - 3))
             let quoted = chars[..<i].filter { $0 == "\"" }.count % 2 == 1
-            if chars[i].isLetter && chars[i + 1].isLetter && !quoted { chars.swapAt(i, i + 1) }
+            let lower = String(chars).lowercased()
+            let inKept = kept.contains { k in
+                lower.ranges(of: k.lowercased()).contains { r in
+                    let start = lower.distance(from: lower.startIndex, to: r.lowerBound)
+                    return i + 1 >= start && i < start + k.count
+                }
+            }
+            if chars[i].isLetter && chars[i + 1].isLetter && !quoted && !inKept { chars.swapAt(i, i + 1) }
             text = String(chars)
         }
         return text
@@ -70,6 +78,9 @@ public struct SyntheticToolData {
         /// Two or three requests for one formula function in one message: as many calls in one
         /// assistant message, then one answer.
         case parallelFormula
+        /// Two to four requests in a row, each answered before the next, most with a tool other
+        /// than the previous turn's: the built-in three and formula functions.
+        case session
 
         /// Whether the conversation makes no tool call.
         public var answersWithoutTool: Bool { self == .noTool || self == .missingTool || self == .unlistedFormula }
@@ -89,7 +100,7 @@ public struct SyntheticToolData {
         if otherTools {
             kinds += [.foreignCall, .foreignCall, .formulaCall, .formulaCall, .formulaCall, .formulaCall,
                       .unlistedFormula, .unlistedFormula, .unlistedFormula, .unlistedFormula, .missingTool,
-                      .parallelFormula, .parallelFormula]
+                      .unlistedFormula, .missingTool, .parallelFormula, .parallelFormula, .session, .session, .session]
         }
         return conversation(pick(kinds))
     }
@@ -114,6 +125,7 @@ public struct SyntheticToolData {
         case .formulaCall: return formulaCall()
         case .unlistedFormula: return unlistedFormula()
         case .parallelFormula: return parallelFormula()
+        case .session: return session()
         }
         if chance(0.3) {
             messages.insert(Message(role: .system, content: pick(["You are a helpful assistant.", "You are TinyLM, a small helpful assistant.", "Answer briefly."])), at: 0)
@@ -434,7 +446,10 @@ public struct SyntheticToolData {
         switch int(0...9) {
         case 0...5: tools = registry.definitions
         case 6...7: tools = otherTools ? foreignTools(excluding: [], count: int(1...2)) : registry.definitions
-        case 8: tools = otherTools ? foreignTools(excluding: [], count: 1) : []
+        case 8:
+            // A single unrelated function listed is the case where a call is most tempting.
+            guard otherTools else { tools = []; break }
+            tools = chance(0.5) ? foreignTools(excluding: [], count: 1) : [formulaDefinition(pick(FormulaFunction.all))]
         default: tools = []
         }
         return Conversation(messages: messages, tools: tools)
@@ -473,7 +488,7 @@ public struct SyntheticToolData {
         if tools.count == 1 && chance(0.5) { tools += registry.definitions }
         let id = "call_\(callCount)"
         callCount += 1
-        var messages = [Message(role: .user, content: phrase(request(example.requests))),
+        var messages = [Message(role: .user, content: phrase(request(example.requests), keeping: Self.strings(example.arguments))),
                         Message(role: .assistant, content: "", toolCalls: [ToolCall(id: id, name: tool.definition.name, arguments: example.arguments)]),
                         Message(role: .tool, content: example.result.serialized(), toolCallID: id, name: tool.definition.name),
                         Message(role: .assistant, content: example.answer)]
@@ -508,9 +523,9 @@ public struct SyntheticToolData {
             guard let v = values[p.name] else { continue }
             if p.isOptional {
                 guard chance(0.5) else { continue }
-                stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: FormulaFunction.spoken(v))
+                stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: p.spoken(v))
             } else {
-                text = text.replacingOccurrences(of: "{\(p.name)}", with: FormulaFunction.spoken(v))
+                text = text.replacingOccurrences(of: "{\(p.name)}", with: p.spoken(v))
             }
             arguments.append((p.name, v))
         }
@@ -552,7 +567,7 @@ public struct SyntheticToolData {
         // At most three functions listed: every signature costs prompt tokens.
         if tools.count < 3 && chance(0.25) { tools += foreignTools(excluding: [], count: 1) }
         let exchange = formulaExchange(function, definition, arguments)
-        var messages = [Message(role: .user, content: phrase(text)), Message(role: .assistant, content: "", toolCalls: [exchange.call]),
+        var messages = [Message(role: .user, content: phrase(text, keeping: Self.strings(arguments))), Message(role: .assistant, content: "", toolCalls: [exchange.call]),
                         exchange.result, Message(role: .assistant, content: exchange.answer)]
         if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
         return Conversation(messages: messages, tools: shuffled(tools))
@@ -574,7 +589,7 @@ public struct SyntheticToolData {
         }
         let joined = texts.dropFirst().reduce(texts[0]) { $0 + pick([" Also: ", " And ", "\n", " Then: "]) + $1 }
         let tools = otherFormulas(than: function, count: int(0...1), nearby: chance(0.5)) + [definition]
-        let messages = [Message(role: .user, content: phrase(joined)), Message(role: .assistant, content: "", toolCalls: calls)]
+        let messages = [Message(role: .user, content: phrase(joined, keeping: calls.flatMap { Self.strings($0.arguments) })), Message(role: .assistant, content: "", toolCalls: calls)]
             + results + [Message(role: .assistant, content: answers.joined(separator: " "))]
         return Conversation(messages: messages, tools: shuffled(tools))
     }
@@ -585,7 +600,8 @@ public struct SyntheticToolData {
     mutating func unlistedFormula(_ chosen: FormulaFunction? = nil) -> Conversation {
         let function = chosen ?? pick(FormulaFunction.all)
         let (text, arguments) = formulaExample(function)
-        var tools = otherFormulas(than: function, count: int(1...3), nearby: chance(0.7))
+        // Half the time one function alone, as BFCL's irrelevance questions list one.
+        var tools = otherFormulas(than: function, count: chance(0.5) ? 1 : int(2...3), nearby: chance(0.7))
         if tools.count < 3 && chance(0.2) { tools += foreignTools(excluding: [], count: 1) }
         let answer = function.solve(Dictionary(uniqueKeysWithValues: arguments)).answer
         var messages = [Message(role: .user, content: phrase(text)), Message(role: .assistant, content: answer)]
@@ -596,5 +612,49 @@ public struct SyntheticToolData {
     /// A choice that depends on a string (so a closure needs no mutable generator).
     private static func pickFixed(_ options: [String], salt: String) -> String {
         options[Int(salt.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF }) % options.count]
+    }
+
+    /// Two to four requests in a row, each answered before the next; a turn's tool differs from
+    /// the previous turn's. The list is the built-in three, plus the one formula function a turn
+    /// calls (a later formula request whose function is not listed is answered in words). Teaches
+    /// that a turn's call follows its own question, not the call before it: trained on
+    /// single-turn formula data, an adapter answered "How many kilometres is 26.2 miles?" after a
+    /// time question with another `current_time` call.
+    private mutating func session() -> Conversation {
+        var messages: [Message] = [], tools = registry.definitions, previous = -1
+        for _ in 0..<int(2...4) {
+            var turn = int(0...5)
+            if turn == previous { turn = (turn + 1) % 6 }
+            previous = turn
+            switch turn {
+            case 0: messages += chance(0.5) ? arithmetic() : wordProblem()
+            case 1: messages += chance(0.5) ? percentage() : powerOrRoot()
+            case 2: messages += time(indirect: chance(0.3))
+            case 3: messages += units()
+            case 4: messages += noTool().messages.filter { $0.role != .system }
+            default:
+                let function = pick(FormulaFunction.all)
+                let (text, arguments) = formulaExample(function)
+                let listed = tools.first { function.names.contains($0.name) }
+                if let definition = listed ?? (tools.count == registry.definitions.count ? formulaDefinition(function) : nil) {
+                    if listed == nil { tools.append(definition) }
+                    let exchange = formulaExchange(function, definition, arguments)
+                    messages += [Message(role: .user, content: phrase(text, keeping: Self.strings(arguments))), Message(role: .assistant, content: "", toolCalls: [exchange.call]),
+                                 exchange.result, Message(role: .assistant, content: exchange.answer)]
+                } else {
+                    messages += [Message(role: .user, content: phrase(text)),
+                                 Message(role: .assistant, content: function.solve(Dictionary(uniqueKeysWithValues: arguments)).answer)]
+                }
+            }
+        }
+        if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
+        return Conversation(messages: messages, tools: shuffled(tools))
+    }
+
+    /// The string values among a call's arguments: text the request must state exactly.
+    private static func strings(_ arguments: [(String, JSONValue)]) -> [String] { arguments.compactMap { $0.1.stringValue } }
+    private static func strings(_ arguments: JSONValue) -> [String] {
+        if case .object(let pairs) = arguments { return strings(pairs) }
+        return []
     }
 }

@@ -26,6 +26,23 @@ struct FormulaFunctionTests {
         #expect(Self.solved("word_count", ["text": .string("see you next week")])["words"]?.numberValue == 4)
         let payment = Self.solved("loan_payment", ["loan_amount": .number(100_000), "annual_rate": .number(6), "years": .number(30)])
         #expect(payment["monthly_payment"]?.numberValue == 599.55)
+        // 1000 at 5% for 2 years: 1102.50 yearly; 1000·1.0125⁸ = 1104.486… quarterly.
+        #expect(Self.solved("compound_interest", ["principal": .number(1000), "rate": .number(0.05), "years": .number(2)])["interest"]?.numberValue == 102.5)
+        #expect(Self.solved("compound_interest", ["principal": .number(1000), "rate": .number(0.05), "years": .number(2), "times_per_year": .number(4)])["interest"]?.numberValue == 104.49)
+        #expect(Self.solved("future_value", ["present_value": .number(1000), "annual_rate": .number(0.1), "years": .number(2)])["future_value"]?.numberValue == 1210)
+        let list: JSONValue = .array([.number(5), .number(1), .number(9), .number(1)])
+        #expect(Self.solved("sort_numbers", ["numbers": list])["sorted"] == .array([.number(1), .number(1), .number(5), .number(9)]))
+        #expect(Self.solved("sort_numbers", ["numbers": list, "descending": .bool(true)])["sorted"] == .array([.number(9), .number(5), .number(1), .number(1)]))
+        #expect(Self.solved("prime_factors", ["number": .number(450)])["factors"] == .array([2, 3, 3, 5, 5].map { .number($0) }))
+        #expect(Self.solved("prime_factors", ["number": .number(450), "distinct": .bool(true)])["factors"] == .array([2, 3, 5].map { .number($0) }))
+    }
+
+    @Test("a rate stated as a percentage is passed as a decimal; a boolean is stated in words")
+    func spokenValues() {
+        let rate = Self.function("compound_interest").parameters.first { $0.name == "rate" }!
+        #expect(rate.spoken(.number(0.05)) == "5%" && rate.spoken(.number(0.125)) == "12.5%" && rate.spoken(.number(0.07)) == "7%")
+        let principal = Self.function("compound_interest").parameters[0]
+        #expect(principal.spoken(.number(0.05)) == "0.05")
     }
 
     @Test("the catalogue is well-formed: unique names, required parameters in every wording, optional ones stated apart")
@@ -61,7 +78,13 @@ struct FormulaFunctionTests {
             let function = FormulaFunction.all.first { $0.names.contains(call.name) }!
             guard case .object(let arguments) = call.arguments else { Issue.record("\(call)"); continue }
             for (key, value) in arguments {
-                #expect(user.contains(FormulaFunction.spoken(value).lowercased()), "\(key) = \(value) is not in \"\(user)\"")
+                let p = function.parameters.first { $0.name == key }!
+                if p.type == "boolean" {
+                    #expect(p.mentions.contains { user.contains($0.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: " ,"))) },
+                            "\(key) = \(value): none of its wordings is in \"\(user)\"")
+                } else {
+                    #expect(user.contains(p.spoken(value).lowercased()), "\(key) = \(value) is not in \"\(user)\"")
+                }
             }
             for p in function.parameters where p.isOptional {
                 if arguments.contains(where: { $0.key == p.name }) { optionalStated += 1 } else { optionalLeft += 1 }
@@ -84,5 +107,35 @@ struct FormulaFunctionTests {
                 #expect(c.messages.last?.role == .assistant && c.messages.last?.content.isEmpty == false)
             }
         }
+    }
+
+    @Test("a session: each turn answered before the next, tools switch, a formula function listed only when it is called")
+    func sessions() {
+        var generator = SyntheticToolData(seed: 5)
+        generator.otherTools = true
+        var switches = 0, repeats = 0, wordsForUnlisted = 0 // turns answered in words
+        for _ in 0..<300 {
+            let c = generator.conversation(.session)
+            let users = c.messages.filter { $0.role == .user }
+            #expect((2...4).contains(users.count))
+            // Built-in three always; at most one formula function, and it is called.
+            #expect(Set(ToolRegistry.builtIn().definitions.map(\.name)).isSubset(of: Set(c.tools.map(\.name))))
+            #expect(c.tools.count <= 4)
+            let called = Set(c.messages.flatMap(\.toolCalls).map(\.name))
+            #expect(Set(c.tools.map(\.name)).subtracting(ToolRegistry.builtIn().definitions.map(\.name)).isSubset(of: called))
+            // Each user turn is followed by its own calls and an answer before the next user turn.
+            var turnTools: [Set<String>] = []
+            for (i, m) in c.messages.enumerated() where m.role == .user {
+                let rest = c.messages[(i + 1)...].prefix { $0.role != .user }
+                #expect(rest.last?.role == .assistant && rest.last?.toolCalls.isEmpty == true)
+                turnTools.append(Set(rest.flatMap(\.toolCalls).map(\.name)))
+            }
+            for (a, b) in zip(turnTools, turnTools.dropFirst()) where !a.isEmpty && !b.isEmpty {
+                if a == b { repeats += 1 } else { switches += 1 }
+            }
+            wordsForUnlisted += turnTools.filter(\.isEmpty).count
+        }
+        #expect(switches > 5 * max(1, repeats), "\(switches) switches, \(repeats) repeats")
+        #expect(wordsForUnlisted > 50)
     }
 }
