@@ -30,8 +30,11 @@ enum AttentionSpan {
     /// `batch` whole sequences of `length` tokens at positions `0..<length` (training, evaluation).
     case sequences(batch: Int, length: Int)
     /// New tokens of one sequence at positions `start...`; keys and values of earlier positions
-    /// are in the cache, head-major (`[kvHeads][capacity][hd]`), and this call appends its own.
-    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int)
+    /// are in the cache, head-major (`[kvHeads][capacity][hd]`, `capacity` whole `KeyBlocks`, the
+    /// keys in those blocks), and this call appends its own. Multi-token calls copy the keys back
+    /// into rows in `keysScratch` (`[kvHeads][capacity][hd]`).
+    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int,
+                keysScratch: UnsafeMutablePointer<Float>)
     /// The same with the cache in 8-bit blocks (`--kv-bits 8`).
     case quantizedCache(QuantizedKV, start: Int)
     /// The same with the cache in halves (`--kv-bits 16`).
@@ -60,11 +63,11 @@ extension TransformerModel {
             Profiler.measure("attention") {
                 attentionForward(qkv: b.qkv, att: b.attention, probs: b.probs, batch: batch, length: t, pool: pool)
             }
-        case let .cached(keys, values, capacity, start):
+        case let .cached(keys, values, capacity, start, keysScratch):
             rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
                           period: Int.max)
             cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
-                                   att: b.attention, probs: b.probs, pool: pool)
+                                   keysScratch: keysScratch, att: b.attention, probs: b.probs, pool: pool)
         case let .quantizedCache(kv, start):
             rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
                           period: Int.max)
@@ -152,22 +155,26 @@ extension TransformerModel {
     /// runs each head over every cached position up to its own.
     private func cachedAttentionForward(
         qkv: UnsafePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int,
-        start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+        start: Int, rows n: Int, keysScratch: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
+        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
         let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = capacity * hd
         for r in 0..<n {
             let row = qkv + r * c.qkvDim
             for g in 0..<c.kvHeads {
-                (keys + g * headStride + (start + r) * hd).update(from: row + (c.heads + g) * hd, count: hd)
+                KeyBlocks.store(row + (c.heads + g) * hd, headDim: hd, position: start + r, into: keys + g * headStride)
                 (values + g * headStride + (start + r) * hd).update(from: row + (c.heads + c.kvHeads + g) * hd, count: hd)
             }
         }
         if n == 1 {
-            decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values, rowStride: hd, headStride: headStride),
+            decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values, headStride: headStride),
                             kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
-        multiTokenAttention(qkv: qkv, keys: keys, values: values, rowStride: hd, headStride: headStride, start: start,
+        for g in 0..<c.kvHeads {
+            KeyBlocks.unblock(keys + g * headStride, headDim: hd, count: total, into: keysScratch + g * headStride)
+        }
+        multiTokenAttention(qkv: qkv, keys: keysScratch, values: values, rowStride: hd, headStride: headStride, start: start,
                             rows: n, att: att, probs: probs, pool: pool)
     }
 
@@ -204,11 +211,14 @@ extension TransformerModel {
         probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
         let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = kv.capacity * hd
-        for r in 0..<n {
-            let row = qkv + r * c.qkvDim
-            for g in 0..<c.kvHeads {
-                Half.narrow(row + (c.heads + g) * hd, count: hd, into: kv.keys + g * headStride + (start + r) * hd)
-                Half.narrow(row + (c.heads + c.kvHeads + g) * hd, count: hd, into: kv.values + g * headStride + (start + r) * hd)
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: hd) { key in
+            for r in 0..<n {
+                let row = qkv + r * c.qkvDim
+                for g in 0..<c.kvHeads {
+                    Half.narrow(row + (c.heads + g) * hd, count: hd, into: key.baseAddress!)
+                    KeyBlocks.store(key.baseAddress!, headDim: hd, position: start + r, into: kv.keys + g * headStride)
+                    Half.narrow(row + (c.heads + c.kvHeads + g) * hd, count: hd, into: kv.values + g * headStride + (start + r) * hd)
+                }
             }
         }
         if n == 1 {
@@ -216,8 +226,12 @@ extension TransformerModel {
                             keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
+        // The keys widened in their blocks (in the values' scratch, filled next), then copied into rows.
         for g in 0..<c.kvHeads {
-            Half.widen(kv.keys + g * headStride, count: total * hd, into: kv.keysScratch + g * headStride)
+            Half.widen(kv.keys + g * headStride, count: KeyBlocks.padded(total) * hd, into: kv.valuesScratch)
+            KeyBlocks.unblock(kv.valuesScratch, headDim: hd, count: total, into: kv.keysScratch + g * headStride)
+        }
+        for g in 0..<c.kvHeads {
             Half.widen(kv.values + g * headStride, count: total * hd, into: kv.valuesScratch + g * headStride)
         }
         multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: hd, headStride: headStride,

@@ -8,13 +8,12 @@ let decodeKeyChunk = 64
 
 /// Where one token's attention finds the cached keys and values.
 enum DecodeCache {
-    /// Position j of key/value head g at `keys + g·headStride + j·rowStride` (`hd` floats): the
-    /// session's cache is head-major (`rowStride` hd, `headStride` capacity·hd), so one head's
-    /// positions are one contiguous stream.
-    case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int, headStride: Int)
+    /// Head-major: key/value head g at `g·headStride`, so one head's positions are one stream.
+    /// Keys in `KeyBlocks` (16 positions, dimension-major); value j at `j·hd`.
+    case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, headStride: Int)
     /// Rows of `kvHeads·hd` bytes, position after position.
     case int8(QuantizedKV)
-    /// Halves, head-major as `fp32` (`rowStride` hd).
+    /// Halves, laid out as `fp32`.
     case fp16(keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>, headStride: Int)
 }
 
@@ -44,12 +43,14 @@ func decodeAttention(
         pool.parallelFor(tasks) { task, worker in
             let g = task / chunks, first = (task % chunks) * decodeKeyChunk, n = min(total, first + decodeKeyChunk) - first
             let local = threadScratch + worker * perThread, scores = local
-            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int
+            // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in) or in rows.
+            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, blocked: Bool
             switch cache {
-            case let .fp32(k, v, rowStride, headStride):
-                keys = k + g * headStride + first * rowStride
-                values = v + g * headStride + first * rowStride
-                stride = rowStride
+            case let .fp32(k, v, headStride):
+                keys = k + g * headStride + first * hd
+                values = v + g * headStride + first * hd
+                stride = hd
+                blocked = true
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
@@ -57,18 +58,24 @@ func decodeAttention(
                 keys = UnsafePointer(k)
                 values = UnsafePointer(v)
                 stride = hd
+                blocked = false
             case let .fp16(halfKeys, halfValues, headStride):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
-                Half.widen(halfKeys + g * headStride + first * hd, count: n * hd, into: k)
+                Half.widen(halfKeys + g * headStride + first * hd, count: KeyBlocks.padded(n) * hd, into: k)
                 Half.widen(halfValues + g * headStride + first * hd, count: n * hd, into: v)
                 keys = UnsafePointer(k)
                 values = UnsafePointer(v)
                 stride = hd
+                blocked = true
             }
             let partial = partials + task * group * partialStride
             for i in 0..<group {
                 let s = scores + i * n
-                chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: stride, count: n, headDim: hd, into: s)
+                if blocked {
+                    blockedScores(query: q + (g * group + i) * hd, keys: keys, count: n, headDim: hd, into: s)
+                } else {
+                    chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: stride, count: n, headDim: hd, into: s)
+                }
                 let m = maximum(s, count: n)
                 partial[i * partialStride + hd] = m
                 partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
@@ -80,8 +87,8 @@ func decodeAttention(
     }
 }
 
-/// `s[j] = q · k_j / √hd` for the chunk's `count` keys (rows `stride` floats apart): sixteen keys
-/// at a time with their sums reduced across registers.
+/// `s[j] = q · k_j / √hd` for the chunk's `count` keys in rows `stride` floats apart (the 8-bit
+/// cache widened): sixteen keys at a time with their sums reduced across registers.
 @inline(__always)
 private func chunkScores(
     query: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int, count n: Int, headDim hd: Int,
@@ -107,6 +114,54 @@ private func chunkScores(
     while j < n {
         s[j] = scale * dot(keys + j * stride).sum()
         j += 1
+    }
+}
+
+/// `s[j] = q · k_j / √hd` for the chunk's `count` keys in `KeyBlocks`: sixteen keys per vector,
+/// four blocks at a time, each with two accumulators (even and odd dimensions) so that the sums
+/// do not wait on one another.
+@inline(__always)
+private func blockedScores(
+    query: UnsafePointer<Float>, keys: UnsafePointer<Float>, count n: Int, headDim hd: Int, into s: UnsafeMutablePointer<Float>
+) {
+    let scale = 1 / Float(hd).squareRoot(), width = KeyBlocks.width, blockFloats = width * hd
+    @inline(__always) func store(_ v: SIMD16<Float>, block b: Int) {
+        let j = b * width
+        if j + width <= n {
+            UnsafeMutableRawPointer(s + j).storeBytes(of: scale * v, as: SIMD16<Float>.self)
+        } else {
+            for l in 0..<(n - j) { s[j + l] = scale * v[l] }
+        }
+    }
+    let blocks = (n + width - 1) / width
+    var b = 0
+    while b < blocks {
+        let m = min(4, blocks - b), base = keys + b * blockFloats
+        // Blocks past the chunk's last read the first one again; their sums are dropped.
+        let k0 = base, k1 = base + (m > 1 ? blockFloats : 0), k2 = base + (m > 2 ? 2 * blockFloats : 0), k3 = base + (m > 3 ? 3 * blockFloats : 0)
+        var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()), odd = even
+        var d = 0
+        while d + 2 <= hd {
+            let a = SIMD16<Float>(repeating: query[d]), c = SIMD16<Float>(repeating: query[d + 1])
+            let o = d * width
+            even.0 = even.0.addingProduct(a, load16(k0 + o)); odd.0 = odd.0.addingProduct(c, load16(k0 + o + width))
+            even.1 = even.1.addingProduct(a, load16(k1 + o)); odd.1 = odd.1.addingProduct(c, load16(k1 + o + width))
+            even.2 = even.2.addingProduct(a, load16(k2 + o)); odd.2 = odd.2.addingProduct(c, load16(k2 + o + width))
+            even.3 = even.3.addingProduct(a, load16(k3 + o)); odd.3 = odd.3.addingProduct(c, load16(k3 + o + width))
+            d += 2
+        }
+        if d < hd {
+            let a = SIMD16<Float>(repeating: query[d]), o = d * width
+            even.0 = even.0.addingProduct(a, load16(k0 + o))
+            even.1 = even.1.addingProduct(a, load16(k1 + o))
+            even.2 = even.2.addingProduct(a, load16(k2 + o))
+            even.3 = even.3.addingProduct(a, load16(k3 + o))
+        }
+        store(even.0 + odd.0, block: b)
+        if m > 1 { store(even.1 + odd.1, block: b + 1) }
+        if m > 2 { store(even.2 + odd.2, block: b + 2) }
+        if m > 3 { store(even.3 + odd.3, block: b + 3) }
+        b += m
     }
 }
 

@@ -12,23 +12,24 @@ public final class InferenceSession: @unchecked Sendable {
     public let model: TransformerModel
     /// Tokens already in the cache (the next token's position).
     public private(set) var position = 0
-    /// Positions the cache holds before it must grow.
+    /// Positions the cache holds before it must grow: whole blocks of `KeyBlocks.width`, so the
+    /// last one can reach past the context length.
     public private(set) var capacity = 0
     /// Positions added to the cache when it grows.
     public static let cacheChunk = 256
     /// How the cache stores keys and values.
     public let kvBits: KVCacheBits
     // The fp32 cache, head-major: [L][kvHeads][capacity][hd], so that one head's positions, which
-    // a decoding task reads in order, are one stream.
+    // a decoding task reads in order, are one stream; the keys in `KeyBlocks` of 16 positions.
     private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
     // The 8-bit cache: bytes [L][capacity][kvHeads hd], scales [L][capacity][kvHeads hd / 32], and
     // one layer's keys and values dequantized for multi-token calls [capacity][kvHeads hd].
     private var keyBytes = Int8Buffer(count: 0), valueBytes = Int8Buffer(count: 0)
     private var keyScales = FloatBuffer(count: 0), valueScales = FloatBuffer(count: 0)
-    // The half-precision cache, head-major as the fp32 one: [L][kvHeads][capacity][hd].
+    // The half-precision cache, laid out as the fp32 one: [L][kvHeads][capacity][hd].
     private var keyHalves = IntegerBuffer<UInt16>(count: 0), valueHalves = IntegerBuffer<UInt16>(count: 0)
-    // One layer's 8-bit or half cache widened for multi-token calls (8-bit: [capacity][kvHeads
-    // hd]; halves: [kvHeads][capacity][hd]).
+    // One layer's cache in rows of fp32 for multi-token calls (8-bit: [capacity][kvHeads hd];
+    // halves: [kvHeads][capacity][hd]; fp32: its keys only, [kvHeads][capacity][hd]).
     private var keysScratch = FloatBuffer(count: 0), valuesScratch = FloatBuffer(count: 0)
     // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
     private var rows = 0
@@ -76,12 +77,13 @@ public final class InferenceSession: @unchecked Sendable {
     private func reserveCache(_ positions: Int) throws {
         guard positions > capacity else { return }
         let c = model.config, kvDim = c.kvHeads * c.headDim
-        let target = min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk))
+        // Whole key blocks (the last one's room past the context is never filled).
+        let target = KeyBlocks.padded(min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk)))
         let size = CheckedSize(what: "the key/value cache")
-        // fp32: 2 floats per value; halves: 2 halves, and one layer's fp32 scratch; 8-bit: 2 bytes,
-        // 2 scales per 32, and the scratch.
+        // fp32: 2 floats per value, and one layer's keys in rows; halves: 2 halves, and one
+        // layer's fp32 scratch; 8-bit: 2 bytes, 2 scales per 32, and the scratch.
         let floats = switch kvBits {
-        case .fp32: try size.product(2, c.layers, target, kvDim)
+        case .fp32: try size.sum([try size.product(2, c.layers, target, kvDim), try size.product(target, kvDim)])
         case .fp16: try size.sum([try size.product(c.layers, target, kvDim), try size.product(2, target, kvDim)])
         case .int8: try size.sum([try size.product(c.layers, target, kvDim) / 2, try size.product(2, target, kvDim)])
         }
@@ -116,18 +118,19 @@ public final class InferenceSession: @unchecked Sendable {
             moveHeadMajor(from: values.pointer, to: newValues.pointer, capacity: target)
             keys = newKeys
             values = newValues
+            keysScratch = FloatBuffer(count: target * kvDim)
         }
         capacity = target
     }
 
     /// Copies the cached positions of a head-major cache (`[L][kvHeads][capacity][hd]`) into one
-    /// of `capacity` positions per head.
+    /// of `capacity` positions per head: whole key blocks, which both capacities hold.
     private func moveHeadMajor<T>(from old: UnsafePointer<T>, to new: UnsafeMutablePointer<T>, capacity target: Int) {
         let c = model.config, hd = c.headDim, kvDim = c.kvHeads * hd
         for l in 0..<c.layers where position > 0 {
             for g in 0..<c.kvHeads {
                 let to = l * target * kvDim + g * target * hd, from = l * capacity * kvDim + g * capacity * hd
-                (new + to).update(from: old + from, count: position * hd)
+                (new + to).update(from: old + from, count: KeyBlocks.padded(position) * hd)
             }
         }
     }
@@ -206,7 +209,7 @@ public final class InferenceSession: @unchecked Sendable {
                                 case .int8: .quantizedCache(quantized(l), start: start)
                                 case .fp16: .halfCache(halves(l), start: start)
                                 case .fp32: .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim,
-                                                    capacity: capacity, start: start)
+                                                    capacity: capacity, start: start, keysScratch: self.keysScratch.pointer)
                                 }
                             },
                             precision: n > 1 ? precision : .fp32, pool: pool)

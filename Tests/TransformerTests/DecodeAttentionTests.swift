@@ -31,23 +31,28 @@ struct DecodeAttentionTests {
                 expected[h * hd + d] = (0..<total).reduce(0.0) { $0 + scores[$1] / sum * Double(values[$1 * kvDim + g * hd + d]) }
             }
         }
-        // The same cache head-major, as sessions hold it (room for 5 positions more per head).
-        let capacity = total + 5
-        func headMajor(_ rows: [Float]) -> [Float] {
-            var out = [Float](repeating: .nan, count: kvHeads * capacity * hd)
-            for j in 0..<total { for g in 0..<kvHeads { for d in 0..<hd { out[(g * capacity + j) * hd + d] = rows[j * kvDim + g * hd + d] } } }
-            return out
+        // The cache as sessions hold it: head-major, room for a few positions more per head (whole
+        // key blocks), the keys in `KeyBlocks`; NaN where nothing was stored, so a read past the
+        // last position shows.
+        let capacity = KeyBlocks.padded(total + 5)
+        var keysByHead = [Float](repeating: .nan, count: kvHeads * capacity * hd), valuesByHead = keysByHead
+        for j in 0..<total {
+            for g in 0..<kvHeads {
+                let row = Array(keys[(j * kvDim + g * hd)..<(j * kvDim + g * hd + hd)])
+                row.withUnsafeBufferPointer { r in
+                    keysByHead.withUnsafeMutableBufferPointer { KeyBlocks.store(r.baseAddress!, headDim: hd, position: j, into: $0.baseAddress! + g * capacity * hd) }
+                }
+                for d in 0..<hd { valuesByHead[(g * capacity + j) * hd + d] = values[j * kvDim + g * hd + d] }
+            }
         }
-        let keysByHead = headMajor(keys), valuesByHead = headMajor(values)
         var outputs: [[Float]] = []
-        for (threads, byHead) in [(1, false), (3, false), (1, true), (3, true)] {
+        for threads in [1, 3] {
             let pool = ThreadPool(threadCount: threads)
             let out = FloatBuffer(count: heads * hd)
             q.withUnsafeBufferPointer { qp in
-                (byHead ? keysByHead : keys).withUnsafeBufferPointer { kp in
-                    (byHead ? valuesByHead : values).withUnsafeBufferPointer { vp in
-                        let cache = DecodeCache.fp32(keys: kp.baseAddress!, values: vp.baseAddress!, rowStride: byHead ? hd : kvDim,
-                                                     headStride: byHead ? capacity * hd : hd)
+                keysByHead.withUnsafeBufferPointer { kp in
+                    valuesByHead.withUnsafeBufferPointer { vp in
+                        let cache = DecodeCache.fp32(keys: kp.baseAddress!, values: vp.baseAddress!, headStride: capacity * hd)
                         decodeAttention(q: qp.baseAddress!, cache: cache, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
                                         headDim: hd, out: out.pointer, pool: pool)
                     }
@@ -55,7 +60,8 @@ struct DecodeAttentionTests {
             }
             outputs.append(out.array)
         }
-        #expect(outputs.allSatisfy { $0 == outputs[0] }, "the thread count or the cache layout changed the result")
+        #expect(outputs[1] == outputs[0], "the thread count changed the result")
+        #expect(outputs[0].allSatisfy { $0.isFinite })
         let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
         #expect(worst <= 2e-6 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
     }
@@ -68,5 +74,25 @@ struct DecodeAttentionTests {
         // Small integers over 8: every partial sum is exact, so any order gives the same floats,
         // and a lane mixed up with another vector's shows.
         for k in 0..<16 { #expect(sums[k] == rows[k].sum(), "vector \(k)") }
+    }
+
+    @Test("key blocks: a key stored at any position reads back in its row; whole blocks per head")
+    func keyBlocks() {
+        let hd = 5, count = 37
+        let rows = (0..<(count * hd)).map { Float($0) }
+        var blocked = [Float](repeating: .nan, count: KeyBlocks.padded(count) * hd)
+        #expect(KeyBlocks.padded(count) == 48 && KeyBlocks.padded(48) == 48 && KeyBlocks.padded(0) == 0)
+        rows.withUnsafeBufferPointer { r in
+            blocked.withUnsafeMutableBufferPointer { b in
+                for j in 0..<count { KeyBlocks.store(r.baseAddress! + j * hd, headDim: hd, position: j, into: b.baseAddress!) }
+            }
+        }
+        // Position 17, dimension 3: block 1, row 3 of it, lane 1.
+        #expect(blocked[16 * hd + 3 * 16 + 1] == rows[17 * hd + 3])
+        var back = [Float](repeating: .nan, count: count * hd)
+        blocked.withUnsafeBufferPointer { b in
+            back.withUnsafeMutableBufferPointer { KeyBlocks.unblock(b.baseAddress!, headDim: hd, count: count, into: $0.baseAddress!) }
+        }
+        #expect(back == rows)
     }
 }

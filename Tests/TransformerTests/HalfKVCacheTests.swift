@@ -29,20 +29,23 @@ struct HalfKVCacheTests {
     @Test("decode attention on halves equals a float64 reference on the rounded cache",
           arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1), (1100, 3, 1)])
     func decodeAgainstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int)) throws {
-        let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, capacity = total + 5
+        let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, capacity = KeyBlocks.padded(total + 5)
         var rng = SplitMix64(seed: UInt64(total * 17 + heads))
         let q = (0..<(heads * hd)).map { _ in (rng.nextFloat() - 0.5) * 2 }
-        // Head-major [kvHeads][capacity][hd], as the session keeps it.
+        // Head-major [kvHeads][capacity][hd], the keys in `KeyBlocks`, as the session keeps them.
         let keys = IntegerBuffer<UInt16>(count: kvHeads * capacity * hd), values = IntegerBuffer<UInt16>(count: kvHeads * capacity * hd)
         for i in 0..<(kvHeads * capacity * hd) {
             keys.pointer[i] = Float16((rng.nextFloat() - 0.5) * 3).bitPattern
             values.pointer[i] = Float16((rng.nextFloat() - 0.5) * 3).bitPattern
         }
-        func at(_ b: IntegerBuffer<UInt16>, _ g: Int, _ j: Int, _ d: Int) -> Double {
-            Double(Float16(bitPattern: b.pointer[(g * capacity + j) * hd + d]))
+        func value(_ g: Int, _ j: Int, _ d: Int) -> Double {
+            Double(Float16(bitPattern: values.pointer[(g * capacity + j) * hd + d]))
+        }
+        func key(_ g: Int, _ j: Int, _ d: Int) -> Double {
+            Double(Float16(bitPattern: keys.pointer[g * capacity * hd + (j / 16) * 16 * hd + d * 16 + j % 16]))
         }
         let expected = KVCacheTests.referenceAttention(q: q, heads: heads, kvHeads: kvHeads, keys: total, headDim: hd,
-                                                       key: { at(keys, $0, $1, $2) }, value: { at(values, $0, $1, $2) })
+                                                       key: key, value: value)
         let outputs = KVCacheTests.decodeOutputs(q: q, cache: .fp16(keys: keys.pointer, values: values.pointer, headStride: capacity * hd),
                                                  kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == outputs[1], "the thread count changed the result")
