@@ -191,6 +191,16 @@ private func chunkValues(
     into out: UnsafeMutablePointer<Float>, outStride: Int
 ) {
     var d0 = 0
+    while d0 + 64 <= hd {
+        var h0 = 0
+        while h0 < heads {
+            let m = min(3, heads - h0)
+            weightedValues64(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride,
+                             out: out + h0 * outStride + d0, headDim: outStride)
+            h0 += m
+        }
+        d0 += 64
+    }
     while d0 + 16 <= hd {
         weightedValues16(scores: s, keys: n, heads: 0..<heads, values: values + d0, stride: stride, out: out + d0,
                          headDim: outStride)
@@ -203,6 +213,38 @@ private func chunkValues(
             out[i * outStride + d] = acc
         }
     }
+}
+
+/// `out[h·hd ..< h·hd + 64] = Σ_j p_h[j] · v_j` for up to three query heads (their weights rows
+/// of `scores`, `keys` long), where `v_j` is the 64 floats at `values + j·stride`: each value row
+/// is loaded once for all the heads, into twelve accumulators, so that neither the loads nor one
+/// accumulator's chain of additions sets the pace.
+@inline(__always)
+private func weightedValues64(
+    scores: UnsafePointer<Float>, keys n: Int, heads: Int, values: UnsafePointer<Float>, stride: Int,
+    out: UnsafeMutablePointer<Float>, headDim hd: Int
+) {
+    // Rows past `heads` repeat the first; their sums are dropped.
+    let p0 = scores, p1 = scores + (heads > 1 ? n : 0), p2 = scores + (heads > 2 ? 2 * n : 0)
+    var a0 = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()), a1 = a0, a2 = a0
+    for j in 0..<n {
+        let row = values + j * stride
+        let v0 = load16(row), v1 = load16(row + 16), v2 = load16(row + 32), v3 = load16(row + 48)
+        let s0 = p0[j], s1 = p1[j], s2 = p2[j]
+        a0.0 = a0.0.addingProduct(s0, v0); a0.1 = a0.1.addingProduct(s0, v1); a0.2 = a0.2.addingProduct(s0, v2); a0.3 = a0.3.addingProduct(s0, v3)
+        a1.0 = a1.0.addingProduct(s1, v0); a1.1 = a1.1.addingProduct(s1, v1); a1.2 = a1.2.addingProduct(s1, v2); a1.3 = a1.3.addingProduct(s1, v3)
+        a2.0 = a2.0.addingProduct(s2, v0); a2.1 = a2.1.addingProduct(s2, v1); a2.2 = a2.2.addingProduct(s2, v2); a2.3 = a2.3.addingProduct(s2, v3)
+    }
+    @inline(__always) func store(_ a: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>), _ o: UnsafeMutablePointer<Float>) {
+        let raw = UnsafeMutableRawPointer(o)
+        raw.storeBytes(of: a.0, as: SIMD16<Float>.self)
+        raw.storeBytes(of: a.1, toByteOffset: 64, as: SIMD16<Float>.self)
+        raw.storeBytes(of: a.2, toByteOffset: 128, as: SIMD16<Float>.self)
+        raw.storeBytes(of: a.3, toByteOffset: 192, as: SIMD16<Float>.self)
+    }
+    store(a0, out)
+    if heads > 1 { store(a1, out + hd) }
+    if heads > 2 { store(a2, out + 2 * hd) }
 }
 
 /// `out[h·hd ..< h·hd + 16] = Σ_j p_h[j] · v_j` for the query `heads` (their weights rows of
