@@ -44,12 +44,12 @@ func decodeAttention(
             let g = task / chunks, first = (task % chunks) * decodeKeyChunk, n = min(total, first + decodeKeyChunk) - first
             let local = threadScratch + worker * perThread, scores = local
             // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in) or in rows.
-            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, blocked: Bool
+            // Values (and 8-bit keys, widened) are rows of `hd` floats.
+            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, blocked: Bool
             switch cache {
             case let .fp32(k, v, headStride):
                 keys = k + g * headStride + first * hd
                 values = v + g * headStride + first * hd
-                stride = hd
                 blocked = true
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
@@ -57,7 +57,6 @@ func decodeAttention(
                 widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
                 keys = UnsafePointer(k)
                 values = UnsafePointer(v)
-                stride = hd
                 blocked = false
             case let .fp16(halfKeys, halfValues, headStride):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
@@ -65,7 +64,6 @@ func decodeAttention(
                 Half.widen(halfValues + g * headStride + first * hd, count: n * hd, into: v)
                 keys = UnsafePointer(k)
                 values = UnsafePointer(v)
-                stride = hd
                 blocked = true
             }
             let partial = partials + task * group * partialStride
@@ -74,13 +72,13 @@ func decodeAttention(
                 if blocked {
                     blockedScores(query: q + (g * group + i) * hd, keys: keys, count: n, headDim: hd, into: s)
                 } else {
-                    chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: stride, count: n, headDim: hd, into: s)
+                    chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: hd, count: n, headDim: hd, into: s)
                 }
                 let m = maximum(s, count: n)
                 partial[i * partialStride + hd] = m
                 partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
             }
-            chunkValues(scores: scores, count: n, heads: group, values: values, stride: stride, headDim: hd,
+            chunkValues(scores: scores, count: n, heads: group, values: values, stride: hd, headDim: hd,
                         into: partial, outStride: partialStride)
         }
         mergeChunks(partials, chunks: chunks, heads: heads, group: group, headDim: hd, stride: partialStride, into: out)
