@@ -21,18 +21,47 @@ struct FormulaFunction: Sendable {
         /// For an optional parameter, the phrases that state it in a request (`{v}` is its value);
         /// empty for a required one, which every request template names as `{name}`.
         var mentions: [String] = []
-        /// Stated as a percentage ("5%") and passed as the decimal fraction (0.05), as a rate
-        /// described "as a decimal" expects: BFCL's finance questions are all worded this way.
-        var percent = false
+        /// How a request words the value, beyond its plain spelling.
+        var wording = Wording.plain
+        /// The description without its hint ("as a decimal"), listed half the time: BFCL's rates
+        /// mostly say only "The annual interest rate." and still expect 5% passed as 0.05.
+        var plainDescription: String? = nil
+        /// For an optional unit: the required parameter whose value it may follow directly
+        /// ("a radius of 4 inches") instead of being stated apart ("…, in inches").
+        var attachedTo: String? = nil
 
         var isOptional: Bool { !mentions.isEmpty }
 
         /// The value as a request states it. A boolean is stated by its mention's words alone
         /// ("…from largest to smallest" for `descending: true`), so it has no spoken value.
         func spoken(_ v: JSONValue) -> String {
-            guard percent, let x = v.numberValue else { return FormulaFunction.spoken(v) }
-            return JSONValue.format(FormulaFunction.rounded(x * 100, 4)) + "%"
+            switch wording {
+            case .percent:
+                if let x = v.numberValue { return JSONValue.format(FormulaFunction.rounded(x * 100, 4)) + "%" }
+            case .frequency:
+                if let x = v.numberValue, let word = Wording.frequencies[Int(x)] { return word }
+            case .coordinate:
+                if case .array(let c) = v, c.count == 2, let lat = c[0].numberValue, let lon = c[1].numberValue {
+                    return "(\(JSONValue.format(abs(lat))) \(lat < 0 ? "S" : "N"), \(JSONValue.format(abs(lon))) \(lon < 0 ? "W" : "E"))"
+                }
+            case .plain: break
+            }
+            return FormulaFunction.spoken(v)
         }
+    }
+
+    /// How a request words a parameter's value.
+    enum Wording: Sendable {
+        case plain
+        /// Stated as a percentage ("5%"), passed as the decimal fraction (0.05), as rates are.
+        case percent
+        /// Times a year, stated as a word ("monthly" → 12, "quarterly" → 4).
+        case frequency
+        /// A (latitude, longitude) pair stated with hemispheres ("33.45 N, 112.07 W" →
+        /// [33.45, -112.07]): south and west are negative.
+        case coordinate
+
+        static let frequencies = [1: "annually", 2: "semiannually", 4: "quarterly", 12: "monthly", 52: "weekly", 365: "daily"]
     }
 
     var names: [String]
@@ -49,11 +78,12 @@ struct FormulaFunction: Sendable {
     /// The call's result and the answer in words, from the arguments the request states.
     var solve: @Sendable ([String: JSONValue]) -> (result: JSONValue, answer: String)
 
-    /// The definition under `name`.
-    func definition(named name: String) -> ToolDefinition {
+    /// The definition under `name`; `plain`: each parameter's description without its hint.
+    func definition(named name: String, plain: Bool = false) -> ToolDefinition {
         var properties: [(String, JSONValue)] = []
         for p in parameters {
-            var schema: [(String, JSONValue)] = [("type", .string(p.type)), ("description", .string(p.description))]
+            let description = plain ? p.plainDescription ?? p.description : p.description
+            var schema: [(String, JSONValue)] = [("type", .string(p.type)), ("description", .string(description))]
             if p.type == "array" { schema.append(("items", .object([("type", .string("number"))]))) }
             properties.append((p.name, .object(schema)))
         }
@@ -72,6 +102,15 @@ struct FormulaFunction: Sendable {
         case .array(let items): return items.map(spoken).joined(separator: ", ")
         default: return v.serialized()
         }
+    }
+
+    /// A whole number's digits grouped by thousands ("10,000"), as amounts are often written;
+    /// nil for a number below 1,000 or with a fraction.
+    static func grouped(_ v: JSONValue) -> String? {
+        guard let x = v.numberValue, x >= 1000, x == x.rounded(), x < 1e15 else { return nil }
+        var digits = Array(String(Int(x))), out = ""
+        while digits.count > 3 { out = "," + String(digits.suffix(3)) + out; digits.removeLast(3) }
+        return String(digits) + out
     }
 
     /// A number rounded to `places` decimals, as answers and results give it.
@@ -101,7 +140,7 @@ extension FormulaFunction {
             description: "Calculate the area of a triangle from its base and height.", domain: "geometry",
             parameters: [P(name: "base", type: "number", description: "The base of the triangle."),
                          P(name: "height", type: "number", description: "The height of the triangle."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: units.", mentions: unitMentions)],
+                         P(name: "unit", type: "string", description: "The unit of length. Default: units.", mentions: unitMentions, attachedTo: "base")],
             requests: ["What is the area of a triangle with base {base} and height {height}{+}?",
                        "Find the area of a triangle whose base is {base} and height is {height}{+}.",
                        "A triangle has a base of {base} and a height of {height}{+}. How large is its area?",
@@ -115,7 +154,7 @@ extension FormulaFunction {
             names: ["circle_circumference", "geometry.circumference", "calculate_circumference"],
             description: "Calculate the circumference of a circle from its radius.", domain: "geometry",
             parameters: [P(name: "radius", type: "number", description: "The radius of the circle."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions)],
+                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius")],
             requests: ["What is the circumference of a circle with radius {radius}{+}?", "Find the circumference of a circle whose radius is {radius}{+}.",
                        "How long is the edge of a circle of radius {radius}{+}?", "Circumference for radius {radius}{+}, please."],
             draw: { d in ["radius": .number(Double(d.int(1...60))), "unit": .string(d.pick(lengthUnits))] },
@@ -139,7 +178,7 @@ extension FormulaFunction {
             names: ["sphere_volume", "geometry.sphere_volume", "calculate_sphere_volume"],
             description: "Calculate the volume of a sphere from its radius.", domain: "geometry",
             parameters: [P(name: "radius", type: "number", description: "The radius of the sphere."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions)],
+                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius")],
             requests: ["What is the volume of a sphere with radius {radius}{+}?", "Find the volume of a ball whose radius is {radius}{+}.",
                        "How much space does a sphere of radius {radius} take up{+}?", "Sphere volume for r = {radius}{+}?"],
             draw: { d in ["radius": .number(Double(d.int(1...25))), "unit": .string(d.pick(lengthUnits))] },
@@ -270,7 +309,8 @@ extension FormulaFunction {
             names: ["simple_interest", "finance.simple_interest", "calculate_simple_interest"],
             description: "Calculate simple interest earned on a principal.", domain: "finance",
             parameters: [P(name: "principal", type: "number", description: "The amount invested."),
-                         P(name: "rate", type: "number", description: "Yearly interest rate as a decimal, e.g. 0.05 for 5%.", percent: true),
+                         P(name: "rate", type: "number", description: "Yearly interest rate as a decimal, e.g. 0.05 for 5%.", wording: .percent,
+                           plainDescription: "The yearly interest rate."),
                          P(name: "years", type: "integer", description: "Number of years.")],
             requests: ["How much simple interest does ${principal} earn at a rate of {rate} over {years} years?",
                        "Simple interest on {principal} dollars, rate {rate}, for {years} years?",
@@ -301,16 +341,17 @@ extension FormulaFunction {
             names: ["compound_interest", "finance.compound_interest", "calculate_compound_interest"],
             description: "Calculate the compound interest earned on a principal.", domain: "finance",
             parameters: [P(name: "principal", type: "number", description: "The amount invested."),
-                         P(name: "rate", type: "number", description: "Annual interest rate as a decimal (0.05 for 5%).", percent: true),
+                         P(name: "rate", type: "number", description: "Annual interest rate as a decimal (0.05 for 5%).", wording: .percent,
+                           plainDescription: "The annual interest rate."),
                          P(name: "years", type: "integer", description: "Number of years."),
-                         P(name: "times_per_year", type: "integer", description: "How often interest is compounded per year. Default: 1.",
-                           mentions: [", compounded {v} times a year", " with {v} compounding periods per year"])],
+                         P(name: "times_per_year", type: "integer", description: "How often interest is compounded per year. Default: 1 (annually).",
+                           mentions: [", compounded {v}", " with interest compounded {v}"], wording: .frequency)],
             requests: ["How much compound interest does ${principal} earn at {rate} over {years} years{+}?",
                        "Calculate the compound interest on {principal} dollars at an annual rate of {rate} for {years} years{+}.",
                        "I invest ${principal} for {years} years at {rate} a year{+}. How much interest do I earn?",
                        "Compound interest for a principal of {principal}, a rate of {rate} and {years} years{+}?"],
             draw: { d in ["principal": .number(Double(d.int(1...80) * 250)), "rate": .number(Double(d.int(1...12)) / 100),
-                          "years": .number(Double(d.int(1...20))), "times_per_year": .number(Double(d.pick([2, 4, 12])))] },
+                          "years": .number(Double(d.int(1...20))), "times_per_year": .number(Double(d.pick([1, 2, 4, 12, 365])))] },
             solve: { a in
                 let n = a["times_per_year"]?.numberValue ?? 1, p = num(a, "principal")
                 let i = p * pow(1 + num(a, "rate") / n, n * num(a, "years")) - p
@@ -320,7 +361,8 @@ extension FormulaFunction {
             names: ["future_value", "finance.future_value", "calculate_future_value"],
             description: "Calculate the future value of an investment compounded yearly.", domain: "finance",
             parameters: [P(name: "present_value", type: "number", description: "The amount invested now."),
-                         P(name: "annual_rate", type: "number", description: "Yearly rate of return as a decimal, e.g. 0.07.", percent: true),
+                         P(name: "annual_rate", type: "number", description: "Yearly rate of return as a decimal, e.g. 0.07.", wording: .percent,
+                           plainDescription: "The annual rate of return."),
                          P(name: "years", type: "integer", description: "Number of years.")],
             requests: ["What will ${present_value} be worth after {years} years at {annual_rate} a year?",
                        "Find the future value of a ${present_value} investment growing {annual_rate} a year for {years} years.",
@@ -361,6 +403,71 @@ extension FormulaFunction {
                 }
                 if a["distinct"] == .bool(true) { factors = Array(Set(factors)).sorted() }
                 return (.object([("factors", .array(factors.map { .number(Double($0)) }))]), "The prime factors of \(Int(num(a, "number"))) are \(factors.map(String.init).joined(separator: ", ")).")
+            }),
+        FormulaFunction(
+            names: ["net_present_value", "finance.npv", "calculate_npv"],
+            description: "Calculate the net present value of yearly cash flows.", domain: "finance",
+            parameters: [P(name: "cash_flows", type: "array", description: "The cash flows, one per year, starting a year from now."),
+                         P(name: "discount_rate", type: "number", description: "The discount rate as a decimal (0.08 for 8%).", wording: .percent,
+                           plainDescription: "The discount rate."),
+                         P(name: "initial_investment", type: "number", description: "The amount invested now. Default: 0.",
+                           mentions: [", after an initial investment of ${v}", " with ${v} invested up front"])],
+            requests: ["What is the NPV of the cash flows {cash_flows} at a discount rate of {discount_rate}{+}?",
+                       "Find the net present value of {cash_flows} discounted at {discount_rate}{+}.",
+                       "Calculate the NPV for cash flows of {cash_flows} with a {discount_rate} discount rate{+}.",
+                       "Net present value of {cash_flows} at {discount_rate}{+}?"],
+            draw: { d in
+                ["cash_flows": .array((0..<d.int(3...5)).map { _ in .number(Double(d.int(1...60) * 100)) }),
+                 "discount_rate": .number(Double(d.int(2...12)) / 100), "initial_investment": .number(Double(d.int(1...20) * 500))]
+            },
+            solve: { a in
+                let r = num(a, "discount_rate")
+                let value = numbers(a, "cash_flows").enumerated().reduce(0) { $0 + $1.element / pow(1 + r, Double($1.offset + 1)) }
+                    - num(a, "initial_investment")
+                return (.object([("npv", .number(rounded(value)))]), "Discounting each year's cash flow at \(f(r * 100))% gives a net present value of about $\(f(value)).")
+            }),
+        FormulaFunction(
+            names: ["population_growth", "demographics.project_population", "predict_population"],
+            description: "Project a population growing at a constant yearly rate.", domain: "statistics",
+            parameters: [P(name: "current_population", type: "integer", description: "The population today."),
+                         P(name: "growth_rate", type: "number", description: "Yearly growth rate as a decimal (0.02 for 2%).", wording: .percent,
+                           plainDescription: "The annual growth rate."),
+                         P(name: "years", type: "integer", description: "Number of years ahead.")],
+            requests: ["A town of {current_population} people grows {growth_rate} a year. What is its population after {years} years?",
+                       "Project a population of {current_population} growing at {growth_rate} annually for {years} years.",
+                       "What will a population of {current_population} be in {years} years with a growth rate of {growth_rate}?",
+                       "Population after {years} years: starting at {current_population}, growing {growth_rate} per year?"],
+            draw: { d in
+                ["current_population": .number(Double(d.int(2...900) * 100)), "growth_rate": .number(Double(d.int(1...8)) / 200),
+                 "years": .number(Double(d.int(2...30)))]
+            },
+            solve: { a in
+                let p = (num(a, "current_population") * pow(1 + num(a, "growth_rate"), num(a, "years"))).rounded()
+                return (.object([("population", .number(p))]), "After \(f(num(a, "years"))) years the population is about \(f(p)).")
+            }),
+        FormulaFunction(
+            names: ["coordinate_distance", "geo.distance_between", "calculate_gps_distance"],
+            description: "Calculate the great-circle distance between two points given as (latitude, longitude).", domain: "geography",
+            parameters: [P(name: "coord1", type: "array", description: "The first point as [latitude, longitude]; south and west negative.",
+                           wording: .coordinate),
+                         P(name: "coord2", type: "array", description: "The second point as [latitude, longitude]; south and west negative.",
+                           wording: .coordinate),
+                         P(name: "unit", type: "string", description: "miles or kilometers. Default: kilometers.", mentions: [" in {v}", ", in {v}"])],
+            requests: ["How far apart are {coord1} and {coord2}{+}?", "Calculate the distance between the coordinates {coord1} and {coord2}{+}.",
+                       "What is the distance from {coord1} to {coord2}{+}?", "Distance between the GPS points {coord1} and {coord2}{+}?"],
+            draw: { d in
+                func point() -> JSONValue {
+                    .array([.number(Double(d.int(-6000...6000)) / 100), .number(Double(d.int(-17_000...17_000)) / 100)])
+                }
+                return ["coord1": point(), "coord2": point(), "unit": .string(d.pick(["miles", "kilometers"]))]
+            },
+            solve: { a in
+                let p = numbers(a, "coord1"), q = numbers(a, "coord2")
+                guard p.count == 2, q.count == 2 else { return (.object([("error", .string("expected [latitude, longitude]"))]), "Each point needs a latitude and a longitude.") }
+                let rad = Double.pi / 180, miles = text(a, "unit") == "miles"
+                let h = pow(sin((q[0] - p[0]) * rad / 2), 2) + cos(p[0] * rad) * cos(q[0] * rad) * pow(sin((q[1] - p[1]) * rad / 2), 2)
+                let distance = 2 * (miles ? 3958.8 : 6371.0) * asin(min(1, h.squareRoot()))
+                return (.object([("distance", .number(rounded(distance)))]), "The two points are about \(f(distance)) \(miles ? "miles" : "kilometers") apart.")
             }),
         FormulaFunction(
             names: ["percentage_change", "finance.percent_change", "calculate_percentage_change"],

@@ -511,30 +511,51 @@ public struct SyntheticToolData {
     }
 
     /// A formula function's request with its arguments: each optional parameter stated or not
-    /// (even odds), and the arguments exactly what the request states.
+    /// (even odds), and the arguments exactly what the request states. A unit may follow the
+    /// value it measures ("a radius of 4 inches"); a whole amount of 1,000 or more is written
+    /// with thousands separators two times in five ("$10,000").
     private mutating func formulaExample(_ function: FormulaFunction) -> (request: String, arguments: [(String, JSONValue)]) {
         var generator = rng
         var draw = ForeignToolDraw(int: { range in range.lowerBound + Int(generator.next() % UInt64(range.count)) })
         let values = function.draw(&draw)
         rng = generator
         var text = request(function.requests), stated = ""
+        // Optional parameters first, so that a unit can follow a value not yet in the text.
+        var statedOptional: Set<String> = []
+        for p in function.parameters where p.isOptional {
+            guard let v = values[p.name], chance(0.5) else { continue }
+            statedOptional.insert(p.name)
+            if let target = p.attachedTo, chance(0.5) {
+                text = text.replacingOccurrences(of: "{\(target)}", with: "{\(target)} \(p.spoken(v))")
+            } else {
+                stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: spoken(p, v))
+            }
+        }
         var arguments: [(String, JSONValue)] = []
         for p in function.parameters {
-            guard let v = values[p.name] else { continue }
-            if p.isOptional {
-                guard chance(0.5) else { continue }
-                stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: p.spoken(v))
-            } else {
-                text = text.replacingOccurrences(of: "{\(p.name)}", with: p.spoken(v))
-            }
+            guard let v = values[p.name], !p.isOptional || statedOptional.contains(p.name) else { continue }
+            if !p.isOptional { text = text.replacingOccurrences(of: "{\(p.name)}", with: spoken(p, v)) }
             arguments.append((p.name, v))
         }
         return (text.replacingOccurrences(of: "{+}", with: stated), arguments)
     }
 
-    /// One formula function's definition under one of its names.
+    /// `p`'s value as a request states it, grouped by thousands at times.
+    private mutating func spoken(_ p: FormulaFunction.Parameter, _ v: JSONValue) -> String {
+        if p.wording == .plain, let grouped = FormulaFunction.grouped(v), chance(0.4) { return grouped }
+        return p.spoken(v)
+    }
+
+    /// Every formula function's names: a foreign tool listed beside formula functions must not
+    /// share one (`compound_interest` is both, with the rate in percent in one, decimal in the other).
+    private static let formulaNames = Set(FormulaFunction.all.flatMap(\.names))
+
+    /// One formula function's definition under one of its names; a parameter that has a
+    /// description without its hint ("as a decimal") gets it half the time.
     private mutating func formulaDefinition(_ function: FormulaFunction) -> ToolDefinition {
-        function.definition(named: pick(function.names))
+        let name = pick(function.names)
+        let plain = function.parameters.contains { $0.plainDescription != nil } && chance(0.5)
+        return function.definition(named: name, plain: plain)
     }
 
     /// `count` formula functions other than `function`, from its domain when `nearby`.
@@ -565,7 +586,7 @@ public struct SyntheticToolData {
         let definition = formulaDefinition(function)
         var tools = otherFormulas(than: function, count: int(0...2), nearby: chance(0.5)) + [definition]
         // At most three functions listed: every signature costs prompt tokens.
-        if tools.count < 3 && chance(0.25) { tools += foreignTools(excluding: [], count: 1) }
+        if tools.count < 3 && chance(0.25) { tools += foreignTools(excluding: Self.formulaNames, count: 1) }
         let exchange = formulaExchange(function, definition, arguments)
         var messages = [Message(role: .user, content: phrase(text, keeping: Self.strings(arguments))), Message(role: .assistant, content: "", toolCalls: [exchange.call]),
                         exchange.result, Message(role: .assistant, content: exchange.answer)]
@@ -602,7 +623,7 @@ public struct SyntheticToolData {
         let (text, arguments) = formulaExample(function)
         // Half the time one function alone, as BFCL's irrelevance questions list one.
         var tools = otherFormulas(than: function, count: chance(0.5) ? 1 : int(2...3), nearby: chance(0.7))
-        if tools.count < 3 && chance(0.2) { tools += foreignTools(excluding: [], count: 1) }
+        if tools.count < 3 && chance(0.2) { tools += foreignTools(excluding: Self.formulaNames, count: 1) }
         let answer = function.solve(Dictionary(uniqueKeysWithValues: arguments)).answer
         var messages = [Message(role: .user, content: phrase(text)), Message(role: .assistant, content: answer)]
         if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }

@@ -35,6 +35,15 @@ struct FormulaFunctionTests {
         #expect(Self.solved("sort_numbers", ["numbers": list, "descending": .bool(true)])["sorted"] == .array([.number(9), .number(5), .number(1), .number(1)]))
         #expect(Self.solved("prime_factors", ["number": .number(450)])["factors"] == .array([2, 3, 3, 5, 5].map { .number($0) }))
         #expect(Self.solved("prime_factors", ["number": .number(450), "distinct": .bool(true)])["factors"] == .array([2, 3, 5].map { .number($0) }))
+        // 100/1.1 + 100/1.21 = 173.553…; less 100 invested now.
+        let flows: JSONValue = .array([.number(100), .number(100)])
+        #expect(Self.solved("net_present_value", ["cash_flows": flows, "discount_rate": .number(0.1)])["npv"]?.numberValue == 173.55)
+        #expect(Self.solved("net_present_value", ["cash_flows": flows, "discount_rate": .number(0.1), "initial_investment": .number(100)])["npv"]?.numberValue == 73.55)
+        #expect(Self.solved("population_growth", ["current_population": .number(1000), "growth_rate": .number(0.1), "years": .number(2)])["population"]?.numberValue == 1210)
+        // A quarter of the equator: 6371 km · π/2; a degree of latitude: 3958.8 mi · π/180.
+        let origin: JSONValue = .array([.number(0), .number(0)])
+        #expect(Self.solved("coordinate_distance", ["coord1": origin, "coord2": .array([.number(0), .number(-90)])])["distance"]?.numberValue == 10007.54)
+        #expect(Self.solved("coordinate_distance", ["coord1": origin, "coord2": .array([.number(-1), .number(0)]), "unit": .string("miles")])["distance"]?.numberValue == 69.09)
     }
 
     @Test("a rate stated as a percentage is passed as a decimal; a boolean is stated in words")
@@ -43,6 +52,35 @@ struct FormulaFunctionTests {
         #expect(rate.spoken(.number(0.05)) == "5%" && rate.spoken(.number(0.125)) == "12.5%" && rate.spoken(.number(0.07)) == "7%")
         let principal = Self.function("compound_interest").parameters[0]
         #expect(principal.spoken(.number(0.05)) == "0.05")
+        let times = Self.function("compound_interest").parameters.first { $0.name == "times_per_year" }!
+        #expect(times.spoken(.number(12)) == "monthly" && times.spoken(.number(4)) == "quarterly" && times.spoken(.number(1)) == "annually")
+        let point = Self.function("coordinate_distance").parameters[0]
+        #expect(point.spoken(.array([.number(33.4484), .number(-112.074)])) == "(33.4484 N, 112.074 W)")
+        #expect(point.spoken(.array([.number(-12.5), .number(45)])) == "(12.5 S, 45 E)")
+        #expect(FormulaFunction.grouped(.number(10000)) == "10,000" && FormulaFunction.grouped(.number(1_234_567)) == "1,234,567")
+        #expect(FormulaFunction.grouped(.number(1000)) == "1,000" && FormulaFunction.grouped(.number(999)) == nil && FormulaFunction.grouped(.number(1500.5)) == nil)
+    }
+
+    @Test("a rate's definition says \"as a decimal\" or not (half each); the call passes the decimal either way")
+    func plainRates() {
+        var generator = SyntheticToolData(seed: 5)
+        var hinted = 0, plain = 0, grouped = 0, attached = 0
+        for _ in 0..<600 {
+            let c = generator.conversation(.formulaCall)
+            let call = c.messages.flatMap(\.toolCalls)[0]
+            let user = c.messages.first { $0.role == .user }!.content
+            if user.range(of: #"\d,\d{3}"#, options: .regularExpression) != nil { grouped += 1 }
+            if ["inches", "meters", "feet"].contains(where: { user.contains("0 \($0)") || user.range(of: "\\d \($0)", options: .regularExpression) != nil }) { attached += 1 }
+            let function = FormulaFunction.all.first { $0.names.contains(call.name) }!
+            for p in function.parameters where p.wording == .percent {
+                let description = c.tools.first { $0.name == call.name }!.parameters["properties"]?[p.name]?["description"]?.stringValue
+                if description == p.plainDescription { plain += 1 } else { hinted += 1; #expect(description == p.description) }
+                let value = call.arguments[p.name]?.numberValue ?? .nan
+                #expect(value > 0 && value < 0.2, "\(p.name) = \(value) in \(call)")
+            }
+        }
+        #expect(hinted > 15 && plain > 15, "\(hinted) hinted, \(plain) plain")
+        #expect(grouped > 10 && attached > 3, "\(grouped) with thousands separators, \(attached) with a unit after its value")
     }
 
     @Test("the catalogue is well-formed: unique names, required parameters in every wording, optional ones stated apart")
@@ -83,7 +121,8 @@ struct FormulaFunctionTests {
                     #expect(p.mentions.contains { user.contains($0.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: " ,"))) },
                             "\(key) = \(value): none of its wordings is in \"\(user)\"")
                 } else {
-                    #expect(user.contains(p.spoken(value).lowercased()), "\(key) = \(value) is not in \"\(user)\"")
+                    let forms = [p.spoken(value)] + (FormulaFunction.grouped(value).map { [$0] } ?? [])
+                    #expect(forms.contains { user.contains($0.lowercased()) }, "\(key) = \(value) is not in \"\(user)\"")
                 }
             }
             for p in function.parameters where p.isOptional {
