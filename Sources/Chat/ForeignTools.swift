@@ -212,5 +212,63 @@ extension ForeignTool {
                         .object([("origin", .string(from)), ("destination", .string(to))]), .object([("distance_km", .number(Double(km)))]),
                         "It is about \(km) km from \(from) to \(to).")
             }),
+        // Knowledge lookups: questions a model could answer from memory, which it must send to
+        // the listed function instead (BFCL's history and science questions list such a lookup;
+        // the last adapter answered them itself). The facts are real, so answers are right.
+        ForeignTool(
+            definition: ToolDefinition(name: "history.get_event_date", description: "Get the date of a historical event.",
+                                       parameters: schema([("event", "string", "The name of the event"),
+                                                           ("format", "string", "Date format, e.g. YYYY. Default: full date")], required: ["event"])),
+            capability: "look up historical dates",
+            example: { d in
+                let (event, year) = d.pick([("the fall of the Berlin Wall", 1989), ("the first Moon landing", 1969), ("the signing of the Magna Carta", 1215),
+                                            ("the storming of the Bastille", 1789), ("the sinking of the Titanic", 1912), ("the Battle of Hastings", 1066),
+                                            ("the signing of the Treaty of Versailles", 1919), ("the end of World War II", 1945)])
+                let name = String(event.dropFirst(4))
+                return (["When did \(event) happen?", "In what year was \(event)?", "What year did \(event) take place?",
+                         "Give me the date of \(event).", "Tell me when \(event) was."],
+                        .object([("event", .string(name))]), .object([("event", .string(name)), ("year", .number(Double(year)))]),
+                        "\(name.prefix(1).uppercased() + name.dropFirst()) took place in \(year).")
+            }),
+        ForeignTool(
+            definition: ToolDefinition(name: "science.find_discoverer", description: "Find who made a scientific discovery, and when.",
+                                       parameters: schema([("discovery", "string", "The discovery, e.g. a substance or particle")], required: ["discovery"])),
+            capability: "look up scientific discoveries",
+            example: { d in
+                let (discovery, phrase, who, year) = d.pick([("penicillin", "penicillin", "Alexander Fleming", 1928), ("electron", "the electron", "J. J. Thomson", 1897),
+                                                             ("X-rays", "X-rays", "Wilhelm Röntgen", 1895), ("oxygen", "oxygen", "Joseph Priestley", 1774),
+                                                             ("proton", "the proton", "Ernest Rutherford", 1917), ("insulin", "insulin", "Frederick Banting and Charles Best", 1921)])
+                return (["Who discovered \(phrase)?", "Who first found \(phrase), and when?", "Tell me who discovered \(phrase).",
+                         "Which scientist discovered \(phrase)?", "When was \(phrase) discovered, and by whom?"],
+                        .object([("discovery", .string(discovery))]), .object([("discoverer", .string(who)), ("year", .number(Double(year)))]),
+                        "\(phrase.prefix(1).uppercased() + phrase.dropFirst()) was discovered by \(who) in \(year).")
+            }),
+        ForeignTool(
+            definition: ToolDefinition(name: "get_head_of_state", description: "Find who led a country in a given year.",
+                                       parameters: schema([("country", "string", "Country name"), ("year", "integer", "The year")], required: ["country", "year"])),
+            capability: "look up historical leaders",
+            example: { d in
+                let (country, year, leader) = d.pick([("the United States", 1962, "John F. Kennedy"), ("the United Kingdom", 1942, "Winston Churchill"),
+                                                      ("the United States", 1935, "Franklin D. Roosevelt"), ("France", 1960, "Charles de Gaulle"),
+                                                      ("India", 1950, "Jawaharlal Nehru"), ("South Africa", 1995, "Nelson Mandela")])
+                let name = country.hasPrefix("the ") ? String(country.dropFirst(4)) : country
+                return (["Who led \(country) in \(year)?", "Who was the leader of \(country) in \(year)?", "Who was in charge of \(country) in \(year)?",
+                         "Name the head of \(country) in \(year).", "In \(year), who governed \(country)?"],
+                        .object([("country", .string(name)), ("year", .number(Double(year)))]), .object([("leader", .string(leader))]),
+                        "In \(year), \(country) was led by \(leader).")
+            }),
+        ForeignTool(
+            definition: ToolDefinition(name: "biology.function_lookup", description: "Look up what a molecule, cell part or organ does.",
+                                       parameters: schema([("name", "string", "The molecule, cell part or organ")], required: ["name"])),
+            capability: "look up biological functions",
+            example: { d in
+                let (name, role) = d.pick([("ribosome", "builds proteins from amino acids"), ("hemoglobin", "carries oxygen in the blood"),
+                                           ("chlorophyll", "absorbs light for photosynthesis"), ("the liver", "filters the blood and makes bile"),
+                                           ("the cell membrane", "controls what enters and leaves the cell"), ("white blood cells", "fight infections")])
+                return (["What does \(name) do?", "What is the function of \(name)?", "What role does \(name) play in the body?",
+                         "Explain what \(name) is for.", "Look up the function of \(name)."],
+                        .object([("name", .string(name))]), .object([("function", .string(role))]),
+                        "\(name.prefix(1).uppercased() + name.dropFirst()): it \(role).")
+            }),
     ]
 }
