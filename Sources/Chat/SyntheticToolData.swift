@@ -469,13 +469,19 @@ public struct SyntheticToolData {
         return items
     }
 
-    /// One foreign tool's example, drawn from this generator's stream.
-    private mutating func foreignExample(_ tool: ForeignTool) -> (requests: [String], arguments: JSONValue, result: JSONValue, answer: String) {
+    /// `body`'s draws (a foreign tool's example, a formula function's values) from this
+    /// generator's stream.
+    private mutating func drawing<T>(_ body: (inout ForeignToolDraw) -> T) -> T {
         var generator = rng
         var draw = ForeignToolDraw(int: { range in range.lowerBound + Int(generator.next() % UInt64(range.count)) })
-        let example = tool.example(&draw)
+        let drawn = body(&draw)
         rng = generator
-        return example
+        return drawn
+    }
+
+    /// One foreign tool's example, drawn from this generator's stream.
+    private mutating func foreignExample(_ tool: ForeignTool) -> (requests: [String], arguments: JSONValue, result: JSONValue, answer: String) {
+        drawing(tool.example)
     }
 
     /// A foreign tool listed among 0–2 others (sometimes with the built-in three), called with
@@ -515,10 +521,7 @@ public struct SyntheticToolData {
     /// value it measures ("a radius of 4 inches"); a whole amount of 1,000 or more is written
     /// with thousands separators two times in five ("$10,000").
     private mutating func formulaExample(_ function: FormulaFunction) -> (request: String, arguments: [(String, JSONValue)]) {
-        var generator = rng
-        var draw = ForeignToolDraw(int: { range in range.lowerBound + Int(generator.next() % UInt64(range.count)) })
-        let values = function.draw(&draw)
-        rng = generator
+        let values = drawing(function.draw)
         var text = request(function.requests), stated = ""
         // Optional parameters first, so that a unit can follow a value not yet in the text.
         var statedOptional: Set<String> = []
@@ -526,7 +529,7 @@ public struct SyntheticToolData {
             guard let v = values[p.name], chance(0.5) else { continue }
             statedOptional.insert(p.name)
             if let target = p.attachedTo, chance(0.5) {
-                text = text.replacingOccurrences(of: "{\(target)}", with: "{\(target)} \(p.spoken(v))")
+                text = text.replacingOccurrences(of: "{\(target)}", with: "{\(target)} \(spoken(p, v))")
             } else {
                 stated += pick(p.mentions).replacingOccurrences(of: "{v}", with: spoken(p, v))
             }

@@ -60,11 +60,16 @@ struct ForeignToolTests {
             }
         }
         let events = ForeignTool.all.first { $0.definition.name == "history.get_event_date" }!
-        var d = Self.draws(seed: 3)
-        for _ in 0..<30 {
+        var d = Self.draws(seed: 3), checked = 0
+        for _ in 0..<40 {
             let example = events.example(&d)
-            if example.arguments["event"]?.stringValue == "fall of the Berlin Wall" { #expect(example.result["year"]?.numberValue == 1989) }
-            if example.arguments["event"]?.stringValue == "first Moon landing" { #expect(example.result["year"]?.numberValue == 1969) }
+            let year = example.result["year"]?.numberValue
+            switch example.arguments["event"]?.stringValue {
+            case "fall of the Berlin Wall": #expect(year == 1989); checked += 1
+            case "first Moon landing": #expect(year == 1969); checked += 1
+            default: break
+            }
         }
+        #expect(checked > 0, "neither known event was drawn")
     }
 }
