@@ -271,4 +271,53 @@ extension ForeignTool {
                         "\(name.prefix(1).uppercased() + name.dropFirst()): it \(role).")
             }),
     ]
+
+    /// The knowledge lookups: questions with real answers a model knows. When no listed
+    /// function looks them up, the answer is the fact, in words (as for any general question).
+    static let knowledgeLookups: Set<String> = ["history.get_event_date", "science.find_discoverer", "get_head_of_state", "biology.function_lookup"]
+
+    /// Functions of a tool's own domain that do not do what it does: listed alone for one of its
+    /// requests, they are the near miss BFCL's irrelevance questions test (a monthly-average
+    /// lookup for today's weather, a hotel search for restaurants, coordinates for a driving
+    /// distance). Never called in the data: each exists only to be listed and left alone. The
+    /// knowledge lookups are each other's near misses.
+    static let nearMisses: [String: [ToolDefinition]] = {
+        func tool(_ name: String, _ description: String, _ properties: [(String, String, String)]) -> ToolDefinition {
+            ToolDefinition(name: name, description: description, parameters: schema(properties, required: properties.map(\.0)))
+        }
+        var table: [String: [ToolDefinition]] = [
+            "get_weather": [tool("get_average_temperature", "Get a city's long-term average temperature for a month, from climate records.",
+                                 [("location", "string", "City name"), ("month", "string", "Month name, e.g. January")]),
+                            tool("air_quality.get_index", "Get the air quality index of a city.", [("city", "string", "City name")])],
+            "get_stock_price": [tool("get_company_info", "Get a company's headquarters, founding year and chief executive.", [("company", "string", "Company name")]),
+                                tool("stock.dividend_history", "List the dividends a stock paid in a year.",
+                                     [("symbol", "string", "Ticker symbol"), ("year", "integer", "The year")])],
+            "send_email": [tool("send_sms", "Send a text message to a phone number.", [("phone_number", "string", "Phone number with country code"), ("message", "string", "Message text")]),
+                           tool("email.list_unread", "List the unread e-mails in the inbox.", [("folder", "string", "Mail folder, e.g. inbox")])],
+            "calculate_bmi": [tool("fitness.heart_rate_zones", "Get heart-rate training zones for an age.", [("age", "integer", "Age in years")]),
+                              tool("ideal_weight", "Estimate a healthy weight range from height.", [("height_m", "number", "Height in meters")])],
+            "translate_text": [tool("detect_language", "Detect which language a text is written in.", [("text", "string", "The text")]),
+                               tool("dictionary.define", "Give the definition of an English word.", [("word", "string", "The word")])],
+            "find_restaurants": [tool("find_hotel", "Find hotels in a city under a nightly price.", [("location", "string", "City"), ("max_price", "number", "Highest price per night in USD")]),
+                                 tool("restaurant.get_reviews", "Get the reviews of one restaurant by its exact name.", [("restaurant_name", "string", "The restaurant's name")])],
+            "book_flight": [tool("get_flight_status", "Get the status of a flight by its flight number.", [("flight_number", "string", "e.g. LH123")]),
+                            tool("book_hotel", "Book a hotel room in a city for a number of nights.",
+                                 [("location", "string", "City"), ("check_in", "string", "YYYY-MM-DD"), ("nights", "integer", "Number of nights")])],
+            "get_exchange_rate": [tool("get_inflation_rate", "Get a country's yearly inflation rate.", [("country", "string", "Country name"), ("year", "integer", "The year")]),
+                                  tool("crypto.get_price", "Get the price of a cryptocurrency in US dollars.", [("coin", "string", "e.g. bitcoin")])],
+            "circle_area": [tool("rectangle_area", "Calculate the area of a rectangle.", [("length", "number", "Length"), ("width", "number", "Width")]),
+                            tool("geometry.circumference_from_diameter", "Calculate the circumference of a circle from its diameter.", [("diameter", "number", "The diameter")])],
+            "set_timer": [tool("calendar.add_event", "Add an event to the calendar on a date.", [("title", "string", "Event title"), ("date", "string", "YYYY-MM-DD")])],
+            "get_population": [tool("get_capital", "Get the capital city of a country.", [("country", "string", "Country name")]),
+                               tool("country.land_area", "Get a country's land area in square kilometers.", [("country", "string", "Country name")])],
+            "search_recipes": [tool("nutrition.get_facts", "Get calories and nutrients per 100 g of a food.", [("food", "string", "The food")]),
+                               tool("grocery.find_store", "Find grocery stores near a city.", [("city", "string", "City")])],
+            "get_distance": [tool("get_coordinates", "Get the latitude and longitude of a city.", [("city", "string", "City name")]),
+                             tool("get_flight_duration", "Get the scheduled flight time between two airports.",
+                                  [("origin_airport", "string", "IATA code, e.g. JFK"), ("destination_airport", "string", "IATA code")])],
+        ]
+        let lookups = all.filter { knowledgeLookups.contains($0.definition.name) }.map(\.definition)
+        for lookup in lookups { table[lookup.name] = lookups.filter { $0.name != lookup.name } }
+        return table
+    }()
 }
