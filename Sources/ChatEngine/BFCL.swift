@@ -11,7 +11,7 @@ import Foundation
 /// A call matches when every parameter it passes exists in the function, every required one is
 /// passed, and each value is one of the answer's allowed values (an allowed `""` marks an
 /// optional parameter that may be left out). Strings compare as BFCL standardizes them (case,
-/// spaces and `,./-_*^` ignored), numbers by value (an integer where a float is allowed), lists
+/// spaces and `,./-_*^` ignored, `'` read as `"`), numbers by value (an integer where a float is allowed), lists
 /// and objects element by element. Function names match as written or with dots as underscores.
 public enum BFCL {
     public static let categories = ["simple_python", "multiple", "parallel", "irrelevance"]
@@ -87,8 +87,10 @@ public enum BFCL {
         }
     }
 
+    /// A string as BFCL's checker compares it: lower case, without spaces and `,./-_*^`, single
+    /// quotes as double ones.
     static func standardized(_ s: String) -> String {
-        String(s.lowercased().filter { !" ,./-_*^".contains($0) })
+        String(s.lowercased().filter { !" ,./-_*^".contains($0) }.map { $0 == "'" ? "\"" : $0 })
     }
 
     static func valueMatches(_ value: JSONValue, _ allowed: JSONValue) -> Bool {

@@ -29,6 +29,10 @@ struct BFCLTests {
         #expect(!BFCL.score([Self.call("calc.area", [("base", .number(10)), ("height", .number(5)), ("color", .string("red"))])], q, category: "simple_python"))
         #expect(!BFCL.score([Self.call("other", [("base", .number(10)), ("height", .number(5))])], q, category: "simple_python"))
         #expect(!BFCL.score([], q, category: "simple_python"))
+        // Strings compare as BFCL standardizes them.
+        #expect(BFCL.standardized("New York, NY") == BFCL.standardized("new-york ny"))
+        #expect(BFCL.standardized("it's 'quoted'") == BFCL.standardized("It\"s \"Quoted\""))
+        #expect(BFCL.standardized("a+b") != BFCL.standardized("ab"))
     }
 
     @Test("parallel calls match in any order, each once; irrelevance wants no call")
