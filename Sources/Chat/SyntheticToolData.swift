@@ -100,7 +100,7 @@ public struct SyntheticToolData {
         if otherTools {
             kinds += [.foreignCall, .foreignCall, .formulaCall, .formulaCall, .formulaCall, .formulaCall,
                       .unlistedFormula, .unlistedFormula, .unlistedFormula, .unlistedFormula, .missingTool,
-                      .unlistedFormula, .missingTool, .missingTool, .parallelFormula, .parallelFormula, .session, .session, .session]
+                      .unlistedFormula, .missingTool, .parallelFormula, .parallelFormula, .session, .session, .session]
         }
         return conversation(pick(kinds))
     }
@@ -502,35 +502,18 @@ public struct SyntheticToolData {
         return Conversation(messages: messages, tools: shuffled(tools))
     }
 
-    /// A request for another domain's function that none of the listed tools does, answered
-    /// without a call. Three times in five the list is one of the function's near misses
-    /// (`ForeignTool.nearMisses`: same domain, wrong job), sometimes with one unrelated function;
-    /// otherwise the built-in three or other domains' functions. A knowledge question is answered
-    /// with the fact, as any general question is; any other request with what is missing.
-    mutating func missingTool(_ chosen: ForeignTool? = nil) -> Conversation {
-        let tool = chosen ?? pick(ForeignTool.all)
-        let example = foreignExample(tool)
-        let user = request(example.requests), capability = tool.capability
-        let near = ForeignTool.nearMisses[tool.definition.name] ?? []
-        var tools: [ToolDefinition]
-        if !near.isEmpty && chance(0.6) {
-            tools = [pick(near)]
-            if chance(0.25) { tools += foreignTools(excluding: [tool.definition.name], count: 1) }
-        } else {
-            tools = chance(0.4) ? registry.definitions : foreignTools(excluding: [tool.definition.name], count: int(1...2))
-        }
-        let answer: String
-        if ForeignTool.knowledgeLookups.contains(tool.definition.name) {
-            answer = example.answer
-        } else {
-            let names = tools.map(\.name).joined(separator: ", ")
-            answer = Self.pickFixed(["None of the available tools (\(names)) can \(capability), so I can't do that here.",
+    /// A request for another domain's function that none of the listed tools does (the built-in
+    /// three, or other domains' functions), answered without a call.
+    private mutating func missingTool() -> Conversation {
+        let tool = pick(ForeignTool.all)
+        let user = request(foreignExample(tool).requests), capability = tool.capability
+        let tools = chance(0.4) ? registry.definitions : foreignTools(excluding: [tool.definition.name], count: int(1...2))
+        let names = tools.map(\.name).joined(separator: ", ")
+        let answer = Self.pickFixed(["None of the available tools (\(names)) can \(capability), so I can't do that here.",
                                      "I can't help with that: the tools I have (\(names)) cannot \(capability).",
                                      "Sorry, I have no tool to \(capability). My tools are: \(names)."], salt: user)
-        }
-        var messages = [Message(role: .user, content: phrase(user)), Message(role: .assistant, content: answer)]
-        if chance(0.3) { messages.insert(Message(role: .system, content: "You are a helpful assistant."), at: 0) }
-        return Conversation(messages: messages, tools: shuffled(tools))
+        return Conversation(messages: [Message(role: .user, content: phrase(user)), Message(role: .assistant, content: answer)],
+                            tools: shuffled(tools))
     }
 
     /// A formula function's request with its arguments: each optional parameter stated or not

@@ -72,47 +72,4 @@ struct ForeignToolTests {
         }
         #expect(checked > 0, "neither known event was drawn")
     }
-
-    @Test("near misses: never a catalogue or formula name, listed for their tool's requests, left uncalled")
-    func nearMisses() {
-        let catalogue = Set(ForeignTool.all.map(\.definition.name)), formulas = Set(FormulaFunction.all.flatMap(\.names))
-        let keys = Set(ForeignTool.nearMisses.keys)
-        #expect(keys.isSubset(of: catalogue), "\(keys.subtracting(catalogue))")
-        for (owner, misses) in ForeignTool.nearMisses {
-            #expect(!misses.isEmpty, "\(owner)")
-            for miss in misses {
-                #expect(miss.name != owner)
-                // A knowledge lookup's near misses are the other lookups; every other near miss is new.
-                if ForeignTool.knowledgeLookups.contains(owner) {
-                    #expect(ForeignTool.knowledgeLookups.contains(miss.name), "\(owner): \(miss.name)")
-                } else {
-                    #expect(!catalogue.contains(miss.name) && !formulas.contains(miss.name), "\(owner): \(miss.name) is also a real tool")
-                }
-                if case .array(let required)? = miss.parameters["required"] { #expect(!required.isEmpty, "\(miss.name)") } else { Issue.record("\(miss.name): no required list") }
-            }
-        }
-        // Each tool's request, near miss or not: never listed itself, nothing called; a knowledge
-        // question answered with its fact, any other naming every tool it has.
-        var generator = SyntheticToolData(seed: 5)
-        generator.otherTools = true
-        var nearAlone = 0, knowledgeAnswers = 0
-        for tool in ForeignTool.all {
-            for _ in 0..<30 {
-                let c = generator.missingTool(tool)
-                let answer = c.messages.last!.content
-                #expect(!c.tools.contains { $0.name == tool.definition.name }, "\(tool.definition.name) listed for its own request")
-                #expect(c.messages.allSatisfy { $0.toolCalls.isEmpty && $0.role != .tool })
-                if ForeignTool.knowledgeLookups.contains(tool.definition.name) {
-                    #expect(!answer.contains("tool"), "\(answer)")
-                    knowledgeAnswers += 1
-                } else {
-                    #expect(c.tools.allSatisfy { answer.contains($0.name) }, "\(answer)")
-                }
-                let near = Set((ForeignTool.nearMisses[tool.definition.name] ?? []).map(\.name))
-                if c.tools.count == 1 && near.contains(c.tools[0].name) { nearAlone += 1 }
-            }
-        }
-        #expect(nearAlone > 100, "a near miss alone in \(nearAlone) lists")
-        #expect(knowledgeAnswers == 4 * 30)
-    }
 }

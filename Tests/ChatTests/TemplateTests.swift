@@ -161,7 +161,12 @@ struct TemplateTests {
                 if let definition { #expect(JSONSchema.validate(call.arguments, against: definition.parameters) == nil, "\(kind) \(call)") }
             }
         }
-        // (A missing-tool request's answer, tool by tool: ForeignToolTests.nearMisses.)
+        // A missing-tool request names the tools it has, and none of them is the one it needs.
+        for _ in 0..<40 {
+            let c = train.conversation(.missingTool)
+            let answer = c.messages.last!.content
+            #expect(c.tools.allSatisfy { answer.contains($0.name) }, "\(answer)")
+        }
         // Follow-ups use the first answer's number; two-tool turns make two calls.
         let follow = train.conversation(.followUp)
         let first = follow.messages.first { $0.role == .tool }!.content, second = follow.messages.last { !$0.toolCalls.isEmpty }!
