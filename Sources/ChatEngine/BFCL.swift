@@ -11,8 +11,9 @@ import Foundation
 /// A call matches when every parameter it passes exists in the function, every required one is
 /// passed, and each value is one of the answer's allowed values (an allowed `""` marks an
 /// optional parameter that may be left out). Strings compare as BFCL standardizes them (case,
-/// spaces and `,./-_*^` ignored, `'` read as `"`), numbers by value (an integer where a float is allowed), lists
-/// and objects element by element. Function names match as written or with dots as underscores.
+/// spaces and `,./-_*^` ignored, `'` read as `"`), numbers by value (an integer where a float is
+/// allowed), lists and objects element by element. Function names match as written or with dots
+/// as underscores.
 public enum BFCL {
     public static let categories = ["simple_python", "multiple", "parallel", "irrelevance"]
 
