@@ -1,19 +1,9 @@
 #include "CQuant.h"
+#include "blocks.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-// A packed Q4_K super-block of 16 rows: fp16 d ×16, fp16 dmin ×16, the 6-bit scales as bytes
-// (sub-block j: 16 bytes), the minimums likewise, then for nibble span j (sub-blocks 2j, 2j+1)
-// and vector m the bytes 4m..4m+3 of each row's 32 bytes.
-#define Q4K_PACKED (64 + 128 + 128 + 2048)
-
-static inline float half_to_float(const uint8_t *p) {
-    _Float16 h;
-    memcpy(&h, p, 2);
-    return (float)h;
-}
 
 void cq_quantize_q8_portable(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
     for (long b = 0; b < blocks; b++) {
@@ -49,17 +39,6 @@ long cq_packed_bytes(int format, long blocks) {
     case CQ_Q8_0: return blocks * (32 + 512);
     case CQ_Q4_K: return blocks / 8 * Q4K_PACKED;
     default: return 0;
-    }
-}
-
-// Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
-static inline void scale_min_k4(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
 }
 
@@ -192,7 +171,7 @@ static float block_dot(int format, const uint8_t *w, long blk, const int8_t *qa,
     }
 }
 
-static void dot_rows_portable(int format, const uint8_t *const *rows, long nrows, long blocks,
+void cq_dot_rows_portable(int format, const uint8_t *const *rows, long nrows, long blocks,
                               const int8_t *q, const float *d8, const float *s8, long nx,
                               float *y, long ystride) {
     for (long r = 0; r < nrows; r++) {
@@ -694,13 +673,15 @@ void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long ro
 
 void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
     if (cq_vnni_available()) quantize_q8_avx512(x, blocks, q, d8, s8, sums);
+    else if (cq_avx2_available()) cq_avx2_quantize_q8(x, blocks, q, d8, s8, sums);
     else cq_quantize_q8_portable(x, blocks, q, d8, s8, sums);
 }
 
 void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q, const float *d8,
                    const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
     if (!cq_vnni_available()) {
-        cq_dot_packed_portable(format, packed, nrows, blocks, q, d8, s8, nx, y, ystride);
+        if (cq_avx2_available()) cq_avx2_dot_packed(format, packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride);
+        else cq_dot_packed_portable(format, packed, nrows, blocks, q, d8, s8, nx, y, ystride);
         return;
     }
     switch (format) {
@@ -714,7 +695,8 @@ void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, c
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
     if (!cq_vnni_available()) {
-        dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+        if (cq_avx2_available()) cq_avx2_dot_rows(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+        else cq_dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
         return;
     }
     switch (format) {
@@ -741,7 +723,7 @@ void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, c
 
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
-    dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
+    cq_dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
 }
 
 void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,

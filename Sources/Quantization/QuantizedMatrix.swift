@@ -16,7 +16,8 @@ import Kernels
 ///   16 rows (the same information, rearranged) so that one vector instruction serves sixteen
 ///   rows: the layout decoding reads;
 /// - many input rows (prefill, training): row panels are dequantized to fp32 and multiplied by
-///   the GEMM of `Kernels` (bf16 AMX tiles when asked for).
+///   the GEMM of `Kernels` (bf16 AMX tiles when asked for) — except on a packed matrix at fp32
+///   (inference without AMX), which keeps the integer path for any number of rows.
 public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// A run of consecutive rows in one format.
     public struct Segment: Sendable, Equatable {
@@ -210,18 +211,24 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         }
     }
 
-    /// Input rows at or below this count take the integer path.
+    /// Input rows at or below this count take the integer path. So do any number of rows on a
+    /// packed matrix (inference's layout) at fp32 precision, i.e. where the CPU has no AMX tiles
+    /// for bf16 prefill: 8-bit activations on integer dot products read each weight block once
+    /// for all rows, and outrun dequantized panels through the fp32 GEMM (SmolLM2's 128-token
+    /// prefill on 2 AVX2 cores: 516 tokens/s against 128). ggml's prefill rounds activations the
+    /// same way.
     public static let integerPathRows = 4
     /// Rows dequantized per panel on the GEMM path.
     static let panelRows = 512
 
-    /// `y[i, j] = Σ_k x[i, k] W[j, k]` (+ `bias[j]`), `y` rows `ldc` apart: `x · Wᵀ`.
+    /// `y[i, j] = Σ_k x[i, k] W[j, k]` (+ `bias[j]`), `y` rows `ldc` apart: `x · Wᵀ`. Few rows
+    /// (or a packed matrix at fp32) on the integer path, otherwise through dequantized panels.
     public func multiply(
         _ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldc: Int,
         bias: UnsafePointer<Float>? = nil, precision: MatmulPrecision = .fp32, pool: ThreadPool = .shared
     ) {
         guard n > 0 else { return }
-        if n <= QuantizedMatrix.integerPathRows {
+        if n <= QuantizedMatrix.integerPathRows || (isPacked && precision == .fp32) {
             multiplyQuantized(x, rows: n, into: y, ldc: ldc, pool: pool)
             if let bias { for i in 0..<n { add(y + i * ldc, bias, into: y + i * ldc, count: rows) } }
             return

@@ -14,7 +14,8 @@ enum cq_format {
     CQ_Q4_K = 3,   // 144-byte super-blocks of 256: fp16 d, fp16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
 };
 
-/// 1 when the CPU runs the AVX-512 VNNI kernels; otherwise the portable C loops run.
+/// 1 when the CPU runs the AVX-512 VNNI kernels; otherwise the AVX2 kernels (x86-64 with AVX2,
+/// FMA and F16C) or the portable C loops run.
 int cq_vnni_available(void);
 
 /// Quantizes `blocks` blocks of 32 floats as ggml's `quantize_row_q8_0_ref` does: per block
@@ -55,6 +56,23 @@ void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, c
 void cq_quantize_q8_portable(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums);
 void cq_dot_packed_portable(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q,
                             const float *d8, const float *s8, long nx, float *y, long ystride);
+
+#if defined(__x86_64__)
+/// 1 when the CPU has AVX2, FMA and F16C: without AVX-512 VNNI, the AVX2 kernels run then.
+int cq_avx2_available(void);
+/// The AVX2 kernels of `cq_quantize_q8` (byte for byte the portable loop's), `cq_dot_packed`
+/// (lane for lane the AVX-512 kernel's floats) and `cq_dot_rows`; callable on any CPU that has
+/// AVX2, so that tests compare them with the others on an AVX-512 machine too.
+void cq_avx2_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums);
+void cq_avx2_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q, const float *d8,
+                        const float *s8, const int32_t *sums, long nx, float *y, long ystride);
+void cq_avx2_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks, const int8_t *q,
+                      const float *d8, const float *s8, long nx, float *y, long ystride);
+#endif
+
+/// The portable loop of `cq_dot_rows`.
+void cq_dot_rows_portable(int format, const uint8_t *const *rows, long nrows, long blocks, const int8_t *q,
+                          const float *d8, const float *s8, long nx, float *y, long ystride);
 
 /// y[i * ystride + r] = Σ over the row's blocks of the block dot product of weight row `rows[r]`
 /// (format `format`, `blocks` blocks of 32 values) with activation row i (`q`, `d8`, `s8` from

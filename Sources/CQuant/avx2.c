@@ -1,0 +1,330 @@
+// The integer kernels for x86-64 CPUs with AVX2, FMA and F16C but no AVX-512 VNNI (AMD Zen 2
+// and 3, Intel before Ice Lake). Without them such a CPU ran the portable C loops, whose fp16
+// conversions are library calls: SmolLM2 decoded at 5 tokens/s instead of about 100.
+//
+// AVX2 has no `vpdpbusd`; `vpmaddubsw` multiplies unsigned bytes by signed bytes and adds
+// neighbouring pairs into saturating 16-bit sums, and `vpmaddwd` by ones widens them to 32 bits.
+// Every integer sum here is exact, not saturated:
+// - 4-bit codes (0..15) against activations (|q| ≤ 127: ggml's Q8_0 rounding of x·127/max|x|):
+//   a pair is at most 2·15·127 = 3,810, so a block's eight pair sums per lane add in 16 bits
+//   (30,480 < 32,767) before one widening;
+// - 8-bit weights take ggml's sign trick (|w| times a with w's sign): a pair is at most
+//   2·128·127 = 32,512, so each is widened at once.
+// Per output row the float steps are those of the AVX-512 kernels lane for lane (the same
+// integer sums, the same products and fused multiply-adds in the same order), so a packed
+// product gives the same floats on either kind of CPU.
+#include "CQuant.h"
+#include "blocks.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+int cq_avx2_available(void) {
+    static int state = -1;  // benign race: every thread computes the same answer
+    if (state < 0) {
+        __builtin_cpu_init();
+        state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return state;
+}
+
+// Eight fp16 values (16 bytes) as floats.
+AVX2 static inline __m256 halves8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+// Four activation bytes repeated in every 32-bit lane.
+AVX2 static inline __m256i broadcast4(const int8_t *p) {
+    int32_t a;
+    memcpy(&a, p, 4);
+    return _mm256_set1_epi32(a);
+}
+
+// Eight unsigned bytes as floats.
+AVX2 static inline __m256 bytes8(const uint8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+// The 32-bit lane sums of signed bytes w times signed bytes a, exact (ggml's sign trick).
+AVX2 static inline __m256i signed_dot(__m256i w, __m256i a) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations: ggml's quantize_row_q8_0_ref, eight values at a time, byte for byte the portable
+// loop's (the same max, 1/d and products; roundf's halves away from zero done exactly).
+
+AVX2 void cq_avx2_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (long b = 0; b < blocks; b++) {
+        const float *xb = x + b * 32;
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            // max(|x|, amax) keeps amax where x is NaN, as the portable `a > amax ? a : amax`.
+            amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[i]), amax);
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float db = _mm_cvtss_f32(m) / 127.0f;
+        const float id = db != 0 ? 1.0f / db : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i r[4];
+        for (int i = 0; i < 4; i++) {
+            const __m256 s = _mm256_mul_ps(v[i], vid);
+            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(s, t)), half, _CMP_GE_OQ);
+            const __m256 step = _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(s, sign)));
+            r[i] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+        }
+        // 32 int32 → 32 int8 (values fit: |q| ≤ 127), back in order after the in-lane packs.
+        const __m256i w16 = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm256_permutevar8x32_epi32(w16, order));
+        const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+        const int32_t total = _mm_cvtsi128_si32(s);
+        const float dh = (float)(_Float16)db;
+        _mm256_storeu_ps(d8 + b * 8, _mm256_set1_ps(dh));
+        _mm256_storeu_ps(s8 + b * 8, _mm256_set1_ps(dh * (float)total));
+        if (sums) sums[b] = total;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed runs of 16 rows (decoding's layout): each 64-byte vector of the layout is read as two
+// halves, rows 0-7 and rows 8-15, one row per 32-bit lane.
+
+// Q4_0, Q4_1 and Q8_0: out[k][h] lane r is row 8h + r's dot product with activation row k.
+AVX2 static inline __attribute__((always_inline)) void
+packed_lanes(int format, const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8,
+             const float *s8, const int32_t *sums, __m256 out[][2]) {
+    const long pbb = format == CQ_Q4_0 ? 288 : format == CQ_Q4_1 ? 320 : 544;
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4][2], off[4][2];
+    for (int k = 0; k < G; k++)
+        for (int h = 0; h < 2; h++) acc[k][h] = off[k][h] = _mm256_setzero_ps();
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = p + b * pbb;
+        for (int h = 0; h < 2; h++) {
+            const __m256 dw = halves8(blk + 16 * h);
+            __m256i isum[4];
+            if (format == CQ_Q8_0) {
+                for (int k = 0; k < G; k++) isum[k] = _mm256_setzero_si256();
+                for (int v = 0; v < 8; v++) {
+                    // The layout stores q + 128; the sign trick wants q itself.
+                    const __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * v + 32 * h)), flip);
+                    for (int k = 0; k < G; k++)
+                        isum[k] = _mm256_add_epi32(isum[k], signed_dot(w, broadcast4(q + (k * blocks + b) * 32 + 4 * v)));
+                }
+            } else {
+                const uint8_t *codes = blk + (format == CQ_Q4_1 ? 64 : 32);
+                __m256i pairs[4];
+                for (int k = 0; k < G; k++) pairs[k] = _mm256_setzero_si256();
+                for (int m = 0; m < 4; m++) {
+                    const __m256i w = _mm256_loadu_si256((const __m256i *)(codes + 64 * m + 32 * h));
+                    const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+                    for (int k = 0; k < G; k++) {
+                        const int8_t *qa = q + (k * blocks + b) * 32;
+                        pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(lo, broadcast4(qa + 4 * m)));
+                        pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(hi, broadcast4(qa + 16 + 4 * m)));
+                    }
+                }
+                for (int k = 0; k < G; k++) isum[k] = _mm256_madd_epi16(pairs[k], ones);
+            }
+            for (int k = 0; k < G; k++) {
+                const long kb = k * blocks + b;
+                if (format == CQ_Q4_0) isum[k] = _mm256_sub_epi32(isum[k], _mm256_set1_epi32(8 * sums[kb]));
+                acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k]), _mm256_mul_ps(dw, _mm256_set1_ps(d8[kb * 8])), acc[k][h]);
+                if (format == CQ_Q4_1)
+                    off[k][h] = _mm256_fmadd_ps(halves8(blk + 32 + 16 * h), _mm256_set1_ps(s8[kb * 8]), off[k][h]);
+            }
+        }
+    }
+    for (int k = 0; k < G; k++)
+        for (int h = 0; h < 2; h++) out[k][h] = format == CQ_Q4_1 ? _mm256_add_ps(acc[k][h], off[k][h]) : acc[k][h];
+}
+
+// Q4_K: per sub-block pair the two sub-blocks' exact integer sums, d·sc·d_a times each, and
+// dmin·m·(d_a Σq_a) apart, subtracted at the end.
+AVX2 static inline __attribute__((always_inline)) void
+packed_lanes_q4k(const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8, const float *s8,
+                 __m256 out[][2]) {
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[4][2], off[4][2];
+    for (int k = 0; k < G; k++)
+        for (int h = 0; h < 2; h++) acc[k][h] = off[k][h] = _mm256_setzero_ps();
+    for (long sb = 0; sb < blocks / 8; sb++) {
+        const uint8_t *blk = p + sb * Q4K_PACKED;
+        for (int h = 0; h < 2; h++) {
+            const __m256 d = halves8(blk + 16 * h), dmin = halves8(blk + 32 + 16 * h);
+            for (int j = 0; j < 4; j++) {
+                __m256i pa[4], pb[4];
+                for (int k = 0; k < G; k++) pa[k] = pb[k] = _mm256_setzero_si256();
+                for (int m = 0; m < 8; m++) {
+                    const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 320 + (j * 8 + m) * 64 + 32 * h));
+                    const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+                    for (int k = 0; k < G; k++) {
+                        const int8_t *qa = q + (k * blocks + sb * 8 + 2 * j) * 32;
+                        pa[k] = _mm256_add_epi16(pa[k], _mm256_maddubs_epi16(lo, broadcast4(qa + 4 * m)));
+                        pb[k] = _mm256_add_epi16(pb[k], _mm256_maddubs_epi16(hi, broadcast4(qa + 32 + 4 * m)));
+                    }
+                }
+                const __m256 factor0 = _mm256_mul_ps(d, bytes8(blk + 64 + 16 * (2 * j) + 8 * h));
+                const __m256 factor1 = _mm256_mul_ps(d, bytes8(blk + 64 + 16 * (2 * j + 1) + 8 * h));
+                const __m256 minimum0 = _mm256_mul_ps(dmin, bytes8(blk + 192 + 16 * (2 * j) + 8 * h));
+                const __m256 minimum1 = _mm256_mul_ps(dmin, bytes8(blk + 192 + 16 * (2 * j + 1) + 8 * h));
+                for (int k = 0; k < G; k++) {
+                    const long kb = k * blocks + sb * 8 + 2 * j;
+                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pa[k], ones)),
+                                                _mm256_mul_ps(factor0, _mm256_set1_ps(d8[kb * 8])), acc[k][h]);
+                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pb[k], ones)),
+                                                _mm256_mul_ps(factor1, _mm256_set1_ps(d8[(kb + 1) * 8])), acc[k][h]);
+                    off[k][h] = _mm256_fmadd_ps(minimum0, _mm256_set1_ps(s8[kb * 8]), off[k][h]);
+                    off[k][h] = _mm256_fmadd_ps(minimum1, _mm256_set1_ps(s8[(kb + 1) * 8]), off[k][h]);
+                }
+            }
+        }
+    }
+    for (int k = 0; k < G; k++)
+        for (int h = 0; h < 2; h++) out[k][h] = _mm256_sub_ps(acc[k][h], off[k][h]);
+}
+
+AVX2 static inline __attribute__((always_inline)) void
+dot_packed(int format, const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8, const float *s8,
+           const int32_t *sums, long nx, float *y, long ystride) {
+    for (long i = 0; i < nx; i += 4) {
+        const long left = nx - i < 4 ? nx - i : 4;
+        const int8_t *qi = q + i * blocks * 32;
+        const float *di = d8 + i * blocks * 8, *si = s8 + i * blocks * 8;
+        const int32_t *ui = sums + i * blocks;
+        __m256 out[4][2];
+        if (format == CQ_Q4_K) {
+            switch (left) {
+            case 1: packed_lanes_q4k(1, p, blocks, qi, di, si, out); break;
+            case 2: packed_lanes_q4k(2, p, blocks, qi, di, si, out); break;
+            case 3: packed_lanes_q4k(3, p, blocks, qi, di, si, out); break;
+            default: packed_lanes_q4k(4, p, blocks, qi, di, si, out); break;
+            }
+        } else {
+            switch (left) {
+            case 1: packed_lanes(format, 1, p, blocks, qi, di, si, ui, out); break;
+            case 2: packed_lanes(format, 2, p, blocks, qi, di, si, ui, out); break;
+            case 3: packed_lanes(format, 3, p, blocks, qi, di, si, ui, out); break;
+            default: packed_lanes(format, 4, p, blocks, qi, di, si, ui, out); break;
+            }
+        }
+        for (long k = 0; k < left; k++) {
+            float lanes[16];
+            _mm256_storeu_ps(lanes, out[k][0]);
+            _mm256_storeu_ps(lanes + 8, out[k][1]);
+            for (long r = 0; r < nrows; r++) y[(i + k) * ystride + r] = lanes[r];
+        }
+    }
+}
+
+// One function per format, so that each inlines dot_packed with its format a constant.
+#define PACKED_KERNEL(name, format)                                                                     \
+    AVX2 static void name(const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8, \
+                          const float *s8, const int32_t *sums, long nx, float *y, long ystride) {      \
+        dot_packed(format, p, nrows, blocks, q, d8, s8, sums, nx, y, ystride);                          \
+    }
+PACKED_KERNEL(dot_packed_q4_0, CQ_Q4_0)
+PACKED_KERNEL(dot_packed_q4_1, CQ_Q4_1)
+PACKED_KERNEL(dot_packed_q4_k, CQ_Q4_K)
+PACKED_KERNEL(dot_packed_q8_0, CQ_Q8_0)
+
+void cq_avx2_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q, const float *d8,
+                        const float *s8, const int32_t *sums, long nx, float *y, long ystride) {
+    switch (format) {
+    case CQ_Q4_0: dot_packed_q4_0(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    case CQ_Q4_1: dot_packed_q4_1(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    case CQ_Q4_K: dot_packed_q4_k(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    default: dot_packed_q8_0(packed, nrows, blocks, q, d8, s8, sums, nx, y, ystride); break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows in the mapped file's layout: one weight row against one activation row, eight 32-bit
+// lanes per block of 32 values, reduced once at the end.
+
+// 16 nibble bytes as 32 bytes in value order: [low nibbles (values 0-15) | high (16-31)].
+AVX2 static inline __m256i nibbles16(const uint8_t *p) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)p), low = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low), _mm_and_si128(v, low));
+}
+
+AVX2 static inline float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static float row_dot(int format, const uint8_t *w, long blocks, const int8_t *q, const float *d8, const float *s8) {
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8), low = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    if (format == CQ_Q4_K) {
+        for (long sb = 0; sb < blocks / 8; sb++) {
+            const uint8_t *s = w + sb * 144;
+            const float d = half_to_float(s), dmin = half_to_float(s + 2);
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(s + 16 + 32 * j));
+                for (int h = 0; h < 2; h++) {
+                    const int sub = 2 * j + h;
+                    const long b = sb * 8 + sub;
+                    uint8_t sc, m;
+                    scale_min_k4(sub, s + 4, &sc, &m);
+                    const __m256i codes = _mm256_and_si256(h ? _mm256_srli_epi16(v, 4) : v, low);
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)(q + b * 32));
+                    const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), ones);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * (float)sc * d8[b * 8]), acc);
+                    off -= dmin * (float)m * s8[b * 8];
+                }
+            }
+        }
+        return sum8(acc) + off;
+    }
+    for (long b = 0; b < blocks; b++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(q + b * 32));
+        __m256i isum;
+        float dw;
+        switch (format) {
+        case CQ_Q4_0: {
+            const uint8_t *blk = w + b * 18;
+            dw = half_to_float(blk);
+            isum = signed_dot(_mm256_sub_epi8(nibbles16(blk + 2), eight), a);
+            break;
+        }
+        case CQ_Q4_1: {
+            const uint8_t *blk = w + b * 20;
+            dw = half_to_float(blk);
+            isum = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles16(blk + 4), a), ones);
+            off += half_to_float(blk + 2) * s8[b * 8];
+            break;
+        }
+        default: {  // CQ_Q8_0
+            const uint8_t *blk = w + b * 34;
+            dw = half_to_float(blk);
+            isum = signed_dot(_mm256_loadu_si256((const __m256i *)(blk + 2)), a);
+            break;
+        }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw * d8[b * 8]), acc);
+    }
+    return sum8(acc) + off;
+}
+
+AVX2 void cq_avx2_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks, const int8_t *q,
+                           const float *d8, const float *s8, long nx, float *y, long ystride) {
+    for (long r = 0; r < nrows; r++)
+        for (long i = 0; i < nx; i++)
+            y[i * ystride + r] = row_dot(format, rows[r], blocks, q + i * blocks * 32, d8 + i * blocks * 8, s8 + i * blocks * 8);
+}
+
+#endif
