@@ -73,6 +73,16 @@ void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks,
     }
 }
 
+
+int camx_wide_vectors(void) {
+    static int state = -1;  // benign race: every thread computes the same answer
+    if (state < 0) {
+        __builtin_cpu_init();
+        state = __builtin_cpu_supports("avx512f");
+    }
+    return state;
+}
+
 #else
 
 int camx_available(void) { return 0; }
@@ -80,6 +90,15 @@ int camx_available(void) { return 0; }
 void camx_panel(const uint16_t *a, const uint16_t *b, long panels, long blocks,
                 float *out, long ldo, const float *init, long ldi) {
     (void)a; (void)b; (void)panels; (void)blocks; (void)out;
+}
+
+int camx_wide_vectors(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
 }
 
 #endif

@@ -1,3 +1,5 @@
+import CAMX
+
 /// Whether a GEMM operand is used as stored or transposed.
 public enum Transpose: Sendable {
     case none
@@ -56,6 +58,9 @@ public enum GEMM {
     public static let mr = 14
     /// Columns of the register tile: two 16-float vectors.
     public static let nr = 32
+    /// Whether the CPU has 32 registers of 16 floats (AVX-512) for the tile; otherwise the
+    /// micro-kernel makes four passes of 8 columns (`microKernel14x32Narrow`).
+    public static let wideVectors = camx_wide_vectors() != 0
     /// Largest depth of a packed block: a 14 x 512 panel of A is 28 KiB and stays in the 48 KiB
     /// L1.
     static let kc = 512
@@ -80,8 +85,10 @@ public enum GEMM {
         let depth = (k + passes - 1) / passes
         let threads = 2 * m * n * k >= 4 * ThreadPool.parallelWorkThreshold ? pool.threadCount : 1
         // A as stored needs no packing: its full panels are read in place (the micro-kernel takes
-        // A's strides). A transposed panel is packed by the thread that uses it, into L1.
-        let directA = transA == .none
+        // A's strides). A transposed panel is packed by the thread that uses it, into L1. The
+        // narrow micro-kernel always reads a packed panel: fourteen rows `lda` apart would take
+        // fourteen address registers beside its sixteen vector registers, and spill.
+        let directA = transA == .none && wideVectors
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
         // so that no thread waits for a last odd task.

@@ -1,5 +1,5 @@
-/// The register micro-kernel: a 14x32 tile of C in 28 zmm accumulators, C = alpha·A·B + beta·C
-/// over depth `kc`. Element (r, p) of A is `a[r * aRow + p * aColumn]` — (1, 14) for a packed
+/// The register micro-kernel: a 14x32 tile of C (28 zmm accumulators on AVX-512, six narrower
+/// passes elsewhere), C = alpha·A·B + beta·C over depth `kc`. Element (r, p) of A is `a[r * aRow + p * aColumn]` — (1, 14) for a packed
 /// panel, (lda, 1) for a row-major A read in place — and row p of B starts at `b + p * bRow`
 /// (32 for a packed panel, ldb in place). Each step broadcasts one A value per row and issues
 /// two FMAs per row; strides are runtime values, which costs nothing measurable. With `bias`
@@ -7,6 +7,21 @@
 /// is the same rounding as adding the bias to the stored product afterwards.
 @inline(__always)
 func microKernel14x32(
+    _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>? = nil
+) {
+    if GEMM.wideVectors {
+        microKernel14x32Wide(kc, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: c, ldc: ldc, alpha: alpha,
+                             beta: beta, bias: bias)
+    } else {
+        microKernel14x32Narrow(kc, a: a, aRow: aRow, aColumn: aColumn, b: b, bRow: bRow, c: c, ldc: ldc, alpha: alpha,
+                               beta: beta, bias: bias)
+    }
+}
+
+/// The 14x32 tile in 28 sixteen-float accumulators (AVX-512's 32 zmm registers).
+@inline(__always)
+func microKernel14x32Wide(
     _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>? = nil
 ) {
@@ -112,4 +127,63 @@ func microKernel14x32(
         store16((c130 * scale).addingProduct(keep, load16(c + 13 * ldc)), c + 13 * ldc)
         store16((c131 * scale).addingProduct(keep, load16(c + 13 * ldc + 16)), c + 13 * ldc + 16)
     }
+}
+
+
+
+/// The 14x32 tile on CPUs with sixteen 256-bit vector registers (AVX2), where the wide kernel's
+/// 28 sixteen-float accumulators would live in memory: six passes over the depth, one per 16
+/// columns and 5, 5 or 4 rows, each with two one-register accumulators per row, two loads of B
+/// and a broadcast of A per row and step (at most 10 accumulators: with the loop unrolled, 14
+/// spilled). Each element of C gets the same fused multiply-adds in the same order as in the
+/// wide kernel, so the same floats; the panels are re-read from L1 per pass.
+@inline(__always)
+func microKernel14x32Narrow(
+    _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>? = nil
+) {
+    for half in 0..<2 {
+        let offset = 16 * half
+        narrowPass(5, kc, a: a, aRow: aRow, aColumn: aColumn, b: b + offset, bRow: bRow, c: c + offset, ldc: ldc,
+                   alpha: alpha, beta: beta, bias: bias.map { $0 + offset })
+        narrowPass(5, kc, a: a + 5 * aRow, aRow: aRow, aColumn: aColumn, b: b + offset, bRow: bRow, c: c + 5 * ldc + offset,
+                   ldc: ldc, alpha: alpha, beta: beta, bias: bias.map { $0 + offset })
+        narrowPass(4, kc, a: a + 10 * aRow, aRow: aRow, aColumn: aColumn, b: b + offset, bRow: bRow, c: c + 10 * ldc + offset,
+                   ldc: ldc, alpha: alpha, beta: beta, bias: bias.map { $0 + offset })
+    }
+}
+
+/// `rows` (4 or 5, a constant after inlining) rows by 16 columns of the narrow kernel.
+@inline(__always)
+func narrowPass(
+    _ rows: Int, _ kc: Int, a: UnsafePointer<Float>, aRow: Int, aColumn: Int, b: UnsafePointer<Float>, bRow: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, bias: UnsafePointer<Float>?
+) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(); var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(); var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>(); var c40 = SIMD8<Float>(), c41 = SIMD8<Float>()
+    var column = a, pb = b
+    for _ in 0..<kc {
+        let b0 = UnsafeRawPointer(pb).loadUnaligned(as: SIMD8<Float>.self)
+        let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+        let a0 = SIMD8<Float>(repeating: column[0 * aRow]); c00 = c00.addingProduct(a0, b0); c01 = c01.addingProduct(a0, b1)
+        let a1 = SIMD8<Float>(repeating: column[1 * aRow]); c10 = c10.addingProduct(a1, b0); c11 = c11.addingProduct(a1, b1)
+        let a2 = SIMD8<Float>(repeating: column[2 * aRow]); c20 = c20.addingProduct(a2, b0); c21 = c21.addingProduct(a2, b1)
+        let a3 = SIMD8<Float>(repeating: column[3 * aRow]); c30 = c30.addingProduct(a3, b0); c31 = c31.addingProduct(a3, b1)
+        if rows == 5 { let a4 = SIMD8<Float>(repeating: column[4 * aRow]); c40 = c40.addingProduct(a4, b0); c41 = c41.addingProduct(a4, b1) }
+        column += aColumn; pb += bRow
+    }
+    if let bias {
+        let b0 = UnsafeRawPointer(bias).loadUnaligned(as: SIMD8<Float>.self)
+        let b1 = UnsafeRawPointer(bias + 8).loadUnaligned(as: SIMD8<Float>.self)
+        c00 += b0; c01 += b1; c10 += b0; c11 += b1; c20 += b0; c21 += b1; c30 += b0; c31 += b1; c40 += b0; c41 += b1
+    }
+    let scale = SIMD8<Float>(repeating: alpha), keep = SIMD8<Float>(repeating: beta)
+    func put(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        store8(beta == 0 ? v * scale : (v * scale).addingProduct(keep, load8(p)), p)
+    }
+    put(c00, c + 0 * ldc); put(c01, c + 0 * ldc + 8)
+    put(c10, c + 1 * ldc); put(c11, c + 1 * ldc + 8)
+    put(c20, c + 2 * ldc); put(c21, c + 2 * ldc + 8)
+    put(c30, c + 3 * ldc); put(c31, c + 3 * ldc + 8)
+    if rows == 5 { put(c40, c + 4 * ldc); put(c41, c + 4 * ldc + 8) }
 }

@@ -10,6 +10,10 @@
 /// process permission to use tile data (requested here, once per process); 0 otherwise.
 int camx_available(void);
 
+/// 1 when this CPU has AVX-512F: 32 vector registers of 16 floats, what the fp32 GEMM's widest
+/// micro-kernel keeps its tile in; 0 otherwise (AVX2's 16 registers of 8, NEON, …).
+int camx_wide_vectors(void);
+
 /// C[32 x 32*panels] = init + A · B for one packed row panel of A and `panels` packed column
 /// panels of B, stored as fp32 to `out` (row stride `ldo` floats).
 ///
