@@ -18,7 +18,7 @@ struct BenchDecode: ParsableCommand {
     @Option(help: "Tokens decoded after the prompt.") var genTokens = 128
     @Option(help: "Rounds of TinyLM then the peer.") var rounds = 3
     @Option(help: "llama.cpp (llama-bench on the same file) or none.") var peer = "llama.cpp"
-    @Option(help: "The llama-bench binary (../shared/peers/build_llamacpp_noamx.sh builds it).")
+    @Option(help: "The llama-bench binary (../shared/peers/build_llamacpp_noamx.sh builds it for an AVX-512 CPU; elsewhere build llama.cpp with -DGGML_NATIVE=ON).")
     var llamaBench = NSHomeDirectory() + "/.cache/tinylm-peers-build/llama-noamx/bin/llama-bench"
     @Option(help: "packed (blocks copied out, 16 rows interleaved: what generate and chat use), quantized (blocks read in the mapped file) or fp32 (dequantized).")
     var weights: String = "packed"

@@ -93,6 +93,9 @@ struct LoRACommand: ParsableCommand {
                                   data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
         let trainable = adapted.layout.gradientCount
         printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
+        if precision == .bf16 && !amxAvailable {
+            printError("note: this CPU has no usable AMX-BF16; bf16 products are emulated (same results, slower than fp32)")
+        }
         let statePath = adapterPath + "/" + Trainer.stateFile
         if resume {
             guard FileManager.default.fileExists(atPath: statePath) else {
