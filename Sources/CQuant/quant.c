@@ -129,7 +129,7 @@ void cq_unpack_row(int format, const uint8_t *packed, long r, long blocks, uint8
     }
 }
 
-static void widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
+void cq_widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
                                 long width, float *out) {
     for (long r = 0; r < count; r++) {
         if (r + 8 < count) __builtin_prefetch(q + (r + 8) * row_bytes);
@@ -668,7 +668,8 @@ VNNI static void widen_rows_avx512(const int8_t *q, const float *scales, long ro
 void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
                    float *out) {
     if (cq_vnni_available()) widen_rows_avx512(q, scales, row_bytes, row_scales, count, width, out);
-    else widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
+    else if (cq_avx2_available()) cq_avx2_widen_rows(q, scales, row_bytes, row_scales, count, width, out);
+    else cq_widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
 }
 
 void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
@@ -728,7 +729,7 @@ void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks
 
 void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
                    float *out) {
-    widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
+    cq_widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
 }
 
 #endif
