@@ -59,7 +59,7 @@ public enum GEMM {
     /// Columns of the register tile: two 16-float vectors.
     public static let nr = 32
     /// Whether the CPU has 32 registers of 16 floats (AVX-512) for the tile; otherwise the
-    /// micro-kernel makes four passes of 8 columns (`microKernel14x32Narrow`).
+    /// micro-kernel makes six passes of 16 columns by 5, 5 or 4 rows (`microKernel14x32Narrow`).
     public static let wideVectors = camx_wide_vectors() != 0
     /// Largest depth of a packed block: a 14 x 512 panel of A is 28 KiB and stays in the 48 KiB
     /// L1.
@@ -86,8 +86,9 @@ public enum GEMM {
         let threads = 2 * m * n * k >= 4 * ThreadPool.parallelWorkThreshold ? pool.threadCount : 1
         // A as stored needs no packing: its full panels are read in place (the micro-kernel takes
         // A's strides). A transposed panel is packed by the thread that uses it, into L1. The
-        // narrow micro-kernel always reads a packed panel: fourteen rows `lda` apart would take
-        // fourteen address registers beside its sixteen vector registers, and spill.
+        // narrow micro-kernel always reads a packed panel, its rows at fixed offsets from one
+        // address: rows `lda` apart take an address register each (in the first narrow kernel
+        // tried, with 14 accumulators, they spilled).
         let directA = transA == .none && wideVectors
         // The tile grid: column chunks of about `panelsPerChunk` panels times row groups, both cut
         // evenly, with a task count that is a multiple of the thread count where the rows allow,
