@@ -1,5 +1,6 @@
 import Chat
 import Foundation
+import Support
 import Testing
 import Tokenizer
 
@@ -64,7 +65,7 @@ struct TemplateTests {
             #expect(renumbered(parsed) == renumbered(c), "\(template.render(c).prefix(300))")
         }
         // Through OpenAI JSONL and back too.
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString).jsonl").path
+        let path = ScratchDirectory.make("chat") + "/conversations.jsonl"
         try ChatDatasets.writeOpenAI(conversations, to: path)
         let reread = try ChatDatasets.read(path)
         #expect(reread == conversations)
@@ -95,8 +96,7 @@ struct TemplateTests {
 
     @Test("malformed datasets name the file and the record")
     func badData() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = ScratchDirectory.make("chat")
         let cases = [
             ("[{\"conversations\": [{\"from\": \"alien\", \"value\": \"x\"}]}]", "unknown speaker"),
             ("[{\"conversations\": [{\"from\": \"function_call\", \"value\": \"{not json\"}]}]", "invalid JSON"),

@@ -10,9 +10,7 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     .appendingPathComponent("Fixtures").path
 
 func scratch() -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-gguf-\(UUID().uuidString)").path
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    ScratchDirectory.make("gguf")
 }
 
 func floats(_ file: GGUFFile, _ name: String) throws -> [Float] {

@@ -13,9 +13,7 @@ let sharedData: String? = {
 
 /// A fresh temporary directory.
 func temporaryDirectory() -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-test-\(UUID().uuidString)").path
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    ScratchDirectory.make("test")
 }
 
 /// A generated corpus: sentences from a small grammar with numbers, punctuation, some
@@ -42,7 +40,7 @@ func trainSmallTokenizer(
 ) throws -> (tokenizer: SentencePieceTokenizer, data: Data) {
     // One corpus path for every call: the model records its input paths, and the determinism
     // test compares bytes.
-    let corpus = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-test-corpus-\(getpid()).txt").path
+    let corpus = ScratchDirectory.file("test-corpus.txt")
     if !FileManager.default.fileExists(atPath: corpus) {
         try AtomicFile.write(Data(generatedCorpus(lines: 2000, seed: 1).utf8), to: corpus)
     }

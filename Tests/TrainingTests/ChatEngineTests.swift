@@ -1,6 +1,7 @@
 import Chat
 import ChatEngine
 import Foundation
+import Support
 import Testing
 import Tokenizer
 import Transformer
@@ -147,7 +148,7 @@ struct ChatEngineTests {
         text = ""
         try engine.regenerate { if case .text(let t) = $0 { text += t } }
         #expect(text == "again" && engine.messages.count == 2)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-chat-\(UUID().uuidString).jsonl").path
+        let path = ScratchDirectory.make("chat") + "/saved.jsonl"
         try ChatDatasets.writeOpenAI([engine.conversation], to: path)
         let (other, _) = try self.engine([])
         other.system = nil

@@ -29,9 +29,7 @@ func smallRun(steps: Int = 8, dropout: Double = 0.1, maxSkips: Int = 10, spikeFa
 }
 
 func temporaryPath() -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-train-\(UUID().uuidString)").path
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    ScratchDirectory.make("train")
 }
 
 @Suite("trainer")

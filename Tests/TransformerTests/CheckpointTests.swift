@@ -5,9 +5,7 @@ import Testing
 @testable import Transformer
 
 func scratchDirectory() -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tinylm-ckpt-\(UUID().uuidString)").path
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    ScratchDirectory.make("ckpt")
 }
 
 @Suite("checkpoints and configs")
