@@ -92,7 +92,8 @@ struct LoRACommand: ParsableCommand {
         let trainer = try Trainer(model: adapted, options: options,
                                   data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
         let trainable = adapted.layout.gradientCount
-        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), sequences of \(options.sequenceLength) tokens; \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
+        let meanLength = train.reduce(0) { $0 + min($1.ids.count, options.sequenceLength) } / max(1, train.count)
+        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), examples of \(meanLength) tokens on average and at most \(options.sequenceLength) (a batch is padded to its longest); \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
         if precision == .bf16 && !amxAvailable {
             printError("note: this CPU has no usable AMX-BF16; bf16 products are emulated (same results, slower than fp32)")
         }

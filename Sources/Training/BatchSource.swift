@@ -6,9 +6,9 @@ import Transformer
 /// (saved with each checkpoint) and its data decide every later batch, which is what makes a
 /// resumed run bit-identical to an uninterrupted one.
 public protocol BatchSource: Sendable {
-    /// Fills `ids` and `targets` (`batch x length` each; target -1: not counted) with the next
-    /// micro-batch and advances.
-    mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int)
+    /// Replaces `ids` and `targets` with the next micro-batch, `batch` rows of the returned
+    /// length (at most `length`; target -1: not counted), and advances.
+    mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int) -> Int
     /// The state the next batch follows from.
     var position: UInt64 { get set }
     /// A hash of the data, so that a resume with other data is refused.
@@ -40,7 +40,8 @@ public struct TokenWindows: BatchSource {
         fingerprint = tokenFingerprint(tokens)
     }
 
-    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) {
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) -> Int {
+        resize(&ids, &targets, to: batch * t)
         var rng = SplitMix64(seed: position)
         let limit = UInt64(tokens.count - t)
         for b in 0..<batch {
@@ -51,6 +52,20 @@ public struct TokenWindows: BatchSource {
             }
         }
         position = rng.state
+        return t
+    }
+}
+
+/// Makes `ids` and `targets` hold `count` elements (their storage is kept: a step allocates
+/// nothing once the longest batch has been seen).
+func resize(_ ids: inout [Int32], _ targets: inout [Int32], to count: Int) {
+    if ids.count != count {
+        ids.removeAll(keepingCapacity: true)
+        ids.append(contentsOf: repeatElement(0, count: count))
+    }
+    if targets.count != count {
+        targets.removeAll(keepingCapacity: true)
+        targets.append(contentsOf: repeatElement(-1, count: count))
     }
 }
 
@@ -67,7 +82,9 @@ public struct MaskedExample: Sendable, Equatable {
 }
 
 /// Whole examples (fine-tuning): each epoch visits every example once in a seeded shuffled
-/// order; a row holds one example, cut to `length` tokens or padded with targets -1.
+/// order; a row holds one example, cut to `length` tokens or padded with targets -1 to the
+/// micro-batch's longest. Causal attention keeps padding after a sequence from changing it, so
+/// the loss and gradients are those of padding to `length`, at the cost of the tokens there are.
 public struct MaskedExamples: BatchSource {
     public let examples: [MaskedExample]
     public let seed: UInt64
@@ -120,19 +137,26 @@ public struct MaskedExamples: BatchSource {
         return examples[permutation(row / n)[Int(row % n)]]
     }
 
-    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length t: Int) {
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int) -> Int {
         let n = UInt64(examples.count)
-        for b in 0..<batch {
+        var rows: [MaskedExample] = []
+        rows.reserveCapacity(batch)
+        for _ in 0..<batch {
             let epoch = position / n
             if cachedEpoch != epoch { order = permutation(epoch); cachedEpoch = epoch }
-            let e = examples[order[Int(position % n)]]
+            rows.append(examples[order[Int(position % n)]])
             position += 1
+        }
+        let t = min(length, rows.map(\.ids.count).max()!)
+        resize(&ids, &targets, to: batch * t)
+        for (b, e) in rows.enumerated() {
             let used = min(t, e.ids.count)
             for j in 0..<t {
                 ids[b * t + j] = j < used ? e.ids[j] : 0
                 targets[b * t + j] = j < used ? e.targets[j] : -1
             }
         }
+        return t
     }
 }
 
@@ -157,12 +181,13 @@ public struct FixedBatches: BatchSource {
         fingerprint = tokenFingerprint(batches.flatMap { $0.ids + $0.targets })
     }
 
-    /// Copies the next batch (which must hold `batch x length` ids and targets; the trainer
-    /// checks the sizes before it starts) and advances, wrapping around at the end.
-    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int) {
+    /// Copies the next batch (`batch` rows of at most `length`: the trainer's forward checks the
+    /// sizes) and advances, wrapping around at the end.
+    public mutating func fill(ids: inout [Int32], targets: inout [Int32], batch: Int, length: Int) -> Int {
         let b = batches[Int(position % UInt64(batches.count))]
         ids = b.ids
         targets = b.targets
         position += 1
+        return b.ids.count % batch == 0 && b.ids.count / batch <= length ? b.ids.count / batch : length
     }
 }

@@ -80,8 +80,8 @@ public final class Trainer {
         try step { _ in data.fill(ids: &ids, targets: &targets, batch: options.batch, length: options.sequenceLength) }
     }
 
-    /// One optimizer step on given micro-batches (`batch x sequenceLength` ids and targets
-    /// each), for checking the optimizer against another implementation.
+    /// One optimizer step on given micro-batches (`batch` rows of at most `sequenceLength` ids
+    /// and targets each), for checking the optimizer against another implementation.
     public func step(batches: [(ids: [Int32], targets: [Int32])]) throws -> StepReport {
         guard batches.count == options.accumulation else {
             throw TrainingError.invalidOption(name: "accum", reason: "\(batches.count) batches for \(options.accumulation) micro-batches")
@@ -89,16 +89,20 @@ public final class Trainer {
         return try step { micro in
             ids = batches[micro].ids
             targets = batches[micro].targets
+            return ids.count % options.batch == 0 ? ids.count / options.batch : options.sequenceLength
         }
     }
 
-    private func step(fill: (Int) -> Void) throws -> StepReport {
+    /// `fill(micro)` puts micro-batch `micro` in `ids` and `targets` and returns its length.
+    private func step(fill: (Int) -> Int) throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let step = state.step
         Profiler.measure("zero gradients") { workspace.gradients.zero() }
-        var lossSum: Float = 0, auxSum = 0.0, zSum = 0.0
+        var lossSum: Float = 0, auxSum = 0.0, zSum = 0.0, tokens = 0
         for micro in 0..<options.accumulation {
-            fill(micro)
+            let length = fill(micro)
+            try workspace.setLength(length)
+            tokens += options.batch * length
             // Training noise (dropout, router jitter) from a seed per micro-batch.
             let noisy = model.config.dropout > 0 || (model.config.experts > 0 && model.config.routerJitter > 0)
                 || (model.adapters?.dropout ?? 0) > 0
@@ -140,14 +144,14 @@ public final class Trainer {
             state.consecutiveSkips += 1
         }
         state.step += 1
-        state.tokensSeen += options.tokensPerStep
+        state.tokensSeen += tokens
         state.rngState = data.position
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if state.consecutiveSkips >= options.maxSkips {
             throw TrainingError.tooManySkippedSteps(step: step, count: state.consecutiveSkips, lastLoss: loss)
         }
         var report = StepReport(step: state.step, loss: loss, gradientNorm: norm, learningRate: lr, skipped: skipped,
-                                seconds: seconds, tokens: options.tokensPerStep)
+                                seconds: seconds, tokens: tokens)
         if model.config.experts > 0 {
             report.routerAuxLoss = auxSum / Double(options.accumulation)
             report.routerZLoss = zSum / Double(options.accumulation)

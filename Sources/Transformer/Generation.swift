@@ -104,7 +104,7 @@ extension TransformerModel {
     public func evaluate(
         tokens: [Int32], batch: Int = 8, workspace given: TrainingWorkspace? = nil, pool: ThreadPool = .shared
     ) throws -> (loss: Double, count: Int) {
-        let t = given?.length ?? config.contextLength
+        let t = given?.capacity ?? config.contextLength
         guard tokens.count >= 2 else { throw TransformerError.emptyInput(what: "the evaluation data (fewer than 2 tokens)") }
         var windows: [(Int, Int)] = []
         var start = 0
@@ -114,6 +114,7 @@ extension TransformerModel {
             start += length
         }
         let workspace = try given ?? TrainingWorkspace(model: self, batch: min(batch, windows.count), length: t, training: false)
+        try workspace.setLength(t)
         var total = 0.0, counted = 0
         var index = 0
         while index < windows.count {

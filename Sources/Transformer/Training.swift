@@ -1,14 +1,21 @@
 import Support
 import Kernels
 
-/// Activations and gradients for training steps of `batch` sequences of `length` tokens,
-/// allocated once (a step allocates nothing). An evaluation workspace (`training: false`) holds
-/// the forward activations alone: no gradients, dropout masks or backward scratch.
+/// Activations and gradients for training steps of `batch` sequences of up to `capacity`
+/// tokens, allocated once (a step allocates nothing). An evaluation workspace
+/// (`training: false`) holds the forward activations alone: no gradients, dropout masks or
+/// backward scratch.
 public final class TrainingWorkspace: @unchecked Sendable {
-    public let batch: Int, length: Int
+    public let batch: Int
+    /// The longest sequences the buffers hold.
+    public let capacity: Int
+    /// The sequence length of the next forward (`capacity` until `setLength` says otherwise):
+    /// fine-tuning pads a batch to its longest example, not to `capacity`.
+    public private(set) var length: Int
     /// The trainable tensors' gradients (`layout.gradientCount` floats; empty for evaluation).
     public let gradients: FloatBuffer
-    let rows: Int, dModel: Int
+    private(set) var rows: Int
+    let dModel: Int
     // Forward activations, per layer where marked [L]; N = batch · length rows. Backward
     // recomputes the cheap ones (the norms' outputs, the MLP activation, the attention weights
     // and heads' outputs) from what is kept, one layer at a time, into the one-layer buffers:
@@ -88,6 +95,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         try MemoryBudget.check(floats: floats, what: "the activations of \(batch) × \(length) tokens")
         self.batch = batch
         self.length = length
+        capacity = length
         canTrain = training
         let n = batch * length, d = c.dModel, l = c.layers
         let b = training ? 1 : 0   // backward-only buffers are empty for evaluation
@@ -121,6 +129,18 @@ public final class TrainingWorkspace: @unchecked Sendable {
         dWide = FloatBuffer(count: b * n * max(c.mlpInPerToken, c.qkvDim))
         dWide2 = FloatBuffer(count: b * n * max(c.mlpActPerToken, c.heads * c.headDim))
         dProbs = FloatBuffer(count: b * max(1, threads) * length * length)
+    }
+
+    /// Makes the next forward (and its backward) run `batch` sequences of `t` tokens, for any `t`
+    /// up to `capacity`. The per-layer buffers are packed at the new row count, so this must not
+    /// fall between a forward and its backward.
+    public func setLength(_ t: Int) throws {
+        guard t >= 1 && t <= capacity else {
+            throw TransformerError.invalidConfig(source: "workspace", field: "length",
+                                                 reason: "must be in 1...\(capacity) (the workspace's capacity), got \(t)")
+        }
+        length = t
+        rows = batch * t
     }
 
     /// Where block `i` reads its input (`i == layers`: the last block's output).
@@ -227,7 +247,7 @@ extension TransformerModel {
             w.routerAuxLoss = mixture.auxLoss(rows: n, perLayer: c.routerAuxLossPerLayer)
             w.routerZLoss = mixture.zLoss(rows: n)
         }
-        let counted = w.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+        let counted = w.targets[..<n].reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
         w.counted = counted
         w.logitsHoldGradients = forBackward && !w.chunkedHead
         return counted == 0 ? 0 : sum(w.losses.pointer, count: n) / Float(counted)

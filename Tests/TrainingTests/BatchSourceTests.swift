@@ -21,11 +21,14 @@ struct BatchSourceTests {
     func maskedExamples() throws {
         let all = examples(10)
         var source = try MaskedExamples(examples: all, vocabularySize: 17, seed: 4)
-        let length = 6
-        var ids = [Int32](repeating: 0, count: 2 * length), targets = ids
+        let most = 6
+        var ids: [Int32] = [], targets: [Int32] = []
         var seen: [MaskedExample] = []
-        for _ in 0..<5 {
-            source.fill(ids: &ids, targets: &targets, batch: 2, length: length)
+        for step in 0..<5 {
+            // Rows are padded to the batch's longest example, cut at `most`.
+            let longest = min(most, max(source.example(at: UInt64(2 * step)).ids.count, source.example(at: UInt64(2 * step + 1)).ids.count))
+            let length = source.fill(ids: &ids, targets: &targets, batch: 2, length: most)
+            #expect(length == longest && ids.count == 2 * length && targets.count == 2 * length)
             for b in 0..<2 {
                 let row = MaskedExample(ids: Array(ids[(b * length)..<((b + 1) * length)]),
                                         targets: Array(targets[(b * length)..<((b + 1) * length)]))
@@ -94,6 +97,87 @@ struct BatchSourceTests {
                 try MaskedExamples(examples: examples(11), vocabularySize: model.config.vocabularySize, seed: 2)
             }, validation: nil)
         }
+    }
+
+    /// Examples of 3 to 11 tokens over a 17-token vocabulary, the first third uncounted.
+    func varied(_ count: Int) -> [MaskedExample] {
+        (0..<count).map { i in
+            let n = 3 + (i * 7) % 9
+            let ids = (0..<n).map { Int32(($0 * 5 + i * 3) % 17) }
+            return MaskedExample(ids: ids, targets: (0..<n).map { j in j < n / 3 ? -1 : ids[(j + 1) % n] })
+        }
+    }
+
+    @Test("padding each batch to its longest example trains as padding to the whole length (loss, updates; full and LoRA)",
+          arguments: [false, true])
+    func paddingToLongest(lora: Bool) throws {
+        let config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 2, heads: 2, kvHeads: 1, dFF: 32)
+        let length = 16, steps = 4
+        var options = TrainingOptions()
+        options.steps = steps
+        options.batch = 3
+        options.accumulation = 2
+        options.sequenceLength = length
+        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 1, total: steps)
+        options.spikeFactor = 0
+        func model() throws -> TransformerModel {
+            let base = try TransformerModel(config: config, seed: 9)
+            return lora ? try TransformerModel.adapting(base, with: AdapterConfig(rank: 2, alpha: 4), seed: 5) : base
+        }
+        let all = varied(14)
+        let source = try MaskedExamples(examples: all, vocabularySize: 17, seed: 3)
+        let trimmed = try Trainer(model: try model(), options: options, data: source, validation: nil)
+        // The same rows, each padded to `length`.
+        var rows: [MaskedExample] = []
+        for micro in 0..<(steps * options.accumulation) {
+            var ids = [Int32](repeating: 0, count: options.batch * length), targets = [Int32](repeating: -1, count: options.batch * length)
+            for b in 0..<options.batch {
+                let e = source.example(at: UInt64(micro * options.batch + b))
+                for j in e.ids.indices { ids[b * length + j] = e.ids[j]; targets[b * length + j] = e.targets[j] }
+            }
+            rows.append(MaskedExample(ids: ids, targets: targets))
+        }
+        let padded = try Trainer(model: try model(), options: options, data: try FixedBatches(batches: rows, vocabularySize: 17),
+                                 validation: nil)
+        var shorter = false
+        for step in 0..<steps {
+            let a = try trimmed.step(), b = try padded.step()
+            #expect(b.tokens == options.batch * options.accumulation * length)
+            let longest = (0..<options.accumulation).map { micro in
+                (0..<options.batch).map { source.example(at: UInt64((step * options.accumulation + micro) * options.batch + $0)).ids.count }.max()!
+            }
+            #expect(a.tokens == options.batch * longest.reduce(0, +), "step \(step): \(a.tokens) tokens for longest rows \(longest)")
+            shorter = shorter || a.tokens < b.tokens
+            #expect(abs(a.loss - b.loss) <= 1e-5 * abs(b.loss), "step \(step): \(a.loss) against \(b.loss)")
+            #expect(abs(a.gradientNorm - b.gradientNorm) <= 1e-5 * b.gradientNorm, "step \(step)")
+        }
+        #expect(shorter, "some batch was shorter than the whole length")
+        let x = trimmed.model.parameters.array, y = padded.model.parameters.array
+        let worst = zip(x, y).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5, "largest parameter difference \(worst)")
+        #expect(x != (try model()).parameters.array, "training moved the parameters")
+    }
+
+    @Test("the validation loss of examples batched by length equals padding them all to the whole length")
+    func evaluationByLength() throws {
+        let config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 2, heads: 2, dFF: 32)
+        let model = try TransformerModel(config: config, seed: 2)
+        let all = varied(11)
+        let got = try model.evaluate(examples: all, batch: 4, length: 16)
+        // Reference: every example alone, padded to 16, its summed loss over its counted targets.
+        let workspace = try TrainingWorkspace(model: model, batch: 1, length: 16, training: false)
+        var total = 0.0, counted = 0
+        for e in all {
+            var ids = [Int32](repeating: 0, count: 16), targets = [Int32](repeating: -1, count: 16)
+            for j in e.ids.indices { ids[j] = e.ids[j]; targets[j] = e.targets[j] }
+            let loss = try model.forward(ids: ids, targets: targets, workspace: workspace)
+            total += Double(loss) * Double(workspace.counted)
+            counted += workspace.counted
+        }
+        #expect(abs(got - total / Double(counted)) <= 1e-6 * total / Double(counted), "\(got) against \(total / Double(counted))")
+        // A length past the workspace's capacity, or none, is refused.
+        #expect(throws: TransformerError.self) { try workspace.setLength(17) }
+        #expect(throws: TransformerError.self) { try workspace.setLength(0) }
     }
 
     @Test("a state file whose tensors do not match the model by name and shape is refused, naming the tensor")
