@@ -54,9 +54,9 @@ public enum AtomicFile {
             throw FileError.unwritable(path: path, reason: "a file of that name is in the way, not a directory")
         }
         // The nearest existing ancestor says what is wrong.
-        var ancestor = (path as NSString).deletingLastPathComponent
+        var ancestor = PathNames.parent(of: path)
         while !ancestor.isEmpty && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
-            ancestor = (ancestor as NSString).deletingLastPathComponent
+            ancestor = PathNames.parent(of: ancestor)
         }
         if ancestor.isEmpty { ancestor = "." ; _ = FileManager.default.fileExists(atPath: ".", isDirectory: &isDirectory) }
         if !isDirectory.boolValue {
@@ -71,7 +71,7 @@ public enum AtomicFile {
     private static func mkdirAll(_ path: String) -> Bool {
         if mkdir(path, 0o755) == 0 || errno == EEXIST { return true }
         guard errno == ENOENT else { return false }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = PathNames.parent(of: path)
         guard !parent.isEmpty, parent != path, mkdirAll(parent) else { return false }
         return mkdir(path, 0o755) == 0 || errno == EEXIST
     }
@@ -80,8 +80,8 @@ public enum AtomicFile {
     /// fsyncs and renames it over `path`. On any error the temporary file is removed and `path`
     /// is untouched.
     public static func write(to path: String, _ body: (Int32) throws -> Void) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let directory = PathNames.parent(of: path)
+        let name = PathNames.lastComponent(of: path)
         var template = Array(((directory.isEmpty ? "." : directory) + "/.\(name).tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {

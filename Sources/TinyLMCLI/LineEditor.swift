@@ -1,5 +1,6 @@
 import CEditLine
 import Foundation
+import Support
 
 /// Reading the user's lines: on a terminal through libedit (cursor movement, editing keys,
 /// history with the arrow keys, kept across sessions in `~/.cache/tinylm/chat_history`); from a
@@ -27,7 +28,7 @@ final class LineEditor {
         let line = String(decoding: UnsafeRawBufferPointer(start: raw, count: strlen(raw)), as: UTF8.self)
         if !line.trimmingCharacters(in: .whitespaces).isEmpty {
             add_history(raw)
-            try? FileManager.default.createDirectory(atPath: (historyPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try? FileManager.default.createDirectory(atPath: PathNames.parent(of: historyPath), withIntermediateDirectories: true)
             _ = write_history(historyPath)
         }
         return line

@@ -241,4 +241,39 @@ struct HardeningTests {
         let help = try runTinyLM(["generate", "--help"])
         #expect(help.status == 0 && help.out.contains("OVERVIEW"))
     }
+
+    @Test("12. one-character file and folder names, relative, are written (Foundation traps on their parent)")
+    func shortNames() throws {
+        let folder = temporaryPath()
+        let data = try runTinyLM(["data", "synth-tools", "--count", "3", "--out", "x"], directory: folder)
+        #expect(data.reason == .exit && data.status == 0, "\(data.err)")
+        #expect(try String(contentsOfFile: folder + "/x", encoding: .utf8).split(separator: "\n").count == 3)
+        let (corpus, config) = try CLIRun.fixture()
+        let run = try runTinyLM(CLIRun.arguments(corpus: corpus, config: config, out: "r/", steps: 2, saveEvery: 0), directory: folder)
+        #expect(run.reason == .exit && run.status == 0, "\(run.err)")
+        #expect(FileManager.default.fileExists(atPath: folder + "/r/model.safetensors"))
+    }
+}
+
+@Suite("path names")
+struct PathNameTests {
+    @Test("parent and last name by POSIX rules: Foundation's where it does not trap, and the one-character names")
+    func pathNames() {
+        let cases: [(String, String, String)] = [
+            ("x", "", "x"), ("x/", "", "x"), ("/x", "/", "x"), ("/x/", "/", "x"), ("a/b", "a", "b"), ("a//b", "a", "b"),
+            ("a/b//", "a", "b"), ("/", "/", "/"), ("//", "/", "/"), ("", "", ""), ("./x", ".", "x"), ("../ab/c", "../ab", "c"),
+            ("/usr/local/lib", "/usr/local", "lib"), ("é/ü", "é", "ü"), ("ab", "", "ab"), ("//a", "/", "a"),
+        ]
+        for (path, parent, last) in cases {
+            #expect(PathNames.parent(of: path) == parent, "parent of \(path)")
+            #expect(PathNames.lastComponent(of: path) == last, "last name of \(path)")
+            // Foundation agrees wherever it does not trap (names of two characters or more; "//"
+            // is "" to it).
+            let names = path.split(separator: "/")
+            if !names.isEmpty && names.allSatisfy({ $0.count >= 2 }) {
+                #expect((path as NSString).deletingLastPathComponent == parent, "Foundation's parent of \(path)")
+                #expect((path as NSString).lastPathComponent == last, "Foundation's last name of \(path)")
+            }
+        }
+    }
 }
