@@ -19,6 +19,8 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "The base: a checkpoint directory or a GGUF file.") var model: String
     @Option(help: "Directory with train.jsonl and optionally valid.jsonl.") var data: String
     @Option(help: "Where to write the adapter (adapter_model.safetensors, adapter_config.json).") var adapterPath: String
+    @Option(help: "Start from this adapter's weights (a PEFT directory, TinyLM's or PEFT's), as mlx-lm's --resume-adapter-file: its rank, alpha, targets and dropout replace --rank, --alpha, --targets, --num-layers, --rs-lora and --dropout; the optimizer and schedule start afresh.")
+    var fromAdapter: String?
     @Option(help: "Adapter rank.") var rank = 8
     @Option(help: "Adapter alpha (scale alpha / rank).") var alpha = 16.0
     @Option(help: "Comma-separated projections: q,k,v,o,gate,up,down (default all of them); experts adds a mixture of experts' expert matrices.") var targets = AdapterConfig.allTargets.joined(separator: ",")
@@ -78,7 +80,14 @@ struct LoRACommand: ParsableCommand {
         var adapters = AdapterConfig(rank: rank, alpha: alpha, targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
                                      lastLayers: numLayers, rankStabilized: rsLora)
         adapters.dropout = dropout
-        let adapted = try TransformerModel.adapting(loaded.model, with: adapters, seed: seed)
+        let adapted: TransformerModel
+        if let fromAdapter {
+            adapted = try PEFTAdapter.load(fromAdapter, onto: loaded.model, trainable: { $0.contains(".lora_") })
+            adapters = adapted.adapters ?? adapters
+            printError("lora: starting from the adapter in \(fromAdapter)")
+        } else {
+            adapted = try TransformerModel.adapting(loaded.model, with: adapters, seed: seed)
+        }
         var options = TrainingOptions()
         options.steps = iters
         options.batch = batch
@@ -93,7 +102,7 @@ struct LoRACommand: ParsableCommand {
                                   data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
         let trainable = adapted.layout.gradientCount
         let meanLength = train.reduce(0) { $0 + min($1.ids.count, options.sequenceLength) } / max(1, train.count)
-        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), examples of \(meanLength) tokens on average and at most \(options.sequenceLength) (a batch is padded to its longest); \(trainable) adapter parameters (rank \(rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
+        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), examples of \(meanLength) tokens on average and at most \(options.sequenceLength) (a batch is padded to its longest); \(trainable) adapter parameters (rank \(adapters.rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
         if precision == .bf16 && !amxAvailable {
             printError("note: this CPU has no usable AMX-BF16; bf16 products are emulated (same results, slower than fp32)")
         }

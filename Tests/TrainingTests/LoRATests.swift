@@ -43,6 +43,33 @@ struct LoRATests {
         #expect(throws: FileError.self) { try PEFTAdapter.load(directory + "/nowhere", onto: try base()) }
     }
 
+    @Test("tinylm lora --from-adapter starts from that adapter: its validation loss before a step is the one the first run ended with",
+          .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
+    func fromAdapter() throws {
+        let m = try HardeningTests.model(), folder = temporaryPath()
+        var rng = SplitMix64(seed: 3)
+        let words = ["the", "cat", "sat", "on", "a", "red", "mat", "and", "Tom", "saw", "it", "too"]
+        func lines(_ n: Int) -> String {
+            (0..<n).map { _ in #"{"text": ""# + (0..<12).map { _ in words[Int(rng.next() % 12)] }.joined(separator: " ") + #""}"# }
+                .joined(separator: "\n") + "\n"
+        }
+        try lines(24).write(toFile: folder + "/train.jsonl", atomically: true, encoding: .utf8)
+        try lines(6).write(toFile: folder + "/valid.jsonl", atomically: true, encoding: .utf8)
+        let common = ["lora", "--model", m, "--data", folder, "--batch", "4", "--lr", "1e-2", "--warmup", "1",
+                      "--max-seq-length", "32", "--eval-every", "0", "--save-every", "0"]
+        let first = try runTinyLM(common + ["--adapter-path", folder + "/a", "--iters", "6", "--rank", "4", "--alpha", "8", "--targets", "q,v"])
+        #expect(first.status == 0, "\(first.err)")
+        let before = try #require(first.err.split(separator: "\n").first { $0.hasPrefix("step 0: validation loss") })
+        let last = try #require(first.err.split(separator: "\n").first { $0.hasPrefix("step 6/6") })
+        let ended = try #require(last.split(separator: " ").drop { $0 != "val" }.dropFirst().first)
+        let second = try runTinyLM(common + ["--adapter-path", folder + "/b", "--iters", "1", "--rank", "8", "--from-adapter", folder + "/a"])
+        #expect(second.status == 0, "\(second.err)")
+        #expect(second.err.contains("(rank 4, q,v)"), "the adapter's rank and targets, not --rank's: \(second.err)")
+        #expect(second.err.contains("step 0: validation loss \(ended)"), "first run ended at \(ended): \(second.err)")
+        #expect(!before.hasSuffix(String(ended)), "training moved the validation loss (\(before))")
+        try expectRefused(common + ["--adapter-path", folder + "/c", "--from-adapter", folder + "/nowhere"], "nowhere")
+    }
+
     @Test("training adapters on chat data lowers the held-out loss; the base does not move")
     func learns() throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
