@@ -204,7 +204,8 @@ extension TransformerModel {
         w.targets.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: targets) }
         // Dropout is on only with a seed; backward applies the masks exactly when forward did.
         let dropout = dropoutSeed != nil && c.dropout > 0 ? w.masks : nil
-        if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, probability: c.dropout, seed: seed) }
+        // The masks in use: 2L+1 of n rows each (the buffer holds them for the longest batch).
+        if let dropout, let seed = dropoutSeed { fillDropoutMasks(dropout, count: (2 * c.layers + 1) * n * d, probability: c.dropout, seed: seed) }
         w.dropoutActive = dropout != nil
         w.adapterNoise = (adapters?.dropout ?? 0) > 0 ? dropoutSeed : nil
         if let mixture = w.mixture {
@@ -512,9 +513,9 @@ extension TransformerModel {
         }
     }
 
-    func fillDropoutMasks(_ masks: FloatBuffer, probability: Double, seed: UInt64) {
+    func fillDropoutMasks(_ masks: FloatBuffer, count: Int, probability: Double, seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let keep = Float(1 / (1 - probability)), threshold = Float(probability)
-        for i in 0..<masks.count { masks.pointer[i] = rng.nextFloat() < threshold ? 0 : keep }
+        for i in 0..<count { masks.pointer[i] = rng.nextFloat() < threshold ? 0 : keep }
     }
 }
