@@ -100,6 +100,8 @@ AVX2 void cq_avx2_quantize_q8(const float *x, long blocks, int8_t *q, float *d8,
 // halves, rows 0-7 and rows 8-15, one row per 32-bit lane.
 
 // Q4_0, Q4_1 and Q8_0: out[k][h] lane r is row 8h + r's dot product with activation row k.
+// Both halves of a block's vectors go through one pass, so each broadcast of activation bytes
+// serves sixteen rows, not eight.
 AVX2 static inline __attribute__((always_inline)) void
 packed_lanes(int format, const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8,
              const float *s8, const int32_t *sums, __m256 out[][2]) {
@@ -110,36 +112,46 @@ packed_lanes(int format, const int G, const uint8_t *p, long blocks, const int8_
         for (int h = 0; h < 2; h++) acc[k][h] = off[k][h] = _mm256_setzero_ps();
     for (long b = 0; b < blocks; b++) {
         const uint8_t *blk = p + b * pbb;
+        __m256i isum[4][2];
+        if (format == CQ_Q8_0) {
+            for (int k = 0; k < G; k++) isum[k][0] = isum[k][1] = _mm256_setzero_si256();
+            for (int v = 0; v < 8; v++) {
+                // The layout stores q + 128; the sign trick wants q itself.
+                const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * v)), flip);
+                const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * v + 32)), flip);
+                for (int k = 0; k < G; k++) {
+                    const __m256i a = broadcast4(q + (k * blocks + b) * 32 + 4 * v);
+                    isum[k][0] = _mm256_add_epi32(isum[k][0], signed_dot(w0, a));
+                    isum[k][1] = _mm256_add_epi32(isum[k][1], signed_dot(w1, a));
+                }
+            }
+        } else {
+            const uint8_t *codes = blk + (format == CQ_Q4_1 ? 64 : 32);
+            __m256i pairs[4][2];
+            for (int k = 0; k < G; k++) pairs[k][0] = pairs[k][1] = _mm256_setzero_si256();
+            for (int m = 0; m < 4; m++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(codes + 64 * m));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(codes + 64 * m + 32));
+                const __m256i lo0 = _mm256_and_si256(w0, low), hi0 = _mm256_and_si256(_mm256_srli_epi16(w0, 4), low);
+                const __m256i lo1 = _mm256_and_si256(w1, low), hi1 = _mm256_and_si256(_mm256_srli_epi16(w1, 4), low);
+                for (int k = 0; k < G; k++) {
+                    const int8_t *qa = q + (k * blocks + b) * 32;
+                    const __m256i al = broadcast4(qa + 4 * m), ah = broadcast4(qa + 16 + 4 * m);
+                    pairs[k][0] = _mm256_add_epi16(pairs[k][0], _mm256_maddubs_epi16(lo0, al));
+                    pairs[k][0] = _mm256_add_epi16(pairs[k][0], _mm256_maddubs_epi16(hi0, ah));
+                    pairs[k][1] = _mm256_add_epi16(pairs[k][1], _mm256_maddubs_epi16(lo1, al));
+                    pairs[k][1] = _mm256_add_epi16(pairs[k][1], _mm256_maddubs_epi16(hi1, ah));
+                }
+            }
+            for (int k = 0; k < G; k++)
+                for (int h = 0; h < 2; h++) isum[k][h] = _mm256_madd_epi16(pairs[k][h], ones);
+        }
         for (int h = 0; h < 2; h++) {
             const __m256 dw = halves8(blk + 16 * h);
-            __m256i isum[4];
-            if (format == CQ_Q8_0) {
-                for (int k = 0; k < G; k++) isum[k] = _mm256_setzero_si256();
-                for (int v = 0; v < 8; v++) {
-                    // The layout stores q + 128; the sign trick wants q itself.
-                    const __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * v + 32 * h)), flip);
-                    for (int k = 0; k < G; k++)
-                        isum[k] = _mm256_add_epi32(isum[k], signed_dot(w, broadcast4(q + (k * blocks + b) * 32 + 4 * v)));
-                }
-            } else {
-                const uint8_t *codes = blk + (format == CQ_Q4_1 ? 64 : 32);
-                __m256i pairs[4];
-                for (int k = 0; k < G; k++) pairs[k] = _mm256_setzero_si256();
-                for (int m = 0; m < 4; m++) {
-                    const __m256i w = _mm256_loadu_si256((const __m256i *)(codes + 64 * m + 32 * h));
-                    const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
-                    for (int k = 0; k < G; k++) {
-                        const int8_t *qa = q + (k * blocks + b) * 32;
-                        pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(lo, broadcast4(qa + 4 * m)));
-                        pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(hi, broadcast4(qa + 16 + 4 * m)));
-                    }
-                }
-                for (int k = 0; k < G; k++) isum[k] = _mm256_madd_epi16(pairs[k], ones);
-            }
             for (int k = 0; k < G; k++) {
                 const long kb = k * blocks + b;
-                if (format == CQ_Q4_0) isum[k] = _mm256_sub_epi32(isum[k], _mm256_set1_epi32(8 * sums[kb]));
-                acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k]), _mm256_mul_ps(dw, _mm256_set1_ps(d8[kb * 8])), acc[k][h]);
+                if (format == CQ_Q4_0) isum[k][h] = _mm256_sub_epi32(isum[k][h], _mm256_set1_epi32(8 * sums[kb]));
+                acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[k][h]), _mm256_mul_ps(dw, _mm256_set1_ps(d8[kb * 8])), acc[k][h]);
                 if (format == CQ_Q4_1)
                     off[k][h] = _mm256_fmadd_ps(halves8(blk + 32 + 16 * h), _mm256_set1_ps(s8[kb * 8]), off[k][h]);
             }
@@ -150,7 +162,8 @@ packed_lanes(int format, const int G, const uint8_t *p, long blocks, const int8_
 }
 
 // Q4_K: per sub-block pair the two sub-blocks' exact integer sums, d·sc·d_a times each, and
-// dmin·m·(d_a Σq_a) apart, subtracted at the end.
+// dmin·m·(d_a Σq_a) apart, subtracted at the end. Both halves of the rows share each pass over
+// the codes, as above.
 AVX2 static inline __attribute__((always_inline)) void
 packed_lanes_q4k(const int G, const uint8_t *p, long blocks, const int8_t *q, const float *d8, const float *s8,
                  __m256 out[][2]) {
@@ -160,29 +173,34 @@ packed_lanes_q4k(const int G, const uint8_t *p, long blocks, const int8_t *q, co
         for (int h = 0; h < 2; h++) acc[k][h] = off[k][h] = _mm256_setzero_ps();
     for (long sb = 0; sb < blocks / 8; sb++) {
         const uint8_t *blk = p + sb * Q4K_PACKED;
-        for (int h = 0; h < 2; h++) {
-            const __m256 d = halves8(blk + 16 * h), dmin = halves8(blk + 32 + 16 * h);
-            for (int j = 0; j < 4; j++) {
-                __m256i pa[4], pb[4];
-                for (int k = 0; k < G; k++) pa[k] = pb[k] = _mm256_setzero_si256();
-                for (int m = 0; m < 8; m++) {
-                    const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 320 + (j * 8 + m) * 64 + 32 * h));
-                    const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
-                    for (int k = 0; k < G; k++) {
-                        const int8_t *qa = q + (k * blocks + sb * 8 + 2 * j) * 32;
-                        pa[k] = _mm256_add_epi16(pa[k], _mm256_maddubs_epi16(lo, broadcast4(qa + 4 * m)));
-                        pb[k] = _mm256_add_epi16(pb[k], _mm256_maddubs_epi16(hi, broadcast4(qa + 32 + 4 * m)));
-                    }
+        for (int j = 0; j < 4; j++) {
+            __m256i pa[4][2], pb[4][2];
+            for (int k = 0; k < G; k++) pa[k][0] = pa[k][1] = pb[k][0] = pb[k][1] = _mm256_setzero_si256();
+            for (int m = 0; m < 8; m++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(blk + 320 + (j * 8 + m) * 64));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(blk + 320 + (j * 8 + m) * 64 + 32));
+                const __m256i lo0 = _mm256_and_si256(w0, low), hi0 = _mm256_and_si256(_mm256_srli_epi16(w0, 4), low);
+                const __m256i lo1 = _mm256_and_si256(w1, low), hi1 = _mm256_and_si256(_mm256_srli_epi16(w1, 4), low);
+                for (int k = 0; k < G; k++) {
+                    const int8_t *qa = q + (k * blocks + sb * 8 + 2 * j) * 32;
+                    const __m256i al = broadcast4(qa + 4 * m), ah = broadcast4(qa + 32 + 4 * m);
+                    pa[k][0] = _mm256_add_epi16(pa[k][0], _mm256_maddubs_epi16(lo0, al));
+                    pb[k][0] = _mm256_add_epi16(pb[k][0], _mm256_maddubs_epi16(hi0, ah));
+                    pa[k][1] = _mm256_add_epi16(pa[k][1], _mm256_maddubs_epi16(lo1, al));
+                    pb[k][1] = _mm256_add_epi16(pb[k][1], _mm256_maddubs_epi16(hi1, ah));
                 }
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m256 d = halves8(blk + 16 * h), dmin = halves8(blk + 32 + 16 * h);
                 const __m256 factor0 = _mm256_mul_ps(d, bytes8(blk + 64 + 16 * (2 * j) + 8 * h));
                 const __m256 factor1 = _mm256_mul_ps(d, bytes8(blk + 64 + 16 * (2 * j + 1) + 8 * h));
                 const __m256 minimum0 = _mm256_mul_ps(dmin, bytes8(blk + 192 + 16 * (2 * j) + 8 * h));
                 const __m256 minimum1 = _mm256_mul_ps(dmin, bytes8(blk + 192 + 16 * (2 * j + 1) + 8 * h));
                 for (int k = 0; k < G; k++) {
                     const long kb = k * blocks + sb * 8 + 2 * j;
-                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pa[k], ones)),
+                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pa[k][h], ones)),
                                                 _mm256_mul_ps(factor0, _mm256_set1_ps(d8[kb * 8])), acc[k][h]);
-                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pb[k], ones)),
+                    acc[k][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pb[k][h], ones)),
                                                 _mm256_mul_ps(factor1, _mm256_set1_ps(d8[(kb + 1) * 8])), acc[k][h]);
                     off[k][h] = _mm256_fmadd_ps(minimum0, _mm256_set1_ps(s8[kb * 8]), off[k][h]);
                     off[k][h] = _mm256_fmadd_ps(minimum1, _mm256_set1_ps(s8[(kb + 1) * 8]), off[k][h]);
@@ -197,8 +215,10 @@ packed_lanes_q4k(const int G, const uint8_t *p, long blocks, const int8_t *q, co
 AVX2 static inline __attribute__((always_inline)) void
 dot_packed(int format, const uint8_t *p, long nrows, long blocks, const int8_t *q, const float *d8, const float *s8,
            const int32_t *sums, long nx, float *y, long ystride) {
-    for (long i = 0; i < nx; i += 4) {
-        const long left = nx - i < 4 ? nx - i : 4;
+    // Q4_K takes activation rows two at a time: its fused pass holds four integer sums per row.
+    const long step = format == CQ_Q4_K ? 2 : 4;
+    for (long i = 0; i < nx; i += step) {
+        const long left = nx - i < step ? nx - i : step;
         const int8_t *qi = q + i * blocks * 32;
         const float *di = d8 + i * blocks * 8, *si = s8 + i * blocks * 8;
         const int32_t *ui = sums + i * blocks;
@@ -206,9 +226,7 @@ dot_packed(int format, const uint8_t *p, long nrows, long blocks, const int8_t *
         if (format == CQ_Q4_K) {
             switch (left) {
             case 1: packed_lanes_q4k(1, p, blocks, qi, di, si, out); break;
-            case 2: packed_lanes_q4k(2, p, blocks, qi, di, si, out); break;
-            case 3: packed_lanes_q4k(3, p, blocks, qi, di, si, out); break;
-            default: packed_lanes_q4k(4, p, blocks, qi, di, si, out); break;
+            default: packed_lanes_q4k(2, p, blocks, qi, di, si, out); break;
             }
         } else {
             switch (left) {
