@@ -25,6 +25,9 @@ struct BenchDecode: ParsableCommand {
     @Option(help: "Key/value cache: 32 (fp32; llama.cpp runs its default f16, as it has no fp32 cache), 16 (halves; llama.cpp f16) or 8 (blocks of 32 bytes and a scale; llama.cpp q8_0).")
     var kvBits = 32
 
+    @Flag(help: "After the rounds, one more greedy decode with the profiler on: where a decoded token's time goes.")
+    var profile = false
+
     func validate() throws {
         try OptionDomain.count(promptTokens, "prompt-tokens", max: 1 << 20)
         try OptionDomain.count(genTokens, "gen-tokens", max: 1 << 20)
@@ -84,9 +87,30 @@ struct BenchDecode: ParsableCommand {
             print(String(format: "median  llama.cpp: prefill %.1f tok/s, decode %.1f tok/s", median(theirs.map(\.prefill)), median(theirs.map(\.decode))))
             print(String(format: "ratio (median of rounds): prefill %.2fx, decode %.2fx llama.cpp", prefillRatio, decodeRatio))
         }
+        if profile { try printDecodeProfile(m, cache: cache) }
         let bytes = m.layout.linears.reduce(0) { $0 + ($1.blocks?.byteCount ?? 4 * $1.inFeatures * $1.outFeatures) }
         print(String(format: "weights read per decoded token: %.1f MB; resident memory peak %.1f MB", Double(bytes) / 1e6,
                      Double(peakResidentBytes()) / 1e6))
+    }
+
+    /// One greedy run with the profiler on from the first decoded token: each phase's time per
+    /// token (pool waits included in the phase that waits).
+    private func printDecodeProfile(_ m: TransformerModel, cache: KVCacheBits) throws {
+        Profiler.reset()
+        let run = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil, kvBits: cache,
+                                          afterPrefill: { Profiler.reset(); Profiler.isEnabled = true })
+        Profiler.isEnabled = false
+        let perToken = 1000 / run.decodeTokensPerSecond, phases = Profiler.report().sorted { $0.seconds > $1.seconds }
+        print(String(format: "\nProfile of %d decoded tokens (%.1f tokens/s, %.3f ms a token):", genTokens,
+                     run.decodeTokensPerSecond, perToken))
+        print("  phase                       ms/token  share  calls/token")
+        for phase in phases {
+            let ms = 1000 * phase.seconds / Double(genTokens)
+            print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
+                  + String(format: " %8.3f  %5.1f%%  %6.0f", ms, 100 * ms / perToken, Double(phase.calls) / Double(genTokens)))
+        }
+        let covered = 1000 * phases.reduce(0) { $0 + $1.seconds } / Double(genTokens)
+        print("  (outside the phases)      " + String(format: " %8.3f  %5.1f%%", perToken - covered, 100 * (perToken - covered) / perToken))
     }
 
     /// `llama-bench` on the same file and threads, one repetition each: prefill of the prompt, and

@@ -64,19 +64,32 @@ extension TransformerModel {
                 attentionForward(qkv: b.qkv, att: b.attention, probs: b.probs, batch: batch, length: t, pool: pool)
             }
         case let .cached(keys, values, capacity, start, keysScratch):
-            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                          period: Int.max)
-            cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
-                                   keysScratch: keysScratch, att: b.attention, probs: b.probs, pool: pool)
+            Profiler.measure("rope") {
+                rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
+                              period: Int.max)
+            }
+            Profiler.measure("attention") {
+                cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
+                                       keysScratch: keysScratch, att: b.attention, probs: b.probs, pool: pool)
+            }
         case let .quantizedCache(kv, start):
-            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                          period: Int.max)
-            quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
-                                            pool: pool)
+            Profiler.measure("rope") {
+                rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
+                              period: Int.max)
+            }
+            Profiler.measure("attention") {
+                quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
+                                                pool: pool)
+            }
         case let .halfCache(kv, start):
-            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                          period: Int.max)
-            halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs, pool: pool)
+            Profiler.measure("rope") {
+                rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
+                              period: Int.max)
+            }
+            Profiler.measure("attention") {
+                halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
+                                           pool: pool)
+            }
         }
         Profiler.measure("attention out") {
             layer.out.forward(b.attention, rows: n, into: b.branch, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)

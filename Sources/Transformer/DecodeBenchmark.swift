@@ -11,8 +11,10 @@ public enum DecodeBenchmark {
 
     /// Runs `promptTokens` then `genTokens` decode steps in a fresh session (its cache stored as
     /// `kvBits` says); `sampler` nil is greedy. The prompt ids come from `seed`, so every run and every peer sees the same work.
+    /// `afterPrefill` runs between the prompt and the first decoded token, outside both timings.
     public static func run(model: TransformerModel, promptTokens: Int, genTokens: Int, sampler: Sampler?,
-                           seed: UInt64 = 0, kvBits: KVCacheBits = .fp32, pool: ThreadPool = .shared) throws -> Measurement {
+                           seed: UInt64 = 0, kvBits: KVCacheBits = .fp32, pool: ThreadPool = .shared,
+                           afterPrefill: () -> Void = {}) throws -> Measurement {
         let v = model.config.vocabularySize
         var rng = SplitMix64(seed: seed)
         let prompt = (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(v)) }
@@ -20,6 +22,7 @@ public enum DecodeBenchmark {
         var sampler = sampler
         let start = DispatchTime.now().uptimeNanoseconds
         var logits = try session.feed(prompt, pool: pool)
+        afterPrefill()
         let prefilled = DispatchTime.now().uptimeNanoseconds
         var history = prompt
         for _ in 0..<genTokens {

@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+import Transformer
+
+/// `tinylm bench decode --profile`: where a decoded token's time goes, phase by phase.
+@Suite("bench decode --profile", .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
+struct DecodeProfileTests {
+    @Test("every phase of a cached decode is counted once per layer (attention included), and the rows add up to the token's time")
+    func phases() throws {
+        let directory = temporaryPath() + "/model"
+        var config = ModelConfig(vocabularySize: 4096, contextLength: 32, dModel: 16, layers: 3, heads: 2)
+        config.initStd = 0.02
+        try Checkpoint.save(try TransformerModel(config: config, seed: 1), to: directory,
+                            tokenizer: try Data(contentsOf: URL(fileURLWithPath: CLIRun.repository + "/Tokenizers/tinylm-4k.model")))
+        let r = try runTinyLM(["bench", "decode", "--model", directory, "--peer", "none", "--rounds", "1", "--prompt-tokens", "8",
+                               "--gen-tokens", "6", "--profile"])
+        #expect(r.reason == .exit && r.status == 0, "\(r.err)")
+        #expect(r.out.contains("Profile of 6 decoded tokens"), "\(r.out)")
+        // "  phase  ms/token  share%  calls/token"; the last row has no calls.
+        var calls: [String: Double] = [:], share = 0.0
+        for line in r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of") }).dropFirst(2) {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3, let percent = fields.first(where: { $0.hasSuffix("%") }).flatMap({ Double($0.dropLast()) }) else { break }
+            share += percent
+            if line.contains("(outside the phases)") { break }
+            calls[String(fields[0]) + (fields.count == 5 ? " " + fields[1] : "")] = Double(fields.last!)
+        }
+        #expect(calls["attention"] == 3 && calls["qkv"] == 3 && calls["rope"] == 3 && calls["mlp down"] == 3, "\(calls)")
+        #expect(calls["lm head"] == 1 && calls["norm"] == 7, "\(calls)")
+        #expect(abs(share - 100) <= 0.6, "the shares add to \(share)%")
+    }
+}
