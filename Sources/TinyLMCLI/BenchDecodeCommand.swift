@@ -100,17 +100,9 @@ struct BenchDecode: ParsableCommand {
         let run = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil, kvBits: cache,
                                           afterPrefill: { Profiler.reset(); Profiler.isEnabled = true })
         Profiler.isEnabled = false
-        let perToken = 1000 / run.decodeTokensPerSecond, phases = Profiler.report().sorted { $0.seconds > $1.seconds }
         print(String(format: "\nProfile of %d decoded tokens (%.1f tokens/s, %.3f ms a token):", genTokens,
-                     run.decodeTokensPerSecond, perToken))
-        print("  phase                       ms/token  share  calls/token")
-        for phase in phases {
-            let ms = 1000 * phase.seconds / Double(genTokens)
-            print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
-                  + String(format: " %8.3f  %5.1f%%  %6.0f", ms, 100 * ms / perToken, Double(phase.calls) / Double(genTokens)))
-        }
-        let covered = 1000 * phases.reduce(0) { $0 + $1.seconds } / Double(genTokens)
-        print("  (outside the phases)      " + String(format: " %8.3f  %5.1f%%", perToken - covered, 100 * (perToken - covered) / perToken))
+                     run.decodeTokensPerSecond, 1000 / run.decodeTokensPerSecond))
+        printPhases(Profiler.report(), over: genTokens, of: Double(genTokens) / run.decodeTokensPerSecond, unit: "token")
     }
 
     /// `llama-bench` on the same file and threads, one repetition each: prefill of the prompt, and

@@ -8,14 +8,24 @@ func printTrainingProfile(_ trainer: Trainer, steps: Int) throws {
     var total = 0.0
     for _ in 0..<steps { total += try trainer.step().seconds }
     Profiler.isEnabled = false
-    let phases = Profiler.report().sorted { $0.seconds > $1.seconds }
     print(String(format: "\nProfile over %d steps (%.1f ms per step):", steps, 1000 * total / Double(steps)))
-    print("  phase                       ms/step   share  calls/step")
-    for phase in phases {
-        print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: " %8.2f  %5.1f%%  %6.0f", 1000 * phase.seconds / Double(steps),
-                     100 * phase.seconds / total, Double(phase.calls) / Double(steps)))
+    printPhases(Profiler.report(), over: steps, of: total, unit: "step")
+}
+
+/// The profiler's phases as a table, largest first: milliseconds and calls per `unit` (a step,
+/// a decoded token) over `count` of them, each phase's share of `total` seconds, and what no
+/// phase covers.
+func printPhases(_ phases: [(phase: String, seconds: Double, calls: Int)], over count: Int, of total: Double, unit: String) {
+    let n = Double(count), header = "ms/\(unit)"
+    print("  phase                     " + header.leftPadded(to: 10) + "   share  calls/\(unit)")
+    for phase in phases.sorted(by: { $0.seconds > $1.seconds }) {
+        print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
+              + String(format: " %9.3f  %5.1f%%  %6.0f", 1000 * phase.seconds / n, 100 * phase.seconds / total, Double(phase.calls) / n))
     }
-    let covered = phases.reduce(0) { $0 + $1.seconds }
-    print("  (outside the phases)      " + String(format: " %8.2f  %5.1f%%", 1000 * (total - covered) / Double(steps),
-                 100 * (total - covered) / total))
+    let outside = total - phases.reduce(0) { $0 + $1.seconds }
+    print("  (outside the phases)      " + String(format: " %9.3f  %5.1f%%", 1000 * outside / n, 100 * outside / total))
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
