@@ -27,6 +27,8 @@ struct BenchDecode: ParsableCommand {
 
     @Flag(help: "After the rounds, one more greedy decode with the profiler on: where a decoded token's time goes.")
     var profile = false
+    @Flag(inversion: .prefixedNo, help: "After each round's decoding, the machine's read bandwidth (256 MiB summed on every thread): the share of it that greedy decoding reads in weights.")
+    var bandwidth = true
 
     func validate() throws {
         try OptionDomain.count(promptTokens, "prompt-tokens", max: 1 << 20)
@@ -61,6 +63,9 @@ struct BenchDecode: ParsableCommand {
                                     kvBits: cache)
         var ours: [(prefill: Double, greedy: Double, sampled: Double)] = []
         var theirs: [(prefill: Double, decode: Double)] = []
+        // Decoding's own peak, taken before the bandwidth probe's buffer exists.
+        var decodePeak = 0, probe: ReadBandwidth?, readGBps: [Double] = []
+        let weightBytes = m.layout.linears.reduce(0) { $0 + ($1.blocks?.byteCount ?? 4 * $1.inFeatures * $1.outFeatures) }
         for round in 1...rounds {
             let greedy = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil,
                                                  kvBits: cache)
@@ -69,6 +74,14 @@ struct BenchDecode: ParsableCommand {
             ours.append((greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond))
             var line = String(format: "round %d  tinylm: prefill %7.1f tok/s  decode %6.1f tok/s greedy, %6.1f sampled",
                               round, greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond)
+            if bandwidth {
+                if probe == nil {
+                    decodePeak = peakResidentBytes()
+                    probe = ReadBandwidth()
+                }
+                readGBps.append(probe!.gigabytesPerSecond(pool: ThreadPool.shared))
+                line += String(format: "  read %5.1f GB/s", readGBps.last!)
+            }
             if usePeer {
                 let peer = try runLlamaBench(threads: threads)
                 theirs.append(peer)
@@ -87,10 +100,15 @@ struct BenchDecode: ParsableCommand {
             print(String(format: "median  llama.cpp: prefill %.1f tok/s, decode %.1f tok/s", median(theirs.map(\.prefill)), median(theirs.map(\.decode))))
             print(String(format: "ratio (median of rounds): prefill %.2fx, decode %.2fx llama.cpp", prefillRatio, decodeRatio))
         }
+        if bandwidth {
+            // Per-round shares, then their median: each decode ran next to its bandwidth pass.
+            let share = median(zip(ours, readGBps).map { Double(weightBytes) * $0.greedy / 1e9 / $1 })
+            print(String(format: "read bandwidth (%d threads, %.0f MiB, median of rounds): %.1f GB/s; greedy decoding reads its weights at %.1f GB/s, %.0f%% of it (median of rounds)",
+                         threads, Double(probe!.bytes) / 1048576, median(readGBps), Double(weightBytes) * greedy / 1e9, 100 * share))
+        }
         if profile { try printDecodeProfile(m, cache: cache) }
-        let bytes = m.layout.linears.reduce(0) { $0 + ($1.blocks?.byteCount ?? 4 * $1.inFeatures * $1.outFeatures) }
-        print(String(format: "weights read per decoded token: %.1f MB; resident memory peak %.1f MB", Double(bytes) / 1e6,
-                     Double(peakResidentBytes()) / 1e6))
+        print(String(format: "weights read per decoded token: %.1f MB; resident memory peak %.1f MB", Double(weightBytes) / 1e6,
+                     Double(bandwidth ? decodePeak : peakResidentBytes()) / 1e6) + (bandwidth ? " (before the bandwidth probe's buffer)" : ""))
     }
 
     /// One greedy run with the profiler on from the first decoded token: each phase's time per

@@ -28,5 +28,12 @@ struct DecodeProfileTests {
         #expect(calls["attention"] == 3 && calls["qkv"] == 3 && calls["rope"] == 3 && calls["mlp down"] == 3, "\(calls)")
         #expect(calls["lm head"] == 1 && calls["norm"] == 7, "\(calls)")
         #expect(abs(share - 100) <= 0.6, "the shares add to \(share)%")
+        // The bandwidth line: decoding's weight rate over the probe's rate is the share it prints.
+        let bandwidth = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("read bandwidth") }, "\(r.out)")
+        let numbers = bandwidth.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "," || $0 == ";" })
+            .compactMap { Double($0.hasSuffix("%") ? $0.dropLast() : $0) }
+        // threads, MiB, read GB/s, weights GB/s, share %
+        #expect(numbers.count == 5 && numbers[1] == 256, "\(bandwidth)")
+        if numbers.count == 5 { #expect(abs(100 * numbers[3] / numbers[2] - numbers[4]) <= 1.5, "\(bandwidth)") }
     }
 }
