@@ -24,8 +24,9 @@ enum DecodeCache {
 /// exponentials against the chunk's own maximum, the sum of those and the weighted sum of the
 /// values. Keys and values are read once per token, in one pass of the pool. The caller then
 /// merges the chunks of each head: `out_h = Σ_c e^(m_c − M) o_c / Σ_c e^(m_c − M) l_c`, with `M`
-/// the largest chunk maximum. An 8-bit or half cache is widened chunk by chunk into scratch that
-/// stays in L1, so it is read from memory at one or two bytes per value.
+/// the largest chunk maximum. A half cache is widened in registers as it is read, and an 8-bit one
+/// chunk by chunk into scratch that stays in L1, so each is read from memory at two or one bytes
+/// per value.
 func decodeAttention(
     q: UnsafePointer<Float>, cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
     out: UnsafeMutablePointer<Float>, pool: ThreadPool
@@ -34,55 +35,84 @@ func decodeAttention(
     let group = heads / kvHeads, chunks = (total + decodeKeyChunk - 1) / decodeKeyChunk, tasks = kvHeads * chunks
     // Per task and query head of its group: the weighted values (hd), the chunk maximum, the sum.
     let partialStride = hd + 2
-    // Per thread: the chunk's scores (group × chunk) and, for an 8-bit or half cache, its widened keys
-    // and values (chunk × hd each).
-    let widened = if case .fp32 = cache { 0 } else { 2 * decodeKeyChunk * hd }
+    // Per thread: the chunk's scores (group × chunk) and, for an 8-bit cache, its widened keys and
+    // values (chunk × hd each).
+    let widened = if case .int8 = cache { 2 * decodeKeyChunk * hd } else { 0 }
     let perThread = group * decodeKeyChunk + widened
     Scratch.withFloats(tasks * group * partialStride + pool.threadCount * perThread) { scratch in
         let partials = scratch, threadScratch = scratch + tasks * group * partialStride
         pool.parallelFor(tasks) { task, worker in
             let g = task / chunks, first = (task % chunks) * decodeKeyChunk, n = min(total, first + decodeKeyChunk) - first
             let local = threadScratch + worker * perThread, scores = local
-            // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in) or in rows.
-            // Values (and 8-bit keys, widened) are rows of `hd` floats.
-            let keys: UnsafePointer<Float>, values: UnsafePointer<Float>, blocked: Bool
+            let partial = partials + task * group * partialStride
+            // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in), values in rows
+            // of `hd`; halves are widened in registers as they are read. The 8-bit cache is widened
+            // into rows first.
             switch cache {
             case let .fp32(k, v, headStride):
-                keys = k + g * headStride + first * hd
-                values = v + g * headStride + first * hd
-                blocked = true
+                attendChunk(q: q + g * group * hd, keys: k + g * headStride + first * hd, blocked: true,
+                            values: v + g * headStride + first * hd, count: n, group: group, headDim: hd, scores: scores,
+                            into: partial, stride: partialStride)
+            case let .fp16(k, v, headStride):
+                attendChunk(q: q + g * group * hd, keys: k + g * headStride + first * hd, blocked: true,
+                            values: v + g * headStride + first * hd, count: n, group: group, headDim: hd, scores: scores,
+                            into: partial, stride: partialStride)
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
                 widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
-                keys = UnsafePointer(k)
-                values = UnsafePointer(v)
-                blocked = false
-            case let .fp16(halfKeys, halfValues, headStride):
-                let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
-                Half.widen(halfKeys + g * headStride + first * hd, count: KeyBlocks.padded(n) * hd, into: k)
-                Half.widen(halfValues + g * headStride + first * hd, count: n * hd, into: v)
-                keys = UnsafePointer(k)
-                values = UnsafePointer(v)
-                blocked = true
+                attendChunk(q: q + g * group * hd, keys: UnsafePointer(k), blocked: false, values: UnsafePointer(v), count: n,
+                            group: group, headDim: hd, scores: scores, into: partial, stride: partialStride)
             }
-            let partial = partials + task * group * partialStride
-            for i in 0..<group {
-                let s = scores + i * n
-                if blocked {
-                    blockedScores(query: q + (g * group + i) * hd, keys: keys, count: n, headDim: hd, into: s)
-                } else {
-                    chunkScores(query: q + (g * group + i) * hd, keys: keys, stride: hd, count: n, headDim: hd, into: s)
-                }
-                let m = maximum(s, count: n)
-                partial[i * partialStride + hd] = m
-                partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
-            }
-            chunkValues(scores: scores, count: n, heads: group, values: values, stride: hd, headDim: hd,
-                        into: partial, outStride: partialStride)
         }
         mergeChunks(partials, chunks: chunks, heads: heads, group: group, headDim: hd, stride: partialStride, into: out)
     }
+}
+
+/// A cached scalar, read sixteen at a time as floats: fp32 as it is, halves (their bit patterns)
+/// widened in registers (`vcvtph2ps`, from C: Swift's own conversion is a call per vector), which
+/// gives the same floats a widened copy would.
+protocol CachedScalar {
+    static func load16(_ p: UnsafePointer<Self>) -> SIMD16<Float>
+    var floatValue: Float { get }
+}
+
+extension Float: CachedScalar {
+    @inline(__always) static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+    @inline(__always) var floatValue: Float { self }
+}
+
+extension UInt16: CachedScalar {
+    @inline(__always) static func load16(_ p: UnsafePointer<UInt16>) -> SIMD16<Float> { cq_load_halves16(p) }
+    @inline(__always) var floatValue: Float { cq_half_bits_to_float(self) }
+}
+
+/// One task of `decodeAttention`: the `group` query heads at `q` (`hd` apart) over the chunk's
+/// `count` keys and values. Writes, per head, the weighted values, the chunk maximum and the sum
+/// of the exponentials at `into + i·stride`.
+@inline(__always)
+private func attendChunk<K: CachedScalar, V: CachedScalar>(
+    q: UnsafePointer<Float>, keys: UnsafePointer<K>, blocked: Bool, values: UnsafePointer<V>, count n: Int, group: Int,
+    headDim hd: Int, scores: UnsafeMutablePointer<Float>, into partial: UnsafeMutablePointer<Float>, stride partialStride: Int
+) {
+    for i in 0..<group {
+        let s = scores + i * n
+        if blocked {
+            blockedScores(query: q + i * hd, keys: keys, count: n, headDim: hd, into: s)
+        } else {
+            // Rows of floats: the 8-bit cache widened.
+            precondition(K.self == Float.self, "keys in rows are floats")
+            chunkScores(query: q + i * hd, keys: UnsafeRawPointer(keys).assumingMemoryBound(to: Float.self), stride: hd, count: n,
+                        headDim: hd, into: s)
+        }
+        let m = maximum(s, count: n)
+        partial[i * partialStride + hd] = m
+        partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
+    }
+    chunkValues(scores: scores, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
+                outStride: partialStride)
 }
 
 /// `s[j] = q · k_j / √hd` for the chunk's `count` keys in rows `stride` floats apart (the 8-bit
@@ -119,8 +149,8 @@ private func chunkScores(
 /// four blocks at a time, each with two accumulators (even and odd dimensions) so that the sums
 /// do not wait on one another.
 @inline(__always)
-private func blockedScores(
-    query: UnsafePointer<Float>, keys: UnsafePointer<Float>, count n: Int, headDim hd: Int, into s: UnsafeMutablePointer<Float>
+private func blockedScores<K: CachedScalar>(
+    query: UnsafePointer<Float>, keys: UnsafePointer<K>, count n: Int, headDim hd: Int, into s: UnsafeMutablePointer<Float>
 ) {
     let scale = 1 / Float(hd).squareRoot(), width = KeyBlocks.width, blockFloats = width * hd
     @inline(__always) func store(_ v: SIMD16<Float>, block b: Int) {
@@ -142,18 +172,18 @@ private func blockedScores(
         while d + 2 <= hd {
             let a = SIMD16<Float>(repeating: query[d]), c = SIMD16<Float>(repeating: query[d + 1])
             let o = d * width
-            even.0 = even.0.addingProduct(a, load16(k0 + o)); odd.0 = odd.0.addingProduct(c, load16(k0 + o + width))
-            even.1 = even.1.addingProduct(a, load16(k1 + o)); odd.1 = odd.1.addingProduct(c, load16(k1 + o + width))
-            even.2 = even.2.addingProduct(a, load16(k2 + o)); odd.2 = odd.2.addingProduct(c, load16(k2 + o + width))
-            even.3 = even.3.addingProduct(a, load16(k3 + o)); odd.3 = odd.3.addingProduct(c, load16(k3 + o + width))
+            even.0 = even.0.addingProduct(a, K.load16(k0 + o)); odd.0 = odd.0.addingProduct(c, K.load16(k0 + o + width))
+            even.1 = even.1.addingProduct(a, K.load16(k1 + o)); odd.1 = odd.1.addingProduct(c, K.load16(k1 + o + width))
+            even.2 = even.2.addingProduct(a, K.load16(k2 + o)); odd.2 = odd.2.addingProduct(c, K.load16(k2 + o + width))
+            even.3 = even.3.addingProduct(a, K.load16(k3 + o)); odd.3 = odd.3.addingProduct(c, K.load16(k3 + o + width))
             d += 2
         }
         if d < hd {
             let a = SIMD16<Float>(repeating: query[d]), o = d * width
-            even.0 = even.0.addingProduct(a, load16(k0 + o))
-            even.1 = even.1.addingProduct(a, load16(k1 + o))
-            even.2 = even.2.addingProduct(a, load16(k2 + o))
-            even.3 = even.3.addingProduct(a, load16(k3 + o))
+            even.0 = even.0.addingProduct(a, K.load16(k0 + o))
+            even.1 = even.1.addingProduct(a, K.load16(k1 + o))
+            even.2 = even.2.addingProduct(a, K.load16(k2 + o))
+            even.3 = even.3.addingProduct(a, K.load16(k3 + o))
         }
         store(even.0 + odd.0, block: b)
         if m > 1 { store(even.1 + odd.1, block: b + 1) }
@@ -184,8 +214,8 @@ private func exponentiate(_ s: UnsafeMutablePointer<Float>, count n: Int, minus 
 
 /// `out[i·outStride + d] = Σ_j s[i·count + j] · v_j[d]` for the group's `heads` query heads.
 @inline(__always)
-private func chunkValues(
-    scores s: UnsafePointer<Float>, count n: Int, heads: Int, values: UnsafePointer<Float>, stride: Int, headDim hd: Int,
+private func chunkValues<V: CachedScalar>(
+    scores s: UnsafePointer<Float>, count n: Int, heads: Int, values: UnsafePointer<V>, stride: Int, headDim hd: Int,
     into out: UnsafeMutablePointer<Float>, outStride: Int
 ) {
     var d0 = 0
@@ -207,7 +237,7 @@ private func chunkValues(
     for i in 0..<heads {
         for d in d0..<hd {
             var acc: Float = 0
-            for j in 0..<n { acc += s[i * n + j] * values[j * stride + d] }
+            for j in 0..<n { acc += s[i * n + j] * values[j * stride + d].floatValue }
             out[i * outStride + d] = acc
         }
     }
@@ -218,8 +248,8 @@ private func chunkValues(
 /// is loaded once for all the heads, into twelve accumulators, so that neither the loads nor one
 /// accumulator's chain of additions sets the pace.
 @inline(__always)
-private func weightedValues64(
-    scores: UnsafePointer<Float>, keys n: Int, heads: Int, values: UnsafePointer<Float>, stride: Int,
+private func weightedValues64<V: CachedScalar>(
+    scores: UnsafePointer<Float>, keys n: Int, heads: Int, values: UnsafePointer<V>, stride: Int,
     out: UnsafeMutablePointer<Float>, headDim hd: Int
 ) {
     // Rows past `heads` repeat the first; their sums are dropped.
@@ -227,7 +257,7 @@ private func weightedValues64(
     var a0 = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()), a1 = a0, a2 = a0
     for j in 0..<n {
         let row = values + j * stride
-        let v0 = load16(row), v1 = load16(row + 16), v2 = load16(row + 32), v3 = load16(row + 48)
+        let v0 = V.load16(row), v1 = V.load16(row + 16), v2 = V.load16(row + 32), v3 = V.load16(row + 48)
         let s0 = p0[j], s1 = p1[j], s2 = p2[j]
         a0.0 = a0.0.addingProduct(s0, v0); a0.1 = a0.1.addingProduct(s0, v1); a0.2 = a0.2.addingProduct(s0, v2); a0.3 = a0.3.addingProduct(s0, v3)
         a1.0 = a1.0.addingProduct(s1, v0); a1.1 = a1.1.addingProduct(s1, v1); a1.2 = a1.2.addingProduct(s1, v2); a1.3 = a1.3.addingProduct(s1, v3)
@@ -250,8 +280,8 @@ private func weightedValues64(
 /// per pass over the values, two accumulators per head (even and odd keys) so that the sums do
 /// not wait on one another.
 @inline(__always)
-private func weightedValues16(
-    scores: UnsafePointer<Float>, keys total: Int, heads: Range<Int>, values: UnsafePointer<Float>, stride: Int,
+private func weightedValues16<V: CachedScalar>(
+    scores: UnsafePointer<Float>, keys total: Int, heads: Range<Int>, values: UnsafePointer<V>, stride: Int,
     out: UnsafeMutablePointer<Float>, headDim hd: Int
 ) {
     var h0 = heads.lowerBound
@@ -262,8 +292,7 @@ private func weightedValues16(
         let p0 = scores + h0 * total, p1 = p0 + (m > 1 ? total : 0), p2 = p0 + (m > 2 ? 2 * total : 0), p3 = p0 + (m > 3 ? 3 * total : 0)
         var j = 0
         while j + 2 <= total {
-            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
-            let b = UnsafeRawPointer(values + (j + 1) * stride).loadUnaligned(as: SIMD16<Float>.self)
+            let a = V.load16(values + j * stride), b = V.load16(values + (j + 1) * stride)
             even.0 = even.0.addingProduct(p0[j], a); odd.0 = odd.0.addingProduct(p0[j + 1], b)
             even.1 = even.1.addingProduct(p1[j], a); odd.1 = odd.1.addingProduct(p1[j + 1], b)
             even.2 = even.2.addingProduct(p2[j], a); odd.2 = odd.2.addingProduct(p2[j + 1], b)
@@ -271,7 +300,7 @@ private func weightedValues16(
             j += 2
         }
         if j < total {
-            let a = UnsafeRawPointer(values + j * stride).loadUnaligned(as: SIMD16<Float>.self)
+            let a = V.load16(values + j * stride)
             even.0 = even.0.addingProduct(p0[j], a)
             even.1 = even.1.addingProduct(p1[j], a)
             even.2 = even.2.addingProduct(p2[j], a)

@@ -1,4 +1,5 @@
 import Foundation
+import CQuant
 import Kernels
 import Testing
 @testable import Transformer
@@ -51,6 +52,32 @@ struct HalfKVCacheTests {
         #expect(outputs[0] == outputs[1], "the thread count changed the result")
         let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
         #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
+        // The halves are widened in registers as they are read: the same floats, summed in the same
+        // order, as an fp32 cache holding the widened values.
+        let wideKeys = FloatBuffer(count: keys.count), wideValues = FloatBuffer(count: values.count)
+        Half.widen(keys.pointer, count: keys.count, into: wideKeys.pointer)
+        Half.widen(values.pointer, count: values.count, into: wideValues.pointer)
+        let fp32 = KVCacheTests.decodeOutputs(q: q, cache: .fp32(keys: wideKeys.pointer, values: wideValues.pointer, headStride: capacity * hd),
+                                              kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
+        #expect(outputs[0] == fp32[0], "halves read in registers differ from the same values in an fp32 cache")
+    }
+
+    @Test("the C half loads (16 at a time and one by one) give Float(Float16(bits)) for every bit pattern")
+    func everyHalf() {
+        let patterns = (0...UInt16.max).map { $0 }
+        var wrong: [UInt16] = []
+        patterns.withUnsafeBufferPointer { p in
+            for start in stride(from: 0, to: patterns.count, by: 16) {
+                let v = cq_load_halves16(p.baseAddress! + start)
+                for l in 0..<16 {
+                    let bits = UInt16(start + l), want = Float(Float16(bitPattern: bits))
+                    for got in [v[l], cq_half_bits_to_float(bits)] where !(got.bitPattern == want.bitPattern || (got.isNaN && want.isNaN)) {
+                        wrong.append(bits)
+                    }
+                }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong, first 0x\(String(wrong.first ?? 0, radix: 16))")
     }
 
     @Test("a half session: prefill and one-token decoding agree; growing the cache keeps it; closer to fp32 than 8 bits")

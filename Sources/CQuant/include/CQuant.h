@@ -5,6 +5,7 @@
 #define CQUANT_H
 
 #include <stdint.h>
+#include "CQuantHalf.h"
 
 /// Block formats of the weight rows (ggml's layouts, byte for byte).
 enum cq_format {
