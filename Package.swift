@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CAMX"),
         .target(
             name: "Kernels",
-            dependencies: ["CAMX"],
+            dependencies: ["CAMX", "CQuant"],
             swiftSettings: nativeCPU + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(name: "Support"),
