@@ -106,21 +106,33 @@ struct BenchDecode: ParsableCommand {
             print(String(format: "read bandwidth (%d threads, %.0f MiB, median of rounds): %.1f GB/s; greedy decoding reads its weights at %.1f GB/s, %.0f%% of it (median of rounds)",
                          threads, Double(probe!.bytes) / 1048576, median(readGBps), Double(weightBytes) * greedy / 1e9, 100 * share))
         }
-        if profile { try printDecodeProfile(m, cache: cache) }
+        if profile { try printDecodeProfile(m, cache: cache, sampler: sampler) }
         print(String(format: "weights read per decoded token: %.1f MB; resident memory peak %.1f MB", Double(weightBytes) / 1e6,
                      Double(bandwidth ? decodePeak : peakResidentBytes()) / 1e6) + (bandwidth ? " (before the bandwidth probe's buffer)" : ""))
     }
 
     /// One greedy run with the profiler on from the first decoded token: each phase's time per
-    /// token (pool waits included in the phase that waits).
-    private func printDecodeProfile(_ m: TransformerModel, cache: KVCacheBits) throws {
-        Profiler.reset()
-        let run = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil, kvBits: cache,
-                                          afterPrefill: { Profiler.reset(); Profiler.isEnabled = true })
-        Profiler.isEnabled = false
+    /// token (pool waits included in the phase that waits). Then one sampled run, of which only
+    /// the choice of the token is printed: what sampling adds to a token, measured directly
+    /// rather than as the difference of two noisy rates.
+    private func printDecodeProfile(_ m: TransformerModel, cache: KVCacheBits, sampler: Sampler) throws {
+        func profiled(_ sampler: Sampler?) throws -> (DecodeBenchmark.Measurement, [(phase: String, seconds: Double, calls: Int)]) {
+            Profiler.reset()
+            let run = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: sampler,
+                                              kvBits: cache, afterPrefill: { Profiler.reset(); Profiler.isEnabled = true })
+            Profiler.isEnabled = false
+            return (run, Profiler.report())
+        }
+        let (run, phases) = try profiled(nil)
         print(String(format: "\nProfile of %d decoded tokens (%.1f tokens/s, %.3f ms a token):", genTokens,
                      run.decodeTokensPerSecond, 1000 / run.decodeTokensPerSecond))
-        printPhases(Profiler.report(), over: genTokens, of: Double(genTokens) / run.decodeTokensPerSecond, unit: "token")
+        printPhases(phases, over: genTokens, of: Double(genTokens) / run.decodeTokensPerSecond, unit: "token")
+        let (sampledRun, sampledPhases) = try profiled(sampler)
+        let choice = sampledPhases.first { $0.phase == "sampling" }?.seconds ?? 0
+        print(String(format: "sampled (temperature %g, top-p %g, min-p %g, repetition penalty %g): %.3f ms a token choosing it, %.1f%% of its %.3f ms",
+                     Double(sampler.temperature), Double(sampler.topP), Double(sampler.minP), Double(sampler.repetitionPenalty),
+                     1000 * choice / Double(genTokens), 100 * choice * sampledRun.decodeTokensPerSecond / Double(genTokens),
+                     1000 / sampledRun.decodeTokensPerSecond))
     }
 
     /// `llama-bench` on the same file and threads, one repetition each: prefill of the prompt, and

@@ -26,11 +26,11 @@ public enum DecodeBenchmark {
         let prefilled = DispatchTime.now().uptimeNanoseconds
         var history = prompt
         for _ in 0..<genTokens {
-            let next: Int32
-            if sampler != nil {
-                next = sampler!.sample(logits, history: history)
-            } else {
-                next = logits.withUnsafeBufferPointer { b in
+            // The choice of the next token is a phase of its own: greedy's arg max, or the
+            // sampler's chain over the whole vocabulary.
+            let next: Int32 = Profiler.measure("sampling") {
+                if sampler != nil { return sampler!.sample(logits, history: history) }
+                return logits.withUnsafeBufferPointer { b in
                     let m = maximum(b.baseAddress!, count: b.count)
                     return Int32(b.firstIndex(of: m) ?? 0)
                 }

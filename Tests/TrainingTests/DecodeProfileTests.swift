@@ -26,7 +26,17 @@ struct DecodeProfileTests {
             calls[String(fields[0]) + (fields.count == 5 ? " " + fields[1] : "")] = Double(fields.last!)
         }
         #expect(calls["attention"] == 3 && calls["qkv"] == 3 && calls["rope"] == 3 && calls["mlp down"] == 3, "\(calls)")
-        #expect(calls["lm head"] == 1 && calls["norm"] == 7, "\(calls)")
+        #expect(calls["lm head"] == 1 && calls["norm"] == 7 && calls["sampling"] == 1, "\(calls)")
+        // The sampled run's choice of each token: its time a token over the token's time is the share printed.
+        let sampled = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("sampled (") }, "\(r.out)")
+        let figures = sampled.split(separator: ":").last!.split(whereSeparator: { $0 == " " || $0 == "," })
+            .compactMap { Double($0.hasSuffix("%") ? $0.dropLast() : $0) }
+        // ms a token choosing it, share %, ms a token
+        #expect(figures.count == 3 && figures[0] > 0 && figures[0] < figures[2], "\(sampled)")
+        // Within the rounding of the three printed figures (ms to 0.001, the share to 0.1%).
+        if figures.count == 3 {
+            #expect(abs(100 * figures[0] / figures[2] - figures[1]) <= 0.06 + 100 * 0.0005 * (1 / figures[2] + figures[0] / (figures[2] * figures[2])), "\(sampled)")
+        }
         #expect(abs(share - 100) <= 0.6, "the shares add to \(share)%")
         // The bandwidth line: decoding's weight rate over the probe's rate is the share it prints.
         let bandwidth = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("read bandwidth") }, "\(r.out)")
