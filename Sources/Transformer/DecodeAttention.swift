@@ -48,21 +48,28 @@ func decodeAttention(
             // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in), values in rows
             // of `hd`; halves are widened in registers as they are read. The 8-bit cache is widened
             // into rows first.
+            let queries = q + g * group * hd
             switch cache {
             case let .fp32(k, v, headStride):
-                attendChunk(q: q + g * group * hd, keys: k + g * headStride + first * hd, blocked: true,
-                            values: v + g * headStride + first * hd, count: n, group: group, headDim: hd, scores: scores,
-                            into: partial, stride: partialStride)
+                let keys = k + g * headStride + first * hd
+                attendChunk(queries: queries, values: v + g * headStride + first * hd, count: n, group: group, headDim: hd,
+                            scores: scores, into: partial, stride: partialStride) {
+                    blockedScores(query: $0, keys: keys, count: n, headDim: hd, into: $1)
+                }
             case let .fp16(k, v, headStride):
-                attendChunk(q: q + g * group * hd, keys: k + g * headStride + first * hd, blocked: true,
-                            values: v + g * headStride + first * hd, count: n, group: group, headDim: hd, scores: scores,
-                            into: partial, stride: partialStride)
+                let keys = k + g * headStride + first * hd
+                attendChunk(queries: queries, values: v + g * headStride + first * hd, count: n, group: group, headDim: hd,
+                            scores: scores, into: partial, stride: partialStride) {
+                    blockedScores(query: $0, keys: keys, count: n, headDim: hd, into: $1)
+                }
             case let .int8(kv):
                 let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
                 widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
                 widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
-                attendChunk(q: q + g * group * hd, keys: UnsafePointer(k), blocked: false, values: UnsafePointer(v), count: n,
-                            group: group, headDim: hd, scores: scores, into: partial, stride: partialStride)
+                attendChunk(queries: queries, values: UnsafePointer(v), count: n, group: group, headDim: hd, scores: scores,
+                            into: partial, stride: partialStride) {
+                    chunkScores(query: $0, keys: k, stride: hd, count: n, headDim: hd, into: $1)
+                }
             }
         }
         mergeChunks(partials, chunks: chunks, heads: heads, group: group, headDim: hd, stride: partialStride, into: out)
@@ -89,24 +96,18 @@ extension UInt16: CachedScalar {
     @inline(__always) var floatValue: Float { cq_half_bits_to_float(self) }
 }
 
-/// One task of `decodeAttention`: the `group` query heads at `q` (`hd` apart) over the chunk's
-/// `count` keys and values. Writes, per head, the weighted values, the chunk maximum and the sum
-/// of the exponentials at `into + i·stride`.
+/// One task of `decodeAttention`: the `group` query heads at `queries` (`hd` apart) over the
+/// chunk's `count` keys, whose scores `score(query, into)` writes, and values. Writes, per head,
+/// the weighted values, the chunk maximum and the sum of the exponentials at `into + i·stride`.
 @inline(__always)
-private func attendChunk<K: CachedScalar, V: CachedScalar>(
-    q: UnsafePointer<Float>, keys: UnsafePointer<K>, blocked: Bool, values: UnsafePointer<V>, count n: Int, group: Int,
-    headDim hd: Int, scores: UnsafeMutablePointer<Float>, into partial: UnsafeMutablePointer<Float>, stride partialStride: Int
+private func attendChunk<V: CachedScalar>(
+    queries q: UnsafePointer<Float>, values: UnsafePointer<V>, count n: Int, group: Int, headDim hd: Int,
+    scores: UnsafeMutablePointer<Float>, into partial: UnsafeMutablePointer<Float>, stride partialStride: Int,
+    score: (_ query: UnsafePointer<Float>, _ into: UnsafeMutablePointer<Float>) -> Void
 ) {
     for i in 0..<group {
         let s = scores + i * n
-        if blocked {
-            blockedScores(query: q + i * hd, keys: keys, count: n, headDim: hd, into: s)
-        } else {
-            // Rows of floats: the 8-bit cache widened.
-            precondition(K.self == Float.self, "keys in rows are floats")
-            chunkScores(query: q + i * hd, keys: UnsafeRawPointer(keys).assumingMemoryBound(to: Float.self), stride: hd, count: n,
-                        headDim: hd, into: s)
-        }
+        score(q + i * hd, s)
         let m = maximum(s, count: n)
         partial[i * partialStride + hd] = m
         partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
