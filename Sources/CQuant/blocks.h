@@ -5,15 +5,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "CQuantHalf.h"
+
 // A packed Q4_K super-block of 16 rows: fp16 d ×16, fp16 dmin ×16, the 6-bit scales as bytes
 // (sub-block j: 16 bytes), the minimums likewise, then for nibble span j (sub-blocks 2j, 2j+1)
 // and vector m the bytes 4m..4m+3 of each row's 32 bytes.
 #define Q4K_PACKED (64 + 128 + 128 + 2048)
 
 static inline float half_to_float(const uint8_t *p) {
-    _Float16 h;
+    uint16_t h;
     memcpy(&h, p, 2);
-    return (float)h;
+    return cq_half_bits_to_float(h);
 }
 
 // Q4_K's 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.

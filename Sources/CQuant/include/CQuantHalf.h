@@ -1,6 +1,7 @@
-// Half-precision loads for decode attention over the `--kv-bits 16` cache: sixteen halves widened
-// to floats in registers. Swift's `SIMD16<Float>(SIMD16<Float16>)` compiles to a call per vector
-// instead of `vcvtph2ps`, which made the half cache slower to read than fp32 at half the bytes.
+// Half-precision to float, for the kernels' block scales and for decode attention over the
+// `--kv-bits 16` cache (sixteen halves widened in registers). Swift's
+// `SIMD16<Float>(SIMD16<Float16>)` compiles to a call per vector instead of `vcvtph2ps`, which
+// made the half cache slower to read than fp32 at half the bytes.
 #ifndef CQUANT_HALF_H
 #define CQUANT_HALF_H
 
@@ -15,21 +16,9 @@ typedef float cq_float16x __attribute__((ext_vector_type(16)));
 
 /// The half whose bit pattern is `h`, as a float (exact: subnormals, infinities and NaNs too).
 static inline float cq_half_bits_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, magnitude = h & 0x7fff, bits;
-    float f;
-    if (magnitude >= 0x7c00) {
-        bits = sign | 0x7f800000u | ((magnitude & 0x3ff) << 13);
-    } else {
-        // The exponent and mantissa moved into place read as the value times 2^-112 (a subnormal
-        // half as a subnormal float), which one exact multiplication restores.
-        bits = magnitude << 13;
-        memcpy(&f, &bits, 4);
-        f *= 0x1p112f;
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    memcpy(&f, &bits, 4);
-    return f;
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
 }
 
 /// The 16 halves (bit patterns) at `p`, unaligned, as floats.
