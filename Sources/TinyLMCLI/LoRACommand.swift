@@ -30,6 +30,8 @@ struct LoRACommand: ParsableCommand {
     @Option(help: "Optimizer steps.") var iters = 600
     @Option(help: "Examples per micro-batch.") var batch = 4
     @Option(help: "Micro-batches per optimizer step (gradients accumulated).") var gradAccum = 1
+    @Flag(help: "Make each micro-batch of examples of nearly one length (sorted within windows of 32 micro-batches of the shuffled order, then shuffled again), so that less of it is padding.")
+    var groupByLength = false
     @Option(help: "Stop after this many validations without improvement (0: never).") var patience = 0
     @Flag(help: "At the end, report the loss on test.jsonl in --data.") var test = false
     @Flag(help: "Continue the run saved in --adapter-path (same base, data and options); the result is bit-identical to an uninterrupted run.")
@@ -98,11 +100,13 @@ struct LoRACommand: ParsableCommand {
         options.seed = seed
         options.precision = precision
         options.spikeFactor = 0
-        let trainer = try Trainer(model: adapted, options: options,
-                                  data: try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed), validation: nil)
+        let source = try MaskedExamples(examples: train, vocabularySize: adapted.config.vocabularySize, seed: seed,
+                                        groupedBy: groupByLength ? batch : nil)
+        let trainer = try Trainer(model: adapted, options: options, data: source, validation: nil)
         let trainable = adapted.layout.gradientCount
         let meanLength = train.reduce(0) { $0 + min($1.ids.count, options.sequenceLength) } / max(1, train.count)
-        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), examples of \(meanLength) tokens on average and at most \(options.sequenceLength) (a batch is padded to its longest); \(trainable) adapter parameters (rank \(adapters.rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
+        let padding = String(format: "%.0f%%", 100 * source.paddingShare(batch: batch, length: options.sequenceLength))
+        printError("lora: \(train.count) training examples\(valid.map { ", \($0.count) validation" } ?? ""), examples of \(meanLength) tokens on average and at most \(options.sequenceLength) (a batch is padded to its longest: \(padding) of its tokens\(groupByLength ? ", batches grouped by length" : "")); \(trainable) adapter parameters (rank \(adapters.rank), \(adapters.targets.joined(separator: ","))) on a frozen base\(adapted.layout.isQuantized ? " in quantized blocks (QLoRA)" : " of \(adapted.layout.baseCount) floats")")
         if precision == .bf16 && !amxAvailable {
             printError("note: this CPU has no usable AMX-BF16; bf16 products are emulated (same results, slower than fp32)")
         }

@@ -85,16 +85,29 @@ public struct MaskedExample: Sendable, Equatable {
 /// order; a row holds one example, cut to `length` tokens or padded with targets -1 to the
 /// micro-batch's longest. Causal attention keeps padding after a sequence from changing it, so
 /// the loss and gradients are those of padding to `length`, at the cost of the tokens there are.
+///
+/// With `groupedBy` (the micro-batch size), each window of `lengthWindow` micro-batches of the
+/// shuffled order is sorted by length, cut into micro-batches, and those are shuffled again: a
+/// micro-batch then holds examples of nearly one length, so little of it is padding (Hugging
+/// Face's `group_by_length`; mlx-lm sorts the whole set). Windows keep the batches' make-up
+/// changing from epoch to epoch.
 public struct MaskedExamples: BatchSource {
     public let examples: [MaskedExample]
     public let seed: UInt64
+    /// The micro-batch size whose rows are grouped by length, if they are.
+    public let groupedBy: Int?
+    /// Micro-batches per window sorted by length.
+    public static let lengthWindow = 32
     /// Rows handed out so far.
     public var position: UInt64 = 0
     public let fingerprint: String
 
     /// Checks that every example has matching lengths, ids in the vocabulary and at least one
     /// counted target; the error names the example's index.
-    public init(examples: [MaskedExample], vocabularySize: Int, seed: UInt64) throws {
+    public init(examples: [MaskedExample], vocabularySize: Int, seed: UInt64, groupedBy: Int? = nil) throws {
+        if let groupedBy, groupedBy < 1 {
+            throw TrainingError.invalidOption(name: "batch", reason: "cannot group examples into batches of \(groupedBy)")
+        }
         guard !examples.isEmpty else { throw TrainingError.notEnoughData(tokens: 0, needed: 2) }
         var all: [Int32] = []
         for (index, e) in examples.enumerated() {
@@ -114,7 +127,9 @@ public struct MaskedExamples: BatchSource {
         }
         self.examples = examples
         self.seed = seed
-        fingerprint = tokenFingerprint(all)
+        self.groupedBy = groupedBy
+        // The order is part of the data a resume must find again.
+        fingerprint = tokenFingerprint(all) + (groupedBy.map { ":grouped-by-length-\($0)x\(Self.lengthWindow)" } ?? "")
     }
 
     /// The epoch whose order `order` holds (a training step reuses it instead of drawing the
@@ -127,7 +142,35 @@ public struct MaskedExamples: BatchSource {
         var order = Array(0..<examples.count)
         var rng = SplitMix64(seed: seed ^ (epoch &* 0xA076_1D64_78BD_642F) &+ 0x5851_F42D_4C95_7F2D)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        guard let batch = groupedBy else { return order }
+        let window = batch * Self.lengthWindow
+        for start in stride(from: 0, to: order.count, by: window) {
+            let end = min(order.count, start + window)
+            // Longest first within the window; ties keep the shuffled order.
+            let sorted = order[start..<end].enumerated().sorted {
+                let a = examples[$0.element].ids.count, b = examples[$1.element].ids.count
+                return a != b ? a > b : $0.offset < $1.offset
+            }.map(\.element)
+            var batches = stride(from: 0, to: sorted.count, by: batch).map { Array(sorted[$0..<min(sorted.count, $0 + batch)]) }
+            // A short last batch (the epoch's end) stays last, so that the others stay aligned.
+            let whole = sorted.count / batch
+            for i in stride(from: whole - 1, to: 0, by: -1) { batches.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            order.replaceSubrange(start..<end, with: batches.joined())
+        }
         return order
+    }
+
+    /// The share of the rows' tokens that is padding over the first epoch, in micro-batches of
+    /// `batch` rows cut at `length` tokens (what grouping by length saves).
+    public func paddingShare(batch: Int, length: Int) -> Double {
+        let order = permutation(0)
+        var computed = 0, real = 0
+        for start in stride(from: 0, to: order.count, by: batch) {
+            let rows = order[start..<min(order.count, start + batch)].map { min(length, examples[$0].ids.count) }
+            computed += batch * rows.max()!
+            real += rows.reduce(0, +)
+        }
+        return Double(computed - real) / Double(computed)
     }
 
     /// The example at row `row` of the whole run: epoch `row / count` visits a permutation

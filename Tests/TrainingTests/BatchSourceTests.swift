@@ -180,6 +180,77 @@ struct BatchSourceTests {
         #expect(throws: TransformerError.self) { try workspace.setLength(0) }
     }
 
+    @Test("grouping by length: every example once an epoch, each window's batches consecutive in length order, less padding")
+    func groupingByLength() throws {
+        // 301 examples of 2 to 200 tokens: windows of 32 batches of 4 (128 rows) and a short last one.
+        var rng = SplitMix64(seed: 11)
+        let all = (0..<301).map { i -> MaskedExample in
+            let n = 2 + Int(rng.next() % 199)
+            return MaskedExample(ids: (0..<n).map { Int32(($0 + i) % 17) }, targets: (0..<n).map { j in j == 0 ? -1 : Int32(j % 17) })
+        }
+        let batch = 4, window = batch * MaskedExamples.lengthWindow
+        let grouped = try MaskedExamples(examples: all, vocabularySize: 17, seed: 7, groupedBy: batch)
+        let plain = try MaskedExamples(examples: all, vocabularySize: 17, seed: 7)
+        for epoch: UInt64 in 0..<3 {
+            let order = grouped.permutation(epoch)
+            #expect(order.sorted() == Array(0..<all.count), "epoch \(epoch) visits every example once")
+            // Grouping reorders the plain shuffle within each window only.
+            let shuffled = plain.permutation(epoch)
+            for start in stride(from: 0, to: all.count, by: window) {
+                let end = min(all.count, start + window)
+                #expect(Set(order[start..<end]) == Set(shuffled[start..<end]), "epoch \(epoch), window at \(start)")
+                // The window's batches, each sorted and taken longest first, are its lengths sorted.
+                let lengths = { (i: Int) in all[i].ids.count }
+                let batches = stride(from: start, to: end, by: batch).map { order[$0..<min(end, $0 + batch)].map(lengths).sorted(by: >) }
+                #expect(batches.sorted { $0[0] > $1[0] }.joined().elementsEqual(order[start..<end].map(lengths).sorted(by: >)),
+                        "epoch \(epoch), window at \(start): a batch mixes lengths another batch lies between")
+            }
+        }
+        #expect(grouped.permutation(0) != grouped.permutation(1), "each epoch draws its own order")
+        #expect(try MaskedExamples(examples: all, vocabularySize: 17, seed: 7, groupedBy: batch).permutation(2) == grouped.permutation(2))
+        // The padding share it reports is what `fill` hands out over the first epoch.
+        var source = grouped
+        var ids: [Int32] = [], targets: [Int32] = [], computed = 0, counted = 0
+        while source.position + UInt64(batch) <= UInt64(all.count) {
+            let first = Int(source.position)
+            let t = source.fill(ids: &ids, targets: &targets, batch: batch, length: 150)
+            computed += batch * t
+            counted += (first..<(first + batch)).map { min(150, all[grouped.permutation(0)[$0]].ids.count) }.reduce(0, +)
+        }
+        // 301 rows: the last batch of the epoch has one row; `paddingShare` counts it alone.
+        let lastRow = min(150, all[grouped.permutation(0)[300]].ids.count)
+        let expected = Double(computed + batch * lastRow - counted - lastRow) / Double(computed + batch * lastRow)
+        #expect(abs(grouped.paddingShare(batch: batch, length: 150) - expected) < 1e-12)
+        let less = grouped.paddingShare(batch: batch, length: 150), more = plain.paddingShare(batch: batch, length: 150)
+        #expect(less < 0.15 && more > 0.3, "padding \(less) grouped against \(more) not")
+        #expect(throws: TrainingError.self) { try MaskedExamples(examples: all, vocabularySize: 17, seed: 7, groupedBy: 0) }
+        #expect(grouped.fingerprint != plain.fingerprint, "a resume notices the other order")
+    }
+
+    @Test("a run on batches grouped by length resumes bit-identically, and not on ungrouped batches")
+    func groupedResume() throws {
+        let config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 1, heads: 2, dFF: 32)
+        var options = TrainingOptions()
+        options.steps = 10
+        options.batch = 2
+        options.sequenceLength = 16
+        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 1, total: 10)
+        options.spikeFactor = 0
+        func data(_ grouped: Bool) throws -> MaskedExamples {
+            try MaskedExamples(examples: varied(70), vocabularySize: 17, seed: 2, groupedBy: grouped ? 2 : nil)
+        }
+        let straight = try Trainer(model: try TransformerModel(config: config, seed: 1), options: options, data: try data(true), validation: nil)
+        for _ in 0..<10 { _ = try straight.step() }
+        let first = try Trainer(model: try TransformerModel(config: config, seed: 1), options: options, data: try data(true), validation: nil)
+        for _ in 0..<4 { _ = try first.step() }
+        let directory = temporaryPath()
+        try first.save(to: directory, tokenizer: nil)
+        let resumed = try Trainer.resume(from: directory, data: { _, _ in try data(true) }, validation: nil)
+        for _ in 4..<10 { _ = try resumed.step() }
+        #expect(resumed.model.parameters.array == straight.model.parameters.array, "bit-identical to the uninterrupted run")
+        #expect(throws: TrainingError.self) { try Trainer.resume(from: directory, data: { _, _ in try data(false) }, validation: nil) }
+    }
+
     @Test("a state file whose tensors do not match the model by name and shape is refused, naming the tensor")
     func mismatchedState() throws {
         let (trainer, train) = try smallRun(steps: 4)

@@ -70,6 +70,36 @@ struct LoRATests {
         try expectRefused(common + ["--adapter-path", folder + "/c", "--from-adapter", folder + "/nowhere"], "nowhere")
     }
 
+    @Test("tinylm lora --group-by-length: less padding, said so; a resume keeps the order or is refused",
+          .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
+    func groupByLength() throws {
+        let m = try HardeningTests.model(), folder = temporaryPath()
+        var rng = SplitMix64(seed: 5)
+        let words = ["the", "cat", "sat", "on", "a", "red", "mat", "and", "Tom", "saw", "it", "too"]
+        // Lines of 2 to 40 words, so that a batch of random ones is mostly padding.
+        let lines = (0..<64).map { _ in
+            #"{"text": ""# + (0..<(2 + Int(rng.next() % 39))).map { _ in words[Int(rng.next() % 12)] }.joined(separator: " ") + #""}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: folder + "/train.jsonl", atomically: true, encoding: .utf8)
+        let common = ["lora", "--model", m, "--data", folder, "--batch", "4", "--warmup", "1", "--max-seq-length", "64",
+                      "--eval-every", "0", "--save-every", "0", "--rank", "4", "--alpha", "8"]
+        func padding(_ err: String) -> Int? {
+            err.split(separator: "\n").first { $0.hasPrefix("lora: ") }
+                .flatMap { $0.split(separator: "longest: ").last?.split(separator: "%").first }.flatMap { Int($0) }
+        }
+        let plain = try runTinyLM(common + ["--adapter-path", folder + "/plain", "--iters", "2"])
+        let grouped = try runTinyLM(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--group-by-length"])
+        #expect(plain.status == 0 && grouped.status == 0, "\(plain.err)\n\(grouped.err)")
+        #expect(grouped.err.contains("batches grouped by length") && !plain.err.contains("grouped"), "\(grouped.err)")
+        let less = try #require(padding(grouped.err)), more = try #require(padding(plain.err))
+        #expect(less < more / 2, "padding \(less)% grouped against \(more)%")
+        // A saved run's state is taken back with the same order, and refused with the other one.
+        let resumed = try runTinyLM(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--group-by-length", "--resume"])
+        #expect(resumed.status == 0 && resumed.err.contains("resuming at step 2 of 2"), "\(resumed.err)")
+        try expectRefused(common + ["--adapter-path", folder + "/plain", "--iters", "2", "--group-by-length", "--resume"], "its order")
+        try expectRefused(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--resume"], "its order")
+    }
+
     @Test("training adapters on chat data lowers the held-out loss; the base does not move")
     func learns() throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
