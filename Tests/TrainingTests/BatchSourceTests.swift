@@ -17,6 +17,17 @@ struct BatchSourceTests {
         }
     }
 
+    /// A short run's options: learning rate 1e-2 down to 1e-3 over `steps`, no spike guard.
+    func shortRun(steps: Int, batch: Int, length: Int, warmup: Int) -> TrainingOptions {
+        var options = TrainingOptions()
+        options.steps = steps
+        options.batch = batch
+        options.sequenceLength = length
+        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: warmup, total: steps)
+        options.spikeFactor = 0
+        return options
+    }
+
     @Test("masked examples: each epoch visits every example once, rows padded with uncounted targets, deterministic")
     func maskedExamples() throws {
         let all = examples(10)
@@ -62,12 +73,7 @@ struct BatchSourceTests {
     @Test("a trainer on masked examples learns the completions and resumes bit-identically")
     func trainerOnExamples() throws {
         let config = ModelConfig(vocabularySize: 17, contextLength: 8, dModel: 16, layers: 1, heads: 2, dFF: 32)
-        var options = TrainingOptions()
-        options.steps = 30
-        options.batch = 4
-        options.sequenceLength = 8
-        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 2, total: 30)
-        options.spikeFactor = 0
+        let options = shortRun(steps: 30, batch: 4, length: 8, warmup: 2)
         func make() throws -> Trainer {
             let model = try TransformerModel(config: config, seed: 1)
             return try Trainer(model: model, options: options,
@@ -113,13 +119,8 @@ struct BatchSourceTests {
     func paddingToLongest(lora: Bool) throws {
         let config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 2, heads: 2, kvHeads: 1, dFF: 32)
         let length = 16, steps = 4
-        var options = TrainingOptions()
-        options.steps = steps
-        options.batch = 3
+        var options = shortRun(steps: steps, batch: 3, length: length, warmup: 1)
         options.accumulation = 2
-        options.sequenceLength = length
-        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 1, total: steps)
-        options.spikeFactor = 0
         func model() throws -> TransformerModel {
             let base = try TransformerModel(config: config, seed: 9)
             return lora ? try TransformerModel.adapting(base, with: AdapterConfig(rank: 2, alpha: 4), seed: 5) : base
@@ -230,12 +231,7 @@ struct BatchSourceTests {
     @Test("a run on batches grouped by length resumes bit-identically, and not on ungrouped batches")
     func groupedResume() throws {
         let config = ModelConfig(vocabularySize: 17, contextLength: 16, dModel: 16, layers: 1, heads: 2, dFF: 32)
-        var options = TrainingOptions()
-        options.steps = 10
-        options.batch = 2
-        options.sequenceLength = 16
-        options.schedule = LearningRateSchedule(maxLR: 1e-2, minLR: 1e-3, warmup: 1, total: 10)
-        options.spikeFactor = 0
+        let options = shortRun(steps: 10, batch: 2, length: 16, warmup: 1)
         func data(_ grouped: Bool) throws -> MaskedExamples {
             try MaskedExamples(examples: varied(70), vocabularySize: 17, seed: 2, groupedBy: grouped ? 2 : nil)
         }
