@@ -293,7 +293,7 @@ public final class Trainer {
         if let steps { options.steps = steps }
         let trainer = try Trainer(model: model, options: options, data: try data(model, options), validation: validation, pool: pool)
         guard trainer.state.dataSHA256 == run.state.dataSHA256 else {
-            throw TrainingError.resume(path: directory, reason: "the training data or its order (grouped by length or not) differs from the run's (its tokens hash differently)")
+            throw TrainingError.resume(path: directory, reason: "the training data differs from the run's (its tokens, or their order with --group-by-length, hash differently)")
         }
         for t in layout.tensors {
             guard let g = t.gradientOffset else { continue }
@@ -342,7 +342,7 @@ extension Trainer {
             throw TrainingError.resume(path: path, reason: "the run was made with other options (learning rate, batch, schedule, seed or precision)")
         }
         guard run.state.dataSHA256 == state.dataSHA256 else {
-            throw TrainingError.resume(path: path, reason: "the training data or its order (grouped by length or not) differs from the run's (its tokens hash differently)")
+            throw TrainingError.resume(path: path, reason: "the training data differs from the run's (its tokens, or their order with --group-by-length, hash differently)")
         }
         var expected: [String: [Int]] = [:]
         for t in model.layout.tensors where t.trainable {

@@ -96,8 +96,8 @@ struct LoRATests {
         // A saved run's state is taken back with the same order, and refused with the other one.
         let resumed = try runTinyLM(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--group-by-length", "--resume"])
         #expect(resumed.status == 0 && resumed.err.contains("resuming at step 2 of 2"), "\(resumed.err)")
-        try expectRefused(common + ["--adapter-path", folder + "/plain", "--iters", "2", "--group-by-length", "--resume"], "its order")
-        try expectRefused(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--resume"], "its order")
+        try expectRefused(common + ["--adapter-path", folder + "/plain", "--iters", "2", "--group-by-length", "--resume"], "their order")
+        try expectRefused(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--resume"], "their order")
     }
 
     @Test("training adapters on chat data lowers the held-out loss; the base does not move")
