@@ -17,6 +17,9 @@ public final class Trainer {
     let pool: ThreadPool
     private var ids: [Int32], targets: [Int32]
 
+    /// Why a resume with other data is refused: the tokens, or their order (a batch source's
+    /// grouping), hash differently.
+    static let dataMismatch = "the training data differs from the run's (its tokens or their order hash differently)"
     public static let stateFile = "trainer_state.safetensors"
 
     /// What one step did.
@@ -293,7 +296,7 @@ public final class Trainer {
         if let steps { options.steps = steps }
         let trainer = try Trainer(model: model, options: options, data: try data(model, options), validation: validation, pool: pool)
         guard trainer.state.dataSHA256 == run.state.dataSHA256 else {
-            throw TrainingError.resume(path: directory, reason: "the training data differs from the run's (its tokens, or their order with --group-by-length, hash differently)")
+            throw TrainingError.resume(path: directory, reason: Trainer.dataMismatch)
         }
         for t in layout.tensors {
             guard let g = t.gradientOffset else { continue }
@@ -342,7 +345,7 @@ extension Trainer {
             throw TrainingError.resume(path: path, reason: "the run was made with other options (learning rate, batch, schedule, seed or precision)")
         }
         guard run.state.dataSHA256 == state.dataSHA256 else {
-            throw TrainingError.resume(path: path, reason: "the training data differs from the run's (its tokens, or their order with --group-by-length, hash differently)")
+            throw TrainingError.resume(path: path, reason: Trainer.dataMismatch)
         }
         var expected: [String: [Int]] = [:]
         for t in model.layout.tensors where t.trainable {
