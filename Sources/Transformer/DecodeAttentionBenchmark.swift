@@ -1,7 +1,7 @@
 import Dispatch
 import Kernels
 
-/// Times one token's attention over an fp32 cache (decoding's `decodeAttention`), for
+/// Times one token's attention over an fp32 or a half cache (decoding's `decodeAttention`), for
 /// `tinylm bench kernels`: with one layer's cache read again and again (it stays in cache), and
 /// with `layers` caches read in turn, as a decoded token reads them (from memory once they
 /// exceed the last-level cache).
@@ -13,7 +13,9 @@ public enum DecodeAttentionBenchmark {
         public var flops: Double, bytes: Double
     }
 
-    public static func run(positions: Int, heads: Int, kvHeads: Int, headDim hd: Int, layers: Int,
+    /// `halves`: the cache in IEEE halves (`--kv-bits 16`) instead of fp32, the same values
+    /// rounded, so the two differ only in the bytes read.
+    public static func run(positions: Int, heads: Int, kvHeads: Int, headDim hd: Int, layers: Int, halves: Bool = false,
                            pool: ThreadPool, repetitions: Int = 20) -> Result {
         var rng = SplitMix64(seed: 1)
         let headStride = KeyBlocks.padded(positions) * hd, perLayer = kvHeads * headStride
@@ -22,11 +24,21 @@ public enum DecodeAttentionBenchmark {
             keys.pointer[i] = rng.nextFloat() * 2 - 1
             values.pointer[i] = rng.nextFloat() * 2 - 1
         }
+        // The half cache: the same floats narrowed (freed when the run returns).
+        let halfCount = halves ? layers * perLayer : 0
+        let keyHalves = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, halfCount))
+        let valueHalves = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, halfCount))
+        defer { keyHalves.deallocate(); valueHalves.deallocate() }
+        Half.narrow(keys.pointer, count: halfCount, into: keyHalves)
+        Half.narrow(values.pointer, count: halfCount, into: valueHalves)
         let q = FloatBuffer(count: heads * hd), out = FloatBuffer(count: heads * hd)
         for i in 0..<q.count { q.pointer[i] = rng.nextFloat() * 2 - 1 }
         func call(_ layer: Int) {
-            decodeAttention(q: q.pointer, cache: .fp32(keys: keys.pointer + layer * perLayer, values: values.pointer + layer * perLayer,
-                                                       headStride: headStride),
+            let offset = layer * perLayer
+            let cache: DecodeCache = halves
+                ? .fp16(keys: keyHalves + offset, values: valueHalves + offset, headStride: headStride)
+                : .fp32(keys: keys.pointer + offset, values: values.pointer + offset, headStride: headStride)
+            decodeAttention(q: q.pointer, cache: cache,
                             kvDim: kvHeads * hd, keys: positions, heads: heads, kvHeads: kvHeads, headDim: hd, out: out.pointer,
                             pool: pool)
         }
@@ -42,6 +54,6 @@ public enum DecodeAttentionBenchmark {
             streamed = min(streamed, Double(now() - t) * 1e-9 / Double(layers))
         }
         return Result(cachedSeconds: cached, streamedSeconds: streamed, flops: Double(4 * heads * positions * hd),
-                      bytes: Double(2 * kvHeads * positions * hd * 4))
+                      bytes: Double(2 * kvHeads * positions * hd * (halves ? 2 : 4)))
     }
 }
