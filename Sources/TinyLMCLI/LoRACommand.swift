@@ -125,13 +125,7 @@ struct LoRACommand: ParsableCommand {
         }
         installInterruptHandler()
         try AtomicFile.createDirectory(adapterPath)
-        let logPath = adapterPath + "/log.jsonl"
-        if !(resume && FileManager.default.fileExists(atPath: logPath)) {
-            guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw FileError.unwritable(path: logPath, reason: "cannot create the log") }
-        }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        defer { try? log.close() }
-        try log.seekToEnd()
+        let log = try TrainingLog(directory: adapterPath, startingAfter: trainer.state.step)
         func validate() throws -> Double? {
             guard let valid else { return nil }
             return try adapted.evaluate(examples: valid, batch: batch, length: options.sequenceLength, precision: precision)
@@ -163,9 +157,10 @@ struct LoRACommand: ParsableCommand {
             let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s", step, iters, report.loss,
                               validation.map { String(format: "%.4f", $0) } ?? "–", report.learningRate, Double(tokens) / elapsed)
             printError(line)
-            var entry = "{\"step\": \(step), \"loss\": \(report.loss), \"lr\": \(report.learningRate), \"seconds\": \(elapsed)"
+            // Seconds since the run began: a resumed run's clock goes on from the log's.
+            var entry = "{\"step\": \(step), \"loss\": \(report.loss), \"lr\": \(report.learningRate), \"seconds\": \(log.previousSeconds + elapsed)"
             if let validation { entry += ", \"val_loss\": \(validation)" }
-            log.write(Data((entry + "}\n").utf8))
+            log.append(Data((entry + "}").utf8))
         }
         try save()
         print("wrote \(adapterPath): \(trainable) adapter parameters after \(trainer.state.step) steps (\(Int(Date().timeIntervalSince(start))) s)")

@@ -27,11 +27,7 @@ public enum PretrainLoop {
     ) throws -> Outcome {
         let options = trainer.options
         try AtomicFile.createDirectory(directory)
-        let logPath = directory + "/log.jsonl"
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        defer { try? log.close() }
-        try log.seekToEnd()
+        let log = try TrainingLog(directory: directory, startingAfter: trainer.state.step)
         var recentSeconds: [Double] = []
         while trainer.state.step < options.steps {
             if shouldStop() {
@@ -57,7 +53,7 @@ public enum PretrainLoop {
                                tokens_per_s: Double(report.tokens) / report.seconds, val_loss: validation,
                                skipped: report.skipped, tokens: trainer.state.tokensSeen, aux_loss: report.routerAuxLoss,
                                z_loss: report.routerZLoss, expert_load: report.expertLoads.isEmpty ? nil : report.expertLoads)
-            if let data = try? JSONEncoder().encode(line) { log.write(data + Data("\n".utf8)) }
+            if let data = try? JSONEncoder().encode(line) { log.append(data) }
             progress(Progress(report: report, totalSteps: options.steps, validationLoss: validation ?? trainer.state.lastValidationLoss,
                               tokensPerSecond: Double(report.tokens) / perStep,
                               secondsLeft: perStep * Double(options.steps - step)))
@@ -77,7 +73,7 @@ public enum PretrainLoop {
             }
             let line = LogLine(step: trainer.state.step, loss: nil, lr: nil, grad_norm: nil, tokens_per_s: nil,
                                val_loss: loss, skipped: nil, tokens: trainer.state.tokensSeen)
-            if let data = try? JSONEncoder().encode(line) { log.write(data + Data("\n".utf8)) }
+            if let data = try? JSONEncoder().encode(line) { log.append(data) }
         }
         try trainer.save(to: directory, tokenizer: tokenizer)
         return .finished

@@ -100,6 +100,27 @@ struct LoRATests {
         try expectRefused(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--resume"], "their order")
     }
 
+    @Test("tinylm lora --resume drops the log lines a kill left after the last save",
+          .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
+    func resumedLog() throws {
+        let m = try HardeningTests.model(), folder = temporaryPath()
+        let lines = (0..<16).map { #"{"text": "the cat sat on the mat number \#($0)"}"# }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: folder + "/train.jsonl", atomically: true, encoding: .utf8)
+        let run = ["lora", "--model", m, "--data", folder, "--adapter-path", folder + "/a", "--batch", "2", "--warmup", "1",
+                   "--eval-every", "0", "--save-every", "2", "--rank", "4", "--alpha", "8", "--iters", "4"]
+        let first = try runTinyLM(run)
+        #expect(first.status == 0, "\(first.err)")
+        let log = folder + "/a/log.jsonl"
+        let saved = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(try TrainingLogTests.steps(log) == [1, 2, 3, 4])
+        // As if a longer run had gone on past its step-4 save and been killed mid-line.
+        try (saved + (5...7).map { #"{"step": \#($0), "left": "by a kill"}"# }.joined(separator: "\n") + "\n{\"st")
+            .write(toFile: log, atomically: true, encoding: .utf8)
+        let resumed = try runTinyLM(run + ["--resume"])
+        #expect(resumed.status == 0 && resumed.err.contains("resuming at step 4 of 4"), "\(resumed.err)")
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == saved)
+    }
+
     @Test("training adapters on chat data lowers the held-out loss; the base does not move")
     func learns() throws {
         let tokenizer = try SentencePieceTokenizer(contentsOf: repoTokenizerPath)
