@@ -160,7 +160,7 @@ struct LoRACommand: ParsableCommand {
             // Seconds since the run began: a resumed run's clock goes on from the log's.
             var entry = "{\"step\": \(step), \"loss\": \(report.loss), \"lr\": \(report.learningRate), \"seconds\": \(log.previousSeconds + elapsed)"
             if let validation { entry += ", \"val_loss\": \(validation)" }
-            log.append(Data((entry + "}").utf8))
+            try log.append(Data((entry + "}").utf8))
         }
         try save()
         print("wrote \(adapterPath): \(trainable) adapter parameters after \(trainer.state.step) steps (\(Int(Date().timeIntervalSince(start))) s)")

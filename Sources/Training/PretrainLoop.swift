@@ -53,7 +53,7 @@ public enum PretrainLoop {
                                tokens_per_s: Double(report.tokens) / report.seconds, val_loss: validation,
                                skipped: report.skipped, tokens: trainer.state.tokensSeen, aux_loss: report.routerAuxLoss,
                                z_loss: report.routerZLoss, expert_load: report.expertLoads.isEmpty ? nil : report.expertLoads)
-            if let data = try? JSONEncoder().encode(line) { log.append(data) }
+            if let data = try? JSONEncoder().encode(line) { try log.append(data) }
             progress(Progress(report: report, totalSteps: options.steps, validationLoss: validation ?? trainer.state.lastValidationLoss,
                               tokensPerSecond: Double(report.tokens) / perStep,
                               secondsLeft: perStep * Double(options.steps - step)))
@@ -73,7 +73,7 @@ public enum PretrainLoop {
             }
             let line = LogLine(step: trainer.state.step, loss: nil, lr: nil, grad_norm: nil, tokens_per_s: nil,
                                val_loss: loss, skipped: nil, tokens: trainer.state.tokensSeen)
-            if let data = try? JSONEncoder().encode(line) { log.append(data) }
+            if let data = try? JSONEncoder().encode(line) { try log.append(data) }
         }
         try trainer.save(to: directory, tokenizer: tokenizer)
         return .finished

@@ -41,8 +41,13 @@ public final class TrainingLog {
 
     deinit { try? handle.close() }
 
-    /// Appends one line (`object` is one JSON object without its newline).
-    public func append(_ object: Data) {
-        handle.write(object + Data("\n".utf8))
+    /// Appends one line (`object` is one JSON object without its newline). A failed write (a
+    /// full disk) throws, naming the log, where `FileHandle.write(_:)` would stop the process.
+    public func append(_ object: Data) throws {
+        do {
+            try handle.write(contentsOf: object + Data("\n".utf8))
+        } catch {
+            throw FileError.unwritable(path: path, reason: "cannot append to the log: \(error.localizedDescription)")
+        }
     }
 }

@@ -23,7 +23,7 @@ struct TrainingLogTests {
 
         let resumed = try TrainingLog(directory: directory, startingAfter: 3)
         #expect(resumed.previousSeconds == 30)
-        resumed.append(Data(#"{"step": 4, "loss": 0.5}"#.utf8))
+        try resumed.append(Data(#"{"step": 4, "loss": 0.5}"#.utf8))
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text == [old[0], old[1], old[2], old[5], #"{"step": 4, "loss": 0.5}"#].joined(separator: "\n") + "\n")
 
