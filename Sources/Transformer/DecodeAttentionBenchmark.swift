@@ -24,19 +24,17 @@ public enum DecodeAttentionBenchmark {
             keys.pointer[i] = rng.nextFloat() * 2 - 1
             values.pointer[i] = rng.nextFloat() * 2 - 1
         }
-        // The half cache: the same floats narrowed (freed when the run returns).
+        // The half cache: the same floats narrowed, in the storage the half cache itself uses.
         let halfCount = halves ? layers * perLayer : 0
-        let keyHalves = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, halfCount))
-        let valueHalves = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, halfCount))
-        defer { keyHalves.deallocate(); valueHalves.deallocate() }
-        Half.narrow(keys.pointer, count: halfCount, into: keyHalves)
-        Half.narrow(values.pointer, count: halfCount, into: valueHalves)
+        let keyHalves = IntegerBuffer<UInt16>(count: halfCount), valueHalves = IntegerBuffer<UInt16>(count: halfCount)
+        Half.narrow(keys.pointer, count: halfCount, into: keyHalves.pointer)
+        Half.narrow(values.pointer, count: halfCount, into: valueHalves.pointer)
         let q = FloatBuffer(count: heads * hd), out = FloatBuffer(count: heads * hd)
         for i in 0..<q.count { q.pointer[i] = rng.nextFloat() * 2 - 1 }
         func call(_ layer: Int) {
             let offset = layer * perLayer
             let cache: DecodeCache = halves
-                ? .fp16(keys: keyHalves + offset, values: valueHalves + offset, headStride: headStride)
+                ? .fp16(keys: keyHalves.pointer + offset, values: valueHalves.pointer + offset, headStride: headStride)
                 : .fp32(keys: keys.pointer + offset, values: values.pointer + offset, headStride: headStride)
             decodeAttention(q: q.pointer, cache: cache,
                             kvDim: kvHeads * hd, keys: positions, heads: heads, kvHeads: kvHeads, headDim: hd, out: out.pointer,
