@@ -131,7 +131,7 @@ struct LoRACommand: ParsableCommand {
             return try adapted.evaluate(examples: valid, batch: batch, length: options.sequenceLength, precision: precision)
         }
         if let v = try validate() { printError(String(format: "step %d: validation loss %.4f", trainer.state.step, v)) }
-        let start = Date()
+        let start = Date(), firstStep = trainer.state.step
         var tokens = 0
         var bestValidation = Double.infinity, staleValidations = 0
         while trainer.state.step < iters {
@@ -154,8 +154,11 @@ struct LoRACommand: ParsableCommand {
             }
             if saveEvery > 0 && step % saveEvery == 0 && step < iters { try save() }
             let elapsed = Date().timeIntervalSince(start)
-            let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s", step, iters, report.loss,
-                              validation.map { String(format: "%.4f", $0) } ?? "–", report.learningRate, Double(tokens) / elapsed)
+            // This run's mean step, validations included, for the steps left.
+            let secondsLeft = elapsed / Double(step - firstStep) * Double(iters - step)
+            let line = String(format: "step %d/%d  loss %.4f  val %@  lr %.2e  %.0f tok/s  ETA %@", step, iters, report.loss,
+                              validation.map { String(format: "%.4f", $0) } ?? "–", report.learningRate, Double(tokens) / elapsed,
+                              formatDuration(secondsLeft))
             printError(line)
             // Seconds since the run began: a resumed run's clock goes on from the log's.
             var entry = "{\"step\": \(step), \"loss\": \(report.loss), \"lr\": \(report.learningRate), \"seconds\": \(log.previousSeconds + elapsed)"

@@ -100,7 +100,7 @@ struct LoRATests {
         try expectRefused(common + ["--adapter-path", folder + "/grouped", "--iters", "2", "--resume"], "their order")
     }
 
-    @Test("tinylm lora --resume drops the log lines a kill left after the last save",
+    @Test("tinylm lora: progress lines with an ETA; --resume drops the log lines a kill left after the last save",
           .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
     func resumedLog() throws {
         let m = try HardeningTests.model(), folder = temporaryPath()
@@ -110,6 +110,10 @@ struct LoRATests {
                    "--eval-every", "0", "--save-every", "2", "--rank", "4", "--alpha", "8", "--iters", "4"]
         let first = try runTinyLM(run)
         #expect(first.status == 0, "\(first.err)")
+        // Each step's line says how long the rest will take; after the last, nothing.
+        let progress = first.err.split(separator: "\n").filter { $0.hasPrefix("step ") && $0.contains("/4 ") }
+        #expect(progress.count == 4 && progress.allSatisfy { $0.contains("  ETA ") }, "\(first.err)")
+        #expect(progress.last?.hasSuffix("ETA 0m00s") == true, "\(first.err)")
         let log = folder + "/a/log.jsonl"
         let saved = try String(contentsOfFile: log, encoding: .utf8)
         #expect(try TrainingLogTests.steps(log) == [1, 2, 3, 4])
