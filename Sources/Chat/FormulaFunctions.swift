@@ -29,6 +29,10 @@ struct FormulaFunction: Sendable {
         /// For an optional unit: the required parameter whose value it may follow directly
         /// ("a radius of 4 inches") instead of being stated apart ("…, in inches").
         var attachedTo: String? = nil
+        /// Other keys the same parameter goes by in other APIs (`principal`, `principal_amount`,
+        /// `initial_amount`), lined up by style: a definition names every parameter in one style
+        /// (`keys(style:)`), so the model learns a value's meaning from the schema, not its key.
+        var aliases: [String] = []
 
         var isOptional: Bool { !mentions.isEmpty }
 
@@ -78,16 +82,31 @@ struct FormulaFunction: Sendable {
     /// The call's result and the answer in words, from the arguments the request states.
     var solve: @Sendable ([String: JSONValue]) -> (result: JSONValue, answer: String)
 
-    /// The definition under `name`; `plain`: each parameter's description without its hint.
-    func definition(named name: String, plain: Bool = false) -> ToolDefinition {
+    /// Styles of parameter keys beyond the canonical one (style 0).
+    static let keyStyles = 3
+
+    /// The parameters' keys in `style` (0: their names; k: each one's alias k−1, cycling through
+    /// the aliases it has, or its name when it has none), in the parameters' order; the names when
+    /// two keys of the style would coincide.
+    func keys(style: Int) -> [String] {
+        let names = parameters.map(\.name)
+        guard style > 0 else { return names }
+        let keys = parameters.map { $0.aliases.isEmpty ? $0.name : $0.aliases[(style - 1) % $0.aliases.count] }
+        return Set(keys).count == keys.count ? keys : names
+    }
+
+    /// The definition under `name`; `plain`: each parameter's description without its hint;
+    /// `keys`: the parameters' keys (`keys(style:)`; their names when nil).
+    func definition(named name: String, plain: Bool = false, keys: [String]? = nil) -> ToolDefinition {
+        let keys = keys ?? parameters.map(\.name)
         var properties: [(String, JSONValue)] = []
-        for p in parameters {
+        for (p, key) in zip(parameters, keys) {
             let description = plain ? p.plainDescription ?? p.description : p.description
             var schema: [(String, JSONValue)] = [("type", .string(p.type)), ("description", .string(description))]
             if p.type == "array" { schema.append(("items", .object([("type", .string("number"))]))) }
-            properties.append((p.name, .object(schema)))
+            properties.append((key, .object(schema)))
         }
-        let required = parameters.filter { !$0.isOptional }.map { JSONValue.string($0.name) }
+        let required = zip(parameters, keys).filter { !$0.0.isOptional }.map { JSONValue.string($0.1) }
         return ToolDefinition(name: name, description: description, parameters: .object([
             ("type", .string("object")), ("properties", .object(properties)), ("required", .array(required)),
         ]))
@@ -138,9 +157,9 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["triangle_area", "geometry.triangle_area", "calculate_triangle_area"],
             description: "Calculate the area of a triangle from its base and height.", domain: "geometry",
-            parameters: [P(name: "base", type: "number", description: "The base of the triangle."),
-                         P(name: "height", type: "number", description: "The height of the triangle."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: units.", mentions: unitMentions, attachedTo: "base")],
+            parameters: [P(name: "base", type: "number", description: "The base of the triangle.", aliases: ["base_length", "b"]),
+                         P(name: "height", type: "number", description: "The height of the triangle.", aliases: ["height_length", "h"]),
+                         P(name: "unit", type: "string", description: "The unit of length. Default: units.", mentions: unitMentions, attachedTo: "base", aliases: ["units"])],
             requests: ["What is the area of a triangle with base {base} and height {height}{+}?",
                        "Find the area of a triangle whose base is {base} and height is {height}{+}.",
                        "A triangle has a base of {base} and a height of {height}{+}. How large is its area?",
@@ -153,8 +172,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["circle_circumference", "geometry.circumference", "calculate_circumference"],
             description: "Calculate the circumference of a circle from its radius.", domain: "geometry",
-            parameters: [P(name: "radius", type: "number", description: "The radius of the circle."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius")],
+            parameters: [P(name: "radius", type: "number", description: "The radius of the circle.", aliases: ["r", "circle_radius"]),
+                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius", aliases: ["units"])],
             requests: ["What is the circumference of a circle with radius {radius}{+}?", "Find the circumference of a circle whose radius is {radius}{+}.",
                        "How long is the edge of a circle of radius {radius}{+}?", "Circumference for radius {radius}{+}, please."],
             draw: { d in ["radius": .number(Double(d.int(1...60))), "unit": .string(d.pick(lengthUnits))] },
@@ -165,8 +184,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["rectangle_perimeter", "geometry.rectangle_perimeter", "calc_perimeter_rectangle"],
             description: "Calculate the perimeter of a rectangle.", domain: "geometry",
-            parameters: [P(name: "length", type: "number", description: "Length of the rectangle."),
-                         P(name: "width", type: "number", description: "Width of the rectangle.")],
+            parameters: [P(name: "length", type: "number", description: "Length of the rectangle.", aliases: ["l", "rect_length"]),
+                         P(name: "width", type: "number", description: "Width of the rectangle.", aliases: ["w", "rect_width"])],
             requests: ["What is the perimeter of a rectangle {length} long and {width} wide?", "Find the perimeter of a {length} by {width} rectangle.",
                        "A rectangle measures {length} by {width}. What is its perimeter?", "Perimeter of a rectangle with length {length} and width {width}?"],
             draw: { d in ["length": .number(Double(d.int(2...90))), "width": .number(Double(d.int(1...50)))] },
@@ -177,8 +196,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["sphere_volume", "geometry.sphere_volume", "calculate_sphere_volume"],
             description: "Calculate the volume of a sphere from its radius.", domain: "geometry",
-            parameters: [P(name: "radius", type: "number", description: "The radius of the sphere."),
-                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius")],
+            parameters: [P(name: "radius", type: "number", description: "The radius of the sphere.", aliases: ["r", "sphere_radius"]),
+                         P(name: "unit", type: "string", description: "The unit of length. Default: cm.", mentions: unitMentions, attachedTo: "radius", aliases: ["units"])],
             requests: ["What is the volume of a sphere with radius {radius}{+}?", "Find the volume of a ball whose radius is {radius}{+}.",
                        "How much space does a sphere of radius {radius} take up{+}?", "Sphere volume for r = {radius}{+}?"],
             draw: { d in ["radius": .number(Double(d.int(1...25))), "unit": .string(d.pick(lengthUnits))] },
@@ -189,8 +208,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["cylinder_volume", "geometry.cylinder_volume", "calculate_cylinder_volume"],
             description: "Calculate the volume of a cylinder.", domain: "geometry",
-            parameters: [P(name: "radius", type: "number", description: "Radius of the base."),
-                         P(name: "height", type: "number", description: "Height of the cylinder.")],
+            parameters: [P(name: "radius", type: "number", description: "Radius of the base.", aliases: ["r", "base_radius"]),
+                         P(name: "height", type: "number", description: "Height of the cylinder.", aliases: ["h", "cylinder_height"])],
             requests: ["What is the volume of a cylinder with radius {radius} and height {height}?", "A can has radius {radius} and height {height}. What is its volume?",
                        "Find the volume of a cylinder: radius {radius}, height {height}.", "How much does a cylinder of radius {radius} and height {height} hold?"],
             draw: { d in ["radius": .number(Double(d.int(1...20))), "height": .number(Double(d.int(1...40)))] },
@@ -201,7 +220,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["hypotenuse", "math.hypotenuse", "calculate_hypotenuse"],
             description: "Calculate the hypotenuse of a right triangle from its two legs.", domain: "geometry",
-            parameters: [P(name: "a", type: "number", description: "First leg."), P(name: "b", type: "number", description: "Second leg.")],
+            parameters: [P(name: "a", type: "number", description: "First leg.", aliases: ["leg1", "side_a", "x"]), P(name: "b", type: "number", description: "Second leg.", aliases: ["leg2", "side_b", "y"])],
             requests: ["A right triangle has legs {a} and {b}. How long is the hypotenuse?", "What is the hypotenuse when the legs are {a} and {b}?",
                        "Find the longest side of a right triangle with sides {a} and {b}.", "Hypotenuse for legs of {a} and {b}?"],
             draw: { d in ["a": .number(Double(d.int(2...30))), "b": .number(Double(d.int(2...30)))] },
@@ -212,7 +231,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["factorial", "math.factorial", "calculate_factorial"],
             description: "Compute the factorial of a non-negative integer.", domain: "numbers",
-            parameters: [P(name: "n", type: "integer", description: "The number.")],
+            parameters: [P(name: "n", type: "integer", description: "The number.", aliases: ["number", "num"])],
             requests: ["What is the factorial of {n}?", "Compute {n}!", "Calculate {n} factorial.", "How much is {n} factorial?"],
             draw: { d in ["n": .number(Double(d.int(2...12)))] },
             solve: { a in
@@ -223,7 +242,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["gcd", "math.gcd", "greatest_common_divisor"],
             description: "Find the greatest common divisor of two integers.", domain: "numbers",
-            parameters: [P(name: "a", type: "integer", description: "First integer."), P(name: "b", type: "integer", description: "Second integer.")],
+            parameters: [P(name: "a", type: "integer", description: "First integer.", aliases: ["num1", "number1", "x"]), P(name: "b", type: "integer", description: "Second integer.", aliases: ["num2", "number2", "y"])],
             requests: ["What is the greatest common divisor of {a} and {b}?", "Find the GCD of {a} and {b}.",
                        "What's the largest number that divides both {a} and {b}?", "gcd of {a} and {b}?"],
             draw: { d in ["a": .number(Double(d.int(2...40) * d.int(1...9))), "b": .number(Double(d.int(2...40) * d.int(1...9)))] },
@@ -235,7 +254,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["lcm", "math.lcm", "least_common_multiple"],
             description: "Find the least common multiple of two integers.", domain: "numbers",
-            parameters: [P(name: "a", type: "integer", description: "First integer."), P(name: "b", type: "integer", description: "Second integer.")],
+            parameters: [P(name: "a", type: "integer", description: "First integer.", aliases: ["num1", "number1", "x"]), P(name: "b", type: "integer", description: "Second integer.", aliases: ["num2", "number2", "y"])],
             requests: ["What is the least common multiple of {a} and {b}?", "Find the LCM of {a} and {b}.",
                        "What's the smallest number both {a} and {b} divide?", "lcm({a}, {b})?"],
             draw: { d in ["a": .number(Double(d.int(2...30))), "b": .number(Double(d.int(2...30)))] },
@@ -248,7 +267,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["is_prime", "math.is_prime", "check_prime"],
             description: "Check whether an integer is a prime number.", domain: "numbers",
-            parameters: [P(name: "number", type: "integer", description: "The integer to check.")],
+            parameters: [P(name: "number", type: "integer", description: "The integer to check.", aliases: ["n", "num"])],
             requests: ["Is {number} a prime number?", "Check if {number} is prime.", "Tell me whether {number} is prime.", "Is {number} prime or not?"],
             draw: { d in ["number": .number(Double(d.int(2...500)))] },
             solve: { a in
@@ -259,7 +278,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["fibonacci", "math.fibonacci", "nth_fibonacci"],
             description: "Return the n-th Fibonacci number (F(1) = F(2) = 1).", domain: "numbers",
-            parameters: [P(name: "n", type: "integer", description: "Position in the sequence.")],
+            parameters: [P(name: "n", type: "integer", description: "Position in the sequence.", aliases: ["position", "index"])],
             requests: ["What is the {n}th Fibonacci number?", "Give me Fibonacci number {n}.", "Find term {n} of the Fibonacci sequence.", "Fibonacci of {n}?"],
             draw: { d in ["n": .number(Double(d.int(3...30)))] },
             solve: { a in
@@ -270,9 +289,9 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["mean", "statistics.mean", "calculate_average"],
             description: "Calculate the arithmetic mean of a list of numbers.", domain: "statistics",
-            parameters: [P(name: "numbers", type: "array", description: "The numbers."),
+            parameters: [P(name: "numbers", type: "array", description: "The numbers.", aliases: ["values", "data", "numbers_list"]),
                          P(name: "decimal_places", type: "integer", description: "Decimal places to round to. Default: 2.",
-                           mentions: [", rounded to {v} decimal places", " (to {v} decimals)"])],
+                           mentions: [", rounded to {v} decimal places", " (to {v} decimals)"], aliases: ["precision", "decimals", "round_to"])],
             requests: ["What is the average of {numbers}{+}?", "Find the mean of these numbers: {numbers}{+}.",
                        "Calculate the mean of {numbers}{+}.", "My scores were {numbers}. What's my average{+}?"],
             draw: { d in
@@ -285,7 +304,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["standard_deviation", "statistics.std_dev", "calculate_standard_deviation"],
             description: "Calculate the population standard deviation of a list of numbers.", domain: "statistics",
-            parameters: [P(name: "numbers", type: "array", description: "The numbers.")],
+            parameters: [P(name: "numbers", type: "array", description: "The numbers.", aliases: ["values", "data", "dataset"])],
             requests: ["What is the standard deviation of {numbers}?", "Find the standard deviation of this data: {numbers}.",
                        "How spread out are {numbers}? Give the standard deviation.", "Std dev of {numbers}?"],
             draw: { d in ["numbers": .array((0..<d.int(3...6)).map { _ in .number(Double(d.int(1...50))) })] },
@@ -297,7 +316,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["median", "statistics.median", "find_median"],
             description: "Find the median of a list of numbers.", domain: "statistics",
-            parameters: [P(name: "numbers", type: "array", description: "The numbers.")],
+            parameters: [P(name: "numbers", type: "array", description: "The numbers.", aliases: ["values", "data", "numbers_list"])],
             requests: ["What is the median of {numbers}?", "Find the middle value of {numbers}.", "Median of this list: {numbers}?", "Compute the median of {numbers}."],
             draw: { d in ["numbers": .array((0..<d.int(3...7)).map { _ in .number(Double(d.int(1...90))) })] },
             solve: { a in
@@ -308,10 +327,10 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["simple_interest", "finance.simple_interest", "calculate_simple_interest"],
             description: "Calculate simple interest earned on a principal.", domain: "finance",
-            parameters: [P(name: "principal", type: "number", description: "The amount invested."),
+            parameters: [P(name: "principal", type: "number", description: "The amount invested.", aliases: ["principal_amount", "amount", "initial_amount"]),
                          P(name: "rate", type: "number", description: "Yearly interest rate as a decimal, e.g. 0.05 for 5%.", wording: .percent,
-                           plainDescription: "The yearly interest rate."),
-                         P(name: "years", type: "integer", description: "Number of years.")],
+                           plainDescription: "The yearly interest rate.", aliases: ["interest_rate", "annual_interest_rate", "annual_rate"]),
+                         P(name: "years", type: "integer", description: "Number of years.", aliases: ["time", "duration", "time_years"])],
             requests: ["How much simple interest does ${principal} earn at a rate of {rate} over {years} years?",
                        "Simple interest on {principal} dollars, rate {rate}, for {years} years?",
                        "Calculate the simple interest for a principal of {principal} at {rate} for {years} years.",
@@ -324,9 +343,9 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["loan_payment", "finance.monthly_payment", "calculate_mortgage_payment"],
             description: "Calculate the monthly payment of a loan.", domain: "finance",
-            parameters: [P(name: "loan_amount", type: "number", description: "The amount borrowed."),
-                         P(name: "annual_rate", type: "number", description: "Yearly interest rate in percent."),
-                         P(name: "years", type: "integer", description: "Length of the loan in years.")],
+            parameters: [P(name: "loan_amount", type: "number", description: "The amount borrowed.", aliases: ["principal", "amount", "loan_principal"]),
+                         P(name: "annual_rate", type: "number", description: "Yearly interest rate in percent.", aliases: ["interest_rate", "annual_interest_rate", "rate"]),
+                         P(name: "years", type: "integer", description: "Length of the loan in years.", aliases: ["loan_term", "term_years", "duration"])],
             requests: ["What is the monthly payment on a ${loan_amount} loan at {annual_rate}% for {years} years?",
                        "I borrow {loan_amount} dollars for {years} years at {annual_rate} percent. How much do I pay each month?",
                        "Monthly payment for a loan of {loan_amount}, {annual_rate}% interest, {years} years?",
@@ -340,12 +359,12 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["compound_interest", "finance.compound_interest", "calculate_compound_interest"],
             description: "Calculate the compound interest earned on a principal.", domain: "finance",
-            parameters: [P(name: "principal", type: "number", description: "The amount invested."),
+            parameters: [P(name: "principal", type: "number", description: "The amount invested.", aliases: ["principal_amount", "initial_amount", "amount"]),
                          P(name: "rate", type: "number", description: "Annual interest rate as a decimal (0.05 for 5%).", wording: .percent,
-                           plainDescription: "The annual interest rate."),
-                         P(name: "years", type: "integer", description: "Number of years."),
+                           plainDescription: "The annual interest rate.", aliases: ["interest_rate", "annual_interest_rate", "annual_rate"]),
+                         P(name: "years", type: "integer", description: "Number of years.", aliases: ["time", "period", "duration"]),
                          P(name: "times_per_year", type: "integer", description: "How often interest is compounded per year. Default: 1 (annually).",
-                           mentions: [", compounded {v}", " with interest compounded {v}"], wording: .frequency)],
+                           mentions: [", compounded {v}", " with interest compounded {v}"], wording: .frequency, aliases: ["compounding_frequency", "n", "compounds_per_year"])],
             requests: ["How much compound interest does ${principal} earn at {rate} over {years} years{+}?",
                        "Calculate the compound interest on {principal} dollars at an annual rate of {rate} for {years} years{+}.",
                        "I invest ${principal} for {years} years at {rate} a year{+}. How much interest do I earn?",
@@ -360,10 +379,10 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["future_value", "finance.future_value", "calculate_future_value"],
             description: "Calculate the future value of an investment compounded yearly.", domain: "finance",
-            parameters: [P(name: "present_value", type: "number", description: "The amount invested now."),
+            parameters: [P(name: "present_value", type: "number", description: "The amount invested now.", aliases: ["initial_investment", "investment_amount", "principal"]),
                          P(name: "annual_rate", type: "number", description: "Yearly rate of return as a decimal, e.g. 0.07.", wording: .percent,
-                           plainDescription: "The annual rate of return."),
-                         P(name: "years", type: "integer", description: "Number of years.")],
+                           plainDescription: "The annual rate of return.", aliases: ["rate_of_return", "annual_return", "interest_rate"]),
+                         P(name: "years", type: "integer", description: "Number of years.", aliases: ["time_years", "holding_period", "duration"])],
             requests: ["What will ${present_value} be worth after {years} years at {annual_rate} a year?",
                        "Find the future value of a ${present_value} investment growing {annual_rate} a year for {years} years.",
                        "If I invest {present_value} dollars at an annual return of {annual_rate}, how much will I have in {years} years?",
@@ -377,9 +396,9 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["sort_numbers", "array.sort", "sort_list"],
             description: "Sort a list of numbers.", domain: "statistics",
-            parameters: [P(name: "numbers", type: "array", description: "The numbers to sort."),
+            parameters: [P(name: "numbers", type: "array", description: "The numbers to sort.", aliases: ["values", "list", "nums"]),
                          P(name: "descending", type: "boolean", description: "Sort from largest to smallest. Default: false.",
-                           mentions: [" from largest to smallest", " in descending order", ", biggest first"])],
+                           mentions: [" from largest to smallest", " in descending order", ", biggest first"], aliases: ["reverse", "desc", "descending_order"])],
             requests: ["Sort {numbers}{+}.", "Arrange these numbers{+}: {numbers}.", "Can you sort the list {numbers}{+}?", "Order {numbers}{+}, please."],
             draw: { d in ["numbers": .array((0..<d.int(4...7)).map { _ in .number(Double(d.int(1...99))) }), "descending": .bool(true)] },
             solve: { a in
@@ -390,9 +409,9 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["prime_factors", "math.prime_factors", "get_prime_factors"],
             description: "Find the prime factors of an integer.", domain: "numbers",
-            parameters: [P(name: "number", type: "integer", description: "The integer to factor."),
+            parameters: [P(name: "number", type: "integer", description: "The integer to factor.", aliases: ["n", "num", "value"]),
                          P(name: "distinct", type: "boolean", description: "List each prime only once. Default: false.",
-                           mentions: [", each prime only once", ", without repeats", " (distinct primes only)"])],
+                           mentions: [", each prime only once", ", without repeats", " (distinct primes only)"], aliases: ["unique", "unique_only", "distinct_only"])],
             requests: ["What are the prime factors of {number}{+}?", "Factor {number} into primes{+}.",
                        "Find the prime factorization of {number}{+}.", "Prime factors of {number}{+}?"],
             draw: { d in ["number": .number(Double(d.pick([2, 3, 5, 7]) * d.pick([2, 3, 5, 7, 11]) * d.int(2...30))), "distinct": .bool(true)] },
@@ -407,11 +426,11 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["net_present_value", "finance.npv", "calculate_npv"],
             description: "Calculate the net present value of yearly cash flows.", domain: "finance",
-            parameters: [P(name: "cash_flows", type: "array", description: "The cash flows, one per year, starting a year from now."),
+            parameters: [P(name: "cash_flows", type: "array", description: "The cash flows, one per year, starting a year from now.", aliases: ["cashflows", "flows", "cash_flow_list"]),
                          P(name: "discount_rate", type: "number", description: "The discount rate as a decimal (0.08 for 8%).", wording: .percent,
-                           plainDescription: "The discount rate."),
+                           plainDescription: "The discount rate.", aliases: ["rate", "interest_rate", "rate_of_return"]),
                          P(name: "initial_investment", type: "number", description: "The amount invested now. Default: 0.",
-                           mentions: [", after an initial investment of ${v}", " with ${v} invested up front"])],
+                           mentions: [", after an initial investment of ${v}", " with ${v} invested up front"], aliases: ["initial_cost", "investment", "upfront_cost"])],
             requests: ["What is the NPV of the cash flows {cash_flows} at a discount rate of {discount_rate}{+}?",
                        "Find the net present value of {cash_flows} discounted at {discount_rate}{+}.",
                        "Calculate the NPV for cash flows of {cash_flows} with a {discount_rate} discount rate{+}.",
@@ -429,10 +448,10 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["population_growth", "demographics.project_population", "predict_population"],
             description: "Project a population growing at a constant yearly rate.", domain: "statistics",
-            parameters: [P(name: "current_population", type: "integer", description: "The population today."),
+            parameters: [P(name: "current_population", type: "integer", description: "The population today.", aliases: ["population", "initial_population", "start_population"]),
                          P(name: "growth_rate", type: "number", description: "Yearly growth rate as a decimal (0.02 for 2%).", wording: .percent,
-                           plainDescription: "The annual growth rate."),
-                         P(name: "years", type: "integer", description: "Number of years ahead.")],
+                           plainDescription: "The annual growth rate.", aliases: ["annual_growth_rate", "rate", "rate_of_growth"]),
+                         P(name: "years", type: "integer", description: "Number of years ahead.", aliases: ["time", "period", "num_years"])],
             requests: ["A town of {current_population} people grows {growth_rate} a year. What is its population after {years} years?",
                        "Project a population of {current_population} growing at {growth_rate} annually for {years} years.",
                        "What will a population of {current_population} be in {years} years with a growth rate of {growth_rate}?",
@@ -449,10 +468,10 @@ extension FormulaFunction {
             names: ["coordinate_distance", "geo.distance_between", "calculate_gps_distance"],
             description: "Calculate the great-circle distance between two points given as (latitude, longitude).", domain: "geography",
             parameters: [P(name: "coord1", type: "array", description: "The first point as [latitude, longitude]; south and west negative.",
-                           wording: .coordinate),
+                           wording: .coordinate, aliases: ["point1", "start", "origin"]),
                          P(name: "coord2", type: "array", description: "The second point as [latitude, longitude]; south and west negative.",
-                           wording: .coordinate),
-                         P(name: "unit", type: "string", description: "miles or kilometers. Default: kilometers.", mentions: [" in {v}", ", in {v}"])],
+                           wording: .coordinate, aliases: ["point2", "end", "destination"]),
+                         P(name: "unit", type: "string", description: "miles or kilometers. Default: kilometers.", mentions: [" in {v}", ", in {v}"], aliases: ["units"])],
             requests: ["How far apart are {coord1} and {coord2}{+}?", "Calculate the distance between the coordinates {coord1} and {coord2}{+}.",
                        "What is the distance from {coord1} to {coord2}{+}?", "Distance between the GPS points {coord1} and {coord2}{+}?"],
             draw: { d in
@@ -472,7 +491,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["percentage_change", "finance.percent_change", "calculate_percentage_change"],
             description: "Calculate the percentage change from an old value to a new value.", domain: "finance",
-            parameters: [P(name: "old_value", type: "number", description: "The starting value."), P(name: "new_value", type: "number", description: "The final value.")],
+            parameters: [P(name: "old_value", type: "number", description: "The starting value.", aliases: ["initial_value", "start_value", "before"]), P(name: "new_value", type: "number", description: "The final value.", aliases: ["final_value", "end_value", "after"])],
             requests: ["What is the percentage change from {old_value} to {new_value}?", "A price went from {old_value} to {new_value}. By what percent did it change?",
                        "Percent change between {old_value} and {new_value}?", "How much did it grow in percent, from {old_value} to {new_value}?"],
             draw: { d in ["old_value": .number(Double(d.int(10...500))), "new_value": .number(Double(d.int(10...500)))] },
@@ -483,10 +502,10 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["average_speed", "physics.speed", "calculate_speed"],
             description: "Calculate average speed from distance and time.", domain: "physics",
-            parameters: [P(name: "distance", type: "number", description: "Distance travelled."),
-                         P(name: "time", type: "number", description: "Time taken."),
+            parameters: [P(name: "distance", type: "number", description: "Distance travelled.", aliases: ["distance_traveled", "d", "total_distance"]),
+                         P(name: "time", type: "number", description: "Time taken.", aliases: ["duration", "t", "total_time"]),
                          P(name: "unit", type: "string", description: "Unit of the result, e.g. km/h. Default: m/s.",
-                           mentions: [", in {v}", " (answer in {v})"])],
+                           mentions: [", in {v}", " (answer in {v})"], aliases: ["units", "speed_unit"])],
             requests: ["What is the average speed for {distance} covered in {time}{+}?", "A car goes {distance} in {time}. How fast is it on average{+}?",
                        "Find the speed if the distance is {distance} and the time is {time}{+}.", "Speed for distance {distance}, time {time}{+}?"],
             draw: { d in ["distance": .number(Double(d.int(10...900))), "time": .number(Double(d.int(1...20))), "unit": .string(d.pick(["km/h", "m/s", "mph"]))] },
@@ -497,7 +516,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["kinetic_energy", "physics.kinetic_energy", "calculate_kinetic_energy"],
             description: "Calculate the kinetic energy of a moving object.", domain: "physics",
-            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms."), P(name: "velocity", type: "number", description: "Speed in meters per second.")],
+            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms.", aliases: ["m", "mass_kg", "object_mass"]), P(name: "velocity", type: "number", description: "Speed in meters per second.", aliases: ["v", "speed", "velocity_ms"])],
             requests: ["What is the kinetic energy of a {mass} kg object moving at {velocity} m/s?", "Find the kinetic energy: mass {mass} kg, velocity {velocity} m/s.",
                        "A {mass} kg ball flies at {velocity} m/s. How much kinetic energy does it have?", "Kinetic energy for m = {mass} kg and v = {velocity} m/s?"],
             draw: { d in ["mass": .number(Double(d.int(1...80))), "velocity": .number(Double(d.int(1...40)))] },
@@ -508,7 +527,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["force", "physics.net_force", "calculate_force"],
             description: "Calculate force from mass and acceleration (F = m·a).", domain: "physics",
-            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms."), P(name: "acceleration", type: "number", description: "Acceleration in m/s².")],
+            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms.", aliases: ["m", "mass_kg", "object_mass"]), P(name: "acceleration", type: "number", description: "Acceleration in m/s².", aliases: ["a", "accel", "acceleration_ms2"])],
             requests: ["What force accelerates {mass} kg at {acceleration} m/s²?", "Find the force on a {mass} kg mass accelerating at {acceleration} m/s^2.",
                        "How many newtons for mass {mass} kg and acceleration {acceleration}?", "Force needed: {mass} kg, {acceleration} m/s²?"],
             draw: { d in ["mass": .number(Double(d.int(1...200))), "acceleration": .number(Double(d.int(1...20)))] },
@@ -519,7 +538,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["density", "physics.density", "calculate_density"],
             description: "Calculate density from mass and volume.", domain: "physics",
-            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms."), P(name: "volume", type: "number", description: "Volume in cubic meters.")],
+            parameters: [P(name: "mass", type: "number", description: "Mass in kilograms.", aliases: ["m", "mass_kg", "object_mass"]), P(name: "volume", type: "number", description: "Volume in cubic meters.", aliases: ["v", "volume_m3", "object_volume"])],
             requests: ["What is the density of an object of {mass} kg and {volume} cubic meters?", "Density for mass {mass} kg and volume {volume} m³?",
                        "An object weighs {mass} kg and takes up {volume} m^3. How dense is it?", "Calculate the density: {mass} kg in {volume} cubic meters."],
             draw: { d in ["mass": .number(Double(d.int(1...900))), "volume": .number(Double(d.int(1...30)))] },
@@ -530,7 +549,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["ohms_law_voltage", "electric.voltage", "calculate_voltage"],
             description: "Calculate voltage from current and resistance (V = I·R).", domain: "physics",
-            parameters: [P(name: "current", type: "number", description: "Current in amperes."), P(name: "resistance", type: "number", description: "Resistance in ohms.")],
+            parameters: [P(name: "current", type: "number", description: "Current in amperes.", aliases: ["i", "current_amperes", "amps"]), P(name: "resistance", type: "number", description: "Resistance in ohms.", aliases: ["r", "resistance_ohms", "ohms"])],
             requests: ["What voltage drives {current} A through {resistance} ohms?", "Find the voltage for a current of {current} amps and a resistance of {resistance} Ω.",
                        "A {resistance} ohm resistor carries {current} A. What is the voltage across it?", "Voltage when I = {current} A and R = {resistance} ohms?"],
             draw: { d in ["current": .number(Double(d.int(1...20))), "resistance": .number(Double(d.int(1...100)))] },
@@ -541,8 +560,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["power_mod", "math.power", "calculate_power"],
             description: "Raise a number to a power, optionally modulo another number.", domain: "numbers",
-            parameters: [P(name: "base", type: "integer", description: "The base."), P(name: "exponent", type: "integer", description: "The exponent."),
-                         P(name: "mod", type: "integer", description: "The modulus. Default: none.", mentions: [" modulo {v}", ", mod {v}"])],
+            parameters: [P(name: "base", type: "integer", description: "The base.", aliases: ["x", "number", "b"]), P(name: "exponent", type: "integer", description: "The exponent.", aliases: ["power", "exp", "e"]),
+                         P(name: "mod", type: "integer", description: "The modulus. Default: none.", mentions: [" modulo {v}", ", mod {v}"], aliases: ["modulus", "m", "modulo"])],
             requests: ["What is {base} to the power of {exponent}{+}?", "Compute {base} raised to {exponent}{+}.",
                        "Calculate {base}^{exponent}{+}.", "Raise {base} to the {exponent}th power{+}."],
             draw: { d in ["base": .number(Double(d.int(2...9))), "exponent": .number(Double(d.int(2...10))), "mod": .number(Double(d.int(3...50)))] },
@@ -555,8 +574,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["round_number", "math.round", "round_to_decimals"],
             description: "Round a number to a given number of decimal places.", domain: "numbers",
-            parameters: [P(name: "number", type: "number", description: "The number to round."),
-                         P(name: "decimals", type: "integer", description: "Decimal places. Default: 0.", mentions: [" to {v} decimal places", " with {v} decimals"])],
+            parameters: [P(name: "number", type: "number", description: "The number to round.", aliases: ["value", "x", "num"]),
+                         P(name: "decimals", type: "integer", description: "Decimal places. Default: 0.", mentions: [" to {v} decimal places", " with {v} decimals"], aliases: ["ndigits", "precision", "decimal_places"])],
             requests: ["Round {number}{+}.", "What is {number} rounded{+}?", "Please round the number {number}{+}.", "Round off {number}{+} for me."],
             draw: { d in ["number": .number(Double(d.int(1...9999)) / 1000), "decimals": .number(Double(d.int(1...2)))] },
             solve: { a in
@@ -566,7 +585,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["word_count", "text.count_words", "count_words"],
             description: "Count the words in a piece of text.", domain: "text",
-            parameters: [P(name: "text", type: "string", description: "The text.")],
+            parameters: [P(name: "text", type: "string", description: "The text.", aliases: ["input_text", "string", "content"])],
             requests: ["How many words are in \"{text}\"?", "Count the words in this sentence: \"{text}\"", "Word count of \"{text}\"?",
                        "Tell me how many words \"{text}\" has."],
             draw: { d in ["text": .string(d.pick(["the quick brown fox jumps", "I like green tea in the morning", "see you next week",
@@ -578,7 +597,7 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["reverse_string", "text.reverse", "reverse_text"],
             description: "Reverse the characters of a string.", domain: "text",
-            parameters: [P(name: "text", type: "string", description: "The text to reverse.")],
+            parameters: [P(name: "text", type: "string", description: "The text to reverse.", aliases: ["input_string", "string", "s"])],
             requests: ["Reverse the string \"{text}\".", "What is \"{text}\" spelled backwards?", "Write \"{text}\" in reverse.", "Flip the text \"{text}\"."],
             draw: { d in ["text": .string(d.pick(["hello", "swift", "banana", "level up", "tiny model", "keyboard"]))] },
             solve: { a in
@@ -588,10 +607,10 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["calories_burned", "fitness.calories_burned", "estimate_calories"],
             description: "Estimate calories burned during exercise.", domain: "health",
-            parameters: [P(name: "weight_kg", type: "number", description: "Body weight in kilograms."),
-                         P(name: "minutes", type: "integer", description: "Duration in minutes."),
+            parameters: [P(name: "weight_kg", type: "number", description: "Body weight in kilograms.", aliases: ["weight", "body_weight", "mass_kg"]),
+                         P(name: "minutes", type: "integer", description: "Duration in minutes.", aliases: ["duration", "duration_minutes", "time_minutes"]),
                          P(name: "activity", type: "string", description: "running, cycling, walking or swimming. Default: walking.",
-                           mentions: [" {v}", " of {v}"])],
+                           mentions: [" {v}", " of {v}"], aliases: ["exercise", "activity_type", "sport"])],
             requests: ["How many calories does a {weight_kg} kg person burn in {minutes} minutes{+}?",
                        "I weigh {weight_kg} kg. How many calories do I burn with {minutes} minutes{+}?",
                        "Estimate calories burned: {weight_kg} kg, {minutes} minutes{+}.", "Calories for {minutes} minutes{+} at {weight_kg} kg?"],
@@ -604,8 +623,8 @@ extension FormulaFunction {
         FormulaFunction(
             names: ["paint_needed", "home.paint_estimate", "calculate_paint"],
             description: "Estimate liters of paint needed for a wall area.", domain: "home",
-            parameters: [P(name: "area", type: "number", description: "Wall area in square meters."),
-                         P(name: "coats", type: "integer", description: "Number of coats. Default: 1.", mentions: [" with {v} coats", ", {v} coats"])],
+            parameters: [P(name: "area", type: "number", description: "Wall area in square meters.", aliases: ["wall_area", "surface_area", "area_m2"]),
+                         P(name: "coats", type: "integer", description: "Number of coats. Default: 1.", mentions: [" with {v} coats", ", {v} coats"], aliases: ["num_coats", "layers", "number_of_coats"])],
             requests: ["How much paint do I need for {area} square meters{+}?", "Estimate the paint for a {area} m² wall{+}.",
                        "I want to paint {area} m^2{+}. How many liters?", "Paint needed for an area of {area} square meters{+}?"],
             draw: { d in ["area": .number(Double(d.int(5...120))), "coats": .number(Double(d.int(2...3)))] },

@@ -554,11 +554,13 @@ public struct SyntheticToolData {
     private static let formulaNames = Set(FormulaFunction.all.flatMap(\.names))
 
     /// One formula function's definition under one of its names; a parameter that has a
-    /// description without its hint ("as a decimal") gets it half the time.
+    /// description without its hint ("as a decimal") gets it half the time; half the time the
+    /// parameters go by one style of their aliases (`amount`, `interest_rate`, `time`).
     private mutating func formulaDefinition(_ function: FormulaFunction) -> ToolDefinition {
         let name = pick(function.names)
         let plain = function.parameters.contains { $0.plainDescription != nil } && chance(0.5)
-        return function.definition(named: name, plain: plain)
+        let style = chance(0.5) ? 0 : int(1...FormulaFunction.keyStyles)
+        return function.definition(named: name, plain: plain, keys: function.keys(style: style))
     }
 
     /// `count` formula functions other than `function`, from its domain when `nearby`.
@@ -577,7 +579,10 @@ public struct SyntheticToolData {
         let id = "call_\(callCount)"
         callCount += 1
         let solved = function.solve(Dictionary(uniqueKeysWithValues: arguments))
-        return (ToolCall(id: id, name: definition.name, arguments: .object(arguments)),
+        // The arguments keyed as the listed definition names its parameters (in their order).
+        let keys = definition.parameters["properties"]?.objectFields?.map(\.key) ?? function.parameters.map(\.name)
+        let keyed = arguments.map { name, value in (keys[function.parameters.firstIndex { $0.name == name }!], value) }
+        return (ToolCall(id: id, name: definition.name, arguments: .object(keyed)),
                 Message(role: .tool, content: solved.result.serialized(), toolCallID: id, name: definition.name), solved.answer)
     }
 

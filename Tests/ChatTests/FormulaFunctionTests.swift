@@ -8,6 +8,12 @@ struct FormulaFunctionTests {
 
     static func solved(_ name: String, _ arguments: [String: JSONValue]) -> JSONValue { function(name).solve(arguments).result }
 
+    /// The key `definition` (a listing of `function`) gives each of the function's parameters, by name.
+    static func keys(of function: FormulaFunction, in definition: ToolDefinition) -> [String: String] {
+        let keys = definition.parameters["properties"]?.objectFields?.map(\.key) ?? []
+        return Dictionary(uniqueKeysWithValues: zip(function.parameters.map(\.name), keys))
+    }
+
     @Test("results are the formulas' values")
     func results() {
         #expect(Self.solved("triangle_area", ["base": .number(10), "height": .number(5)])["area"]?.numberValue == 25)
@@ -72,10 +78,12 @@ struct FormulaFunctionTests {
             if user.range(of: #"\d,\d{3}"#, options: .regularExpression) != nil { grouped += 1 }
             if ["inches", "meters", "feet"].contains(where: { user.contains("0 \($0)") || user.range(of: "\\d \($0)", options: .regularExpression) != nil }) { attached += 1 }
             let function = FormulaFunction.all.first { $0.names.contains(call.name) }!
+            let definition = c.tools.first { $0.name == call.name }!, keys = Self.keys(of: function, in: definition)
             for p in function.parameters where p.wording == .percent {
-                let description = c.tools.first { $0.name == call.name }!.parameters["properties"]?[p.name]?["description"]?.stringValue
+                let key = keys[p.name]!
+                let description = definition.parameters["properties"]?[key]?["description"]?.stringValue
                 if description == p.plainDescription { plain += 1 } else { hinted += 1; #expect(description == p.description) }
-                let value = call.arguments[p.name]?.numberValue ?? .nan
+                let value = call.arguments[key]?.numberValue ?? .nan
                 #expect(value > 0 && value < 0.2, "\(p.name) = \(value) in \(call)")
             }
         }
@@ -103,6 +111,36 @@ struct FormulaFunctionTests {
         }
     }
 
+    @Test("parameter aliases: every style names distinct keys; a call keys its arguments as its listed definition does")
+    func aliases() {
+        for f in FormulaFunction.all {
+            for style in 0...FormulaFunction.keyStyles {
+                let keys = f.keys(style: style)
+                #expect(Set(keys).count == keys.count && keys.count == f.parameters.count, "\(f.names[0]) style \(style): \(keys)")
+                let definition = f.definition(named: f.names[0], keys: keys)
+                #expect(definition.parameters["properties"]?.objectFields?.map(\.key) == keys)
+                var required: [JSONValue] = []
+                if case .array(let names)? = definition.parameters["required"] { required = names }
+                #expect(required == zip(f.parameters, keys).filter { !$0.0.isOptional }.map { .string($0.1) })
+            }
+            #expect(f.keys(style: 0) == f.parameters.map(\.name))
+        }
+        var generator = SyntheticToolData(seed: 6)
+        var canonical = 0, aliased = 0
+        for _ in 0..<400 {
+            let c = generator.conversation(.formulaCall)
+            let call = c.messages.flatMap(\.toolCalls)[0]
+            let function = FormulaFunction.all.first { $0.names.contains(call.name) }!
+            let definition = c.tools.first { $0.name == call.name }!
+            let keys = definition.parameters["properties"]?.objectFields?.map(\.key) ?? []
+            if keys == function.parameters.map(\.name) { canonical += 1 } else { aliased += 1 }
+            guard case .object(let arguments) = call.arguments else { Issue.record("\(call)"); continue }
+            #expect(arguments.allSatisfy { keys.contains($0.key) }, "\(call) against \(keys)")
+            #expect(JSONSchema.validate(call.arguments, against: definition.parameters) == nil, "\(call)")
+        }
+        #expect(canonical > 120 && aliased > 120, "\(canonical) canonical, \(aliased) aliased")
+    }
+
     @Test("a formula call passes exactly the values its request states, optional ones only when stated")
     func calls() {
         var generator = SyntheticToolData(seed: 3)
@@ -114,7 +152,10 @@ struct FormulaFunctionTests {
             let definition = c.tools.first { $0.name == call.name }!
             #expect(JSONSchema.validate(call.arguments, against: definition.parameters) == nil, "\(call)")
             let function = FormulaFunction.all.first { $0.names.contains(call.name) }!
-            guard case .object(let arguments) = call.arguments else { Issue.record("\(call)"); continue }
+            guard case .object(let keyed) = call.arguments else { Issue.record("\(call)"); continue }
+            // Back to the parameters' names, through the listed definition's keys.
+            let names = Dictionary(uniqueKeysWithValues: Self.keys(of: function, in: definition).map { ($0.value, $0.key) })
+            let arguments = keyed.map { (key: names[$0.key]!, value: $0.value) }
             for (key, value) in arguments {
                 let p = function.parameters.first { $0.name == key }!
                 if p.type == "boolean" {
