@@ -1,11 +1,11 @@
 /// Hermes / Qwen calls: `<tool_call>{"name": …, "arguments": {…}}</tool_call>`, any number per
 /// turn, anywhere in the text. The JSON is scanned for its end, so `</tool_call>` inside a JSON
 /// string does not close the call.
-public struct HermesToolCallParser: ToolCallParser {
+public struct HermesToolCallParser: ToolCallParser, SteppedToolCallParser {
     static let open = Array("<tool_call>".utf8)
     static let close = Array("</tool_call>".utf8)
 
-    private var state: StreamState
+    var state: StreamState
     private var inCall = false
     private var scanner = JSONExtentScanner()
     /// Offset of the JSON's opening brace in the buffer, once seen.
@@ -15,16 +15,11 @@ public struct HermesToolCallParser: ToolCallParser {
 
     public init(tools: [ToolDefinition]?) { state = StreamState(tools: tools) }
 
-    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] {
-        state.buffer += bytes
-        var events: [ToolCallEvent] = []
-        while step(final: false, into: &events) {}
-        return events
-    }
+    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] { drive(bytes) }
+    public mutating func finish() -> [ToolCallEvent] { driveToEnd() }
 
-    public mutating func finish() -> [ToolCallEvent] {
-        var events: [ToolCallEvent] = []
-        while step(final: true, into: &events) {}
+    /// Settles what is left in the buffer once no step makes progress at the end of the stream.
+    mutating func flush(into events: inout [ToolCallEvent]) {
         if inCall && !state.buffer.isEmpty {
             events.append(.error(ToolCallError(kind: .unclosedCall, message: "the stream ended inside <tool_call>",
                                                raw: state.take(state.buffer.count))))
@@ -32,11 +27,10 @@ public struct HermesToolCallParser: ToolCallParser {
         } else if !state.buffer.isEmpty {
             state.emitText(upTo: state.buffer.count, final: true, into: &events)
         }
-        return events
     }
 
     /// Makes progress; returns false when it needs more input.
-    private mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
+    mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
         if !inCall {
             if let at = state.find(Self.open) {
                 state.emitText(upTo: at, final: true, into: &events)

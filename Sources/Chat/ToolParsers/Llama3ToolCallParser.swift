@@ -1,27 +1,22 @@
 /// Llama 3.x JSON tool calls: `{"name": …, "parameters": {…}}` as the whole start of the
 /// message, or after `<|python_tag|>` anywhere; several calls may follow each other, separated
 /// by whitespace or `;`. A leading JSON object that is not a call is plain text.
-public struct Llama3ToolCallParser: ToolCallParser {
+public struct Llama3ToolCallParser: ToolCallParser, SteppedToolCallParser {
     static let tag = Array("<|python_tag|>".utf8)
 
     private enum Mode { case start, text, afterTag, call(tagged: Bool), betweenCalls }
-    private var state: StreamState
+    var state: StreamState
     private var mode = Mode.start
     private var scanner = JSONExtentScanner()
     private var jsonStart = 0
 
     public init(tools: [ToolDefinition]?) { state = StreamState(tools: tools) }
 
-    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] {
-        state.buffer += bytes
-        var events: [ToolCallEvent] = []
-        while step(final: false, into: &events) {}
-        return events
-    }
+    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] { drive(bytes) }
+    public mutating func finish() -> [ToolCallEvent] { driveToEnd() }
 
-    public mutating func finish() -> [ToolCallEvent] {
-        var events: [ToolCallEvent] = []
-        while step(final: true, into: &events) {}
+    /// Settles what is left in the buffer once no step makes progress at the end of the stream.
+    mutating func flush(into events: inout [ToolCallEvent]) {
         if case .call(let tagged) = mode, !state.buffer.isEmpty {
             let raw = state.take(state.buffer.count)
             // An unfinished object at the very start was never announced as a call: it is text.
@@ -31,7 +26,6 @@ public struct Llama3ToolCallParser: ToolCallParser {
         } else if !state.buffer.isEmpty {
             state.emitText(upTo: state.buffer.count, final: true, into: &events)
         }
-        return events
     }
 
     private func firstNonWhitespace(from: Int = 0) -> Int? {
@@ -43,7 +37,7 @@ public struct Llama3ToolCallParser: ToolCallParser {
         return nil
     }
 
-    private mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
+    mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
         switch mode {
         case .start:
             guard let i = firstNonWhitespace() else { return false }

@@ -1,41 +1,35 @@
 /// Mistral calls after `[TOOL_CALLS]`: a JSON array `[{"name": …, "arguments": {…}}, …]`, or the
 /// newer `name[ARGS]{…}` form; text before the marker is plain text.
-public struct MistralToolCallParser: ToolCallParser {
+public struct MistralToolCallParser: ToolCallParser, SteppedToolCallParser {
     static let marker = Array("[TOOL_CALLS]".utf8)
     static let argsMarker = Array("[ARGS]".utf8)
 
     private enum Mode { case text, afterMarker, array, name, arguments(name: String) }
-    private var state: StreamState
+    var state: StreamState
     private var mode = Mode.text
     private var scanner = JSONExtentScanner()
     private var jsonStart = 0
 
     public init(tools: [ToolDefinition]?) { state = StreamState(tools: tools) }
 
-    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] {
-        state.buffer += bytes
-        var events: [ToolCallEvent] = []
-        while step(final: false, into: &events) {}
-        return events
-    }
+    public mutating func feed(_ bytes: [UInt8]) -> [ToolCallEvent] { drive(bytes) }
+    public mutating func finish() -> [ToolCallEvent] { driveToEnd() }
 
-    public mutating func finish() -> [ToolCallEvent] {
-        var events: [ToolCallEvent] = []
-        while step(final: true, into: &events) {}
+    /// Settles what is left in the buffer once no step makes progress at the end of the stream.
+    mutating func flush(into events: inout [ToolCallEvent]) {
         if case .text = mode {
             if !state.buffer.isEmpty { state.emitText(upTo: state.buffer.count, final: true, into: &events) }
         } else if !state.buffer.isEmpty {
             events.append(.error(ToolCallError(kind: .unclosedCall, message: "the stream ended inside [TOOL_CALLS]", raw: state.take(state.buffer.count))))
         }
         mode = .text
-        return events
     }
 
     private static func isNameByte(_ b: UInt8) -> Bool {
         (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
     }
 
-    private mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
+    mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool {
         switch mode {
         case .text:
             if let at = state.find(Self.marker) {

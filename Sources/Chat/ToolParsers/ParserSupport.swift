@@ -178,3 +178,31 @@ struct JSONExtentScanner {
 extension UInt8 {
     var isJSONWhitespace: Bool { self == 0x20 || self == 0x0A || self == 0x0D || self == 0x09 }
 }
+
+/// The streaming driver the format parsers share: a format is its markers, a `step` that makes
+/// what progress the buffered bytes allow, and a `flush` for what is left when the stream ends.
+/// Feeding appends and steps until no progress; finishing steps with `final` set (markers can no
+/// longer be completed) and then flushes.
+protocol SteppedToolCallParser {
+    var state: StreamState { get set }
+    /// Makes progress; returns false when it needs more input (or, with `final`, when none is left
+    /// to make).
+    mutating func step(final: Bool, into events: inout [ToolCallEvent]) -> Bool
+    mutating func flush(into events: inout [ToolCallEvent])
+}
+
+extension SteppedToolCallParser {
+    mutating func drive(_ bytes: [UInt8]) -> [ToolCallEvent] {
+        state.buffer += bytes
+        var events: [ToolCallEvent] = []
+        while step(final: false, into: &events) {}
+        return events
+    }
+
+    mutating func driveToEnd() -> [ToolCallEvent] {
+        var events: [ToolCallEvent] = []
+        while step(final: true, into: &events) {}
+        flush(into: &events)
+        return events
+    }
+}
