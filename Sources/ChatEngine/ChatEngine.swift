@@ -67,6 +67,14 @@ public final class ChatEngine {
     /// Keep tool calls well-formed while they are generated (`ToolCallConstraint`): JSON that
     /// parses, a listed tool's required arguments with their JSON types.
     public var constrainsCalls = true
+    /// With greedy decoding and Hermes-style calls, open a call only when the model gives
+    /// opening one at least half its probability (`CallOpening`), not whenever the likeliest
+    /// single token starts one.
+    public var decidesCallsByEvent = true
+    /// The probability the last message's first token gave to opening a call (nil when no tools
+    /// were listed or the format's calls are not Hermes-style).
+    public private(set) var lastCallProbability: Double?
+    private lazy var callOpening = CallOpening(marker: ToolCallConstraint.openingMarker, tokenBytes: tokenBytes)
     /// Each token's bytes, for the call constraint.
     private lazy var tokenBytes: [[UInt8]] = (0..<tokenizer.vocabularySize).map { tokenizer.bytes(of: [Int32($0)]) }
     public var maxTokens = 512
@@ -210,9 +218,15 @@ public final class ChatEngine {
         }
         let vocabulary = tokenizer.vocabularySize
         var constraint = constrainsCalls ? ToolCallConstraint(format: template.toolCallFormat, tools: tools.definitions) : nil
+        let hermesTools = template.toolCallFormat == .hermes && !tools.definitions.isEmpty
+        lastCallProbability = nil
         while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
             let row = Array(logits.prefix(vocabulary))
             var next = sampler.sample(row, history: generated)
+            if generated.isEmpty && hermesTools {
+                lastCallProbability = callOpening.probability(row)
+                if decidesCallsByEvent && sampler.temperature == 0 { next = callOpening.greedyChoice(row) }
+            }
             if let c = constraint {
                 // A token that would break a call is redrawn among those that keep it valid:
                 // drawing again from the rest is drawing from the distribution restricted to them.

@@ -18,9 +18,11 @@ struct EvalToolsCommand: ParsableCommand {
     var bfcl: String?
     @Option(help: "With --bfcl: comma-separated categories.") var categories = BFCL.categories.joined(separator: ",")
     @Option(help: "Only the first N conversations.") var limit: Int?
-    @Flag(help: "Print each conversation's outcome.") var verbose = false
+    @Flag(help: "Print each conversation's outcome, with the probability its first token gave to opening a call.") var verbose = false
     @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
     var constrainCalls = true
+    @Flag(inversion: .prefixedNo, help: "Greedy decoding (temperature 0) opens a tool call only when the model gives opening one at least half its probability, summed over every token that starts the call, not whenever the likeliest token starts one.")
+    var callByEvent = true
 
     func validate() throws {
         try OptionDomain.count(limit, "limit", max: 1 << 30)
@@ -39,13 +41,14 @@ struct EvalToolsCommand: ParsableCommand {
         engine.sampler.temperature = 0
         engine.maxTokens = 160
         engine.constrainsCalls = constrainCalls
+        engine.decidesCallsByEvent = callByEvent
         if let bfcl {
             var total = (correct: 0, count: 0)
             for category in categories.split(separator: ",").map(String.init) {
                 var questions = try BFCL.load(bfcl, category: category)
                 if let limit { questions = Array(questions.prefix(limit)) }
                 let (correct, count) = try BFCL.run(engine, questions: questions, category: category) { i, ok, what in
-                    if verbose { print("\(category) \(i + 1) \(ok ? "ok  " : "MISS") \(what)") }
+                    if verbose { print("\(category) \(i + 1) \(ok ? "ok  " : "MISS") \(callProbability(engine))\(what)") }
                 }
                 total.correct += correct
                 total.count += count
@@ -56,12 +59,17 @@ struct EvalToolsCommand: ParsableCommand {
         var conversations = try ChatDatasets.read(data!)
         if let limit { conversations = Array(conversations.prefix(limit)) }
         let result = try ToolUseEvaluation.run(engine, on: conversations) { i, ok, what in
-            if verbose { print("\(i + 1) \(ok ? "ok  " : "MISS") \(what)") }
+            if verbose { print("\(i + 1) \(ok ? "ok  " : "MISS") \(callProbability(engine))\(what)") }
         }
         for (category, c) in result.byCategory.sorted(by: { $0.key < $1.key }) {
             print(String(format: "%-14@ %4d / %4d  %5.1f%%", category, c.correct, c.total, 100 * Double(c.correct) / Double(max(1, c.total))))
         }
         print(String(format: "%-14@ %4d / %4d  %5.1f%%  (right tool, wrong arguments: %d)", "all", result.correct, result.total,
                      100 * Double(result.correct) / Double(max(1, result.total)), result.wrongArguments))
+    }
+
+    /// The first token's probability of opening a call, for `--verbose`.
+    private func callProbability(_ engine: ChatEngine) -> String {
+        engine.lastCallProbability.map { String(format: "p(call) %.3f  ", $0) } ?? ""
     }
 }

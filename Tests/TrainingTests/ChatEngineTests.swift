@@ -37,6 +37,27 @@ final class ScriptedModel: ChatModel {
     }
 }
 
+/// A model whose first token is drawn from given logits; then it follows whichever script
+/// starts with the token it was fed (EOS after it).
+final class FirstChoiceModel: ChatModel {
+    let contextLength = 4096
+    var position = 0
+    let first: [Float], scripts: [[Int32]]
+    var promptNext = false, script: [Int32]?, cursor = 0
+
+    init(first: [Float], scripts: [[Int32]]) { self.first = first; self.scripts = scripts }
+    func truncate(to position: Int) { self.position = min(self.position, position); promptNext = true }
+    func feed(_ ids: [Int32]) throws -> [Float] {
+        position += ids.count
+        if promptNext { promptNext = false; script = nil; return first }
+        if script == nil { script = scripts.first { $0.first == ids.last } ?? []; cursor = 0 }
+        cursor += 1
+        var logits = [Float](repeating: -30, count: first.count)
+        logits[Int(cursor < script!.count ? script![cursor] : 2)] = 10
+        return logits
+    }
+}
+
 @Suite("chat engine: the tool loop, the cache across turns, limits")
 struct ChatEngineTests {
     let tokenizer: SentencePieceTokenizer
@@ -119,6 +140,38 @@ struct ChatEngineTests {
         try free.send("go") { freeEvents.append($0) }
         let freeResults = freeEvents.compactMap { if case .toolResult(_, let r) = $0 { r } else { nil } }
         #expect(freeResults.count == 1 && freeResults[0].contains("error"), "\(freeEvents)")
+    }
+
+    @Test("greedy decoding opens a call by the event's probability, not by the likeliest single token")
+    func callByEvent() throws {
+        let call = try ids("<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+2\"}}</tool_call>")
+        let text = try ids("Paris is the capital.")
+        let others = [try tokenizer.encode(continuing: "The")[0], try tokenizer.encode(continuing: "I")[0]]
+        let bytes = (0..<tokenizer.vocabularySize).map { tokenizer.bytes(of: [Int32($0)]) }
+        let opening = CallOpening(marker: Array("<tool_call>".utf8), tokenBytes: bytes)
+        #expect(opening.openingTokens.contains(call[0]) && !opening.openingTokens.contains(text[0]))
+        #expect(Set([call[0], text[0]] + others).count == 4 && others.allSatisfy { !opening.openingTokens.contains($0) })
+        // The call's first token alone is likeliest (0.45), but text holds 0.55 over three tokens.
+        var first = [Float](repeating: -30, count: tokenizer.vocabularySize)
+        for (id, p) in [(call[0], 0.45), (text[0], 0.22), (others[0], 0.18), (others[1], 0.15)] { first[Int(id)] = Float(log(p)) }
+        let question = [Message(role: .user, content: "What is the capital of France?")]
+        for byEvent in [true, false] {
+            let engine = ChatEngine(model: FirstChoiceModel(first: first, scripts: [call, text]), tokenizer: tokenizer, tools: ToolRegistry.builtIn())
+            engine.sampler.temperature = 0
+            engine.decidesCallsByEvent = byEvent
+            let (answer, calls, _) = try engine.nextMessage(after: question)
+            #expect(abs(engine.lastCallProbability! - 0.45) < 1e-5)
+            if byEvent {
+                #expect(answer == "Paris is the capital." && calls.isEmpty, "\(answer) \(calls)")
+            } else {
+                #expect(calls.map(\.name) == ["calculator"], "\(answer) \(calls)")
+            }
+        }
+        // Without tools there is no call to decide.
+        let bare = ChatEngine(model: FirstChoiceModel(first: first, scripts: [call, text]), tokenizer: tokenizer)
+        bare.sampler.temperature = 0
+        _ = try bare.nextMessage(after: question)
+        #expect(bare.lastCallProbability == nil)
     }
 
     @Test("a full context drops the oldest turns, keeping the system message")

@@ -7,6 +7,8 @@
 /// the tool and every value.
 public struct ToolCallConstraint: Sendable {
     static let open = Array("<tool_call>".utf8)
+    /// The bytes that open a call.
+    public static var openingMarker: [UInt8] { open }
     static let close = Array("</tool_call>".utf8)
 
     private enum Mode: Sendable {
