@@ -222,10 +222,13 @@ public final class ChatEngine {
         lastCallProbability = nil
         while generated.count < maxTokens && model.position < model.contextLength && !shouldStop() {
             let row = Array(logits.prefix(vocabulary))
-            var next = sampler.sample(row, history: generated)
-            if generated.isEmpty && hermesTools {
-                lastCallProbability = callOpening.probability(row)
-                if decidesCallsByEvent && sampler.temperature == 0 { next = callOpening.greedyChoice(row) }
+            // The reply's first token decides whether it opens with a call (`CallOpening`).
+            let opening = generated.isEmpty && hermesTools ? callOpening.probability(row) : nil
+            if let opening { lastCallProbability = opening }
+            var next = if let opening, decidesCallsByEvent && sampler.temperature == 0 {
+                callOpening.greedyChoice(row, callProbability: opening)
+            } else {
+                sampler.sample(row, history: generated)
             }
             if let c = constraint {
                 // A token that would break a call is redrawn among those that keep it valid:

@@ -42,8 +42,11 @@ public struct CallOpening: Sendable {
     /// The greedy token by event: the likeliest opening token when `probability(logits) >= 0.5`,
     /// else the likeliest other token (the first of equal logits, as greedy decoding takes). When
     /// the likeliest token is on the side chosen, it is that token.
-    public func greedyChoice(_ logits: [Float]) -> Int32 {
-        let call = probability(logits) >= 0.5
+    public func greedyChoice(_ logits: [Float]) -> Int32 { greedyChoice(logits, callProbability: probability(logits)) }
+
+    /// `greedyChoice(logits)` when `probability(logits)` is already known.
+    public func greedyChoice(_ logits: [Float], callProbability: Double) -> Int32 {
+        let call = callProbability >= 0.5
         let n = min(logits.count, opens.count)
         var best = -1
         for i in 0..<n where opens[i] == call && !logits[i].isNaN && (best < 0 || logits[i] > logits[best]) { best = i }
