@@ -16,6 +16,14 @@ import Foundation
 /// as underscores.
 public enum BFCL {
     public static let categories = ["simple_python", "multiple", "parallel", "irrelevance"]
+    /// Further single-turn categories it can run: `parallel_multiple`, and the live ones (users'
+    /// questions and functions, a set apart from the four above, e.g. to validate a decoding
+    /// choice without looking at them); `live_relevance` wants some call, whichever it is.
+    public static let otherCategories = ["parallel_multiple", "live_simple", "live_multiple", "live_parallel",
+                                         "live_parallel_multiple", "live_irrelevance", "live_relevance"]
+    /// Categories scored on whether the message calls nothing (`irrelevance`) or something
+    /// (`live_relevance`); they have no answer file.
+    static let noCall: Set = ["irrelevance", "live_irrelevance"], someCall: Set = ["live_relevance"]
 
     public struct Question: Sendable {
         public var id: String
@@ -37,7 +45,7 @@ public enum BFCL {
             }
         }
         var answers: [String: [[String: [String: [JSONValue]]]]] = [:]
-        if category != "irrelevance" {
+        if !noCall.contains(category) && !someCall.contains(category) {
             for record in try lines(answerPath) {
                 guard let id = record["id"]?.stringValue, case .array(let truth)? = record["ground_truth"] else { continue }
                 answers[id] = truth.compactMap { call -> [String: [String: [JSONValue]]]? in
@@ -145,7 +153,8 @@ public enum BFCL {
     /// it fails `irrelevance` (a made-up function is still a call) and can match no answer.
     public static func score(_ calls: [ToolCall], refused: [ToolCallError] = [], _ question: Question, category: String) -> Bool {
         let decodedRefusals = refused.filter(decodes).count
-        if category == "irrelevance" { return calls.isEmpty && decodedRefusals == 0 }
+        if noCall.contains(category) { return calls.isEmpty && decodedRefusals == 0 }
+        if someCall.contains(category) { return !calls.isEmpty || decodedRefusals > 0 }
         guard decodedRefusals == 0, calls.count == question.answers.count else { return false }
         var unused = Array(calls.indices)
         for answer in question.answers {

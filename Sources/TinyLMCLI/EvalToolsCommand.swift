@@ -16,7 +16,7 @@ struct EvalToolsCommand: ParsableCommand {
     @Option(help: "Conversations (OpenAI JSONL or ShareGPT JSON); each one's first assistant turn is the expected action.") var data: String?
     @Option(help: "The Berkeley Function Calling Leaderboard's data folder (bfcl_eval/data from PyPI's bfcl-eval) instead of --data.")
     var bfcl: String?
-    @Option(help: "With --bfcl: comma-separated categories.") var categories = BFCL.categories.joined(separator: ",")
+    @Option(help: "With --bfcl: comma-separated categories (also \(BFCL.otherCategories.joined(separator: ", "))).") var categories = BFCL.categories.joined(separator: ",")
     @Option(help: "Only the first N conversations.") var limit: Int?
     @Flag(help: "Print each conversation's outcome, with the probability its first token gave to opening a call.") var verbose = false
     @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
@@ -27,8 +27,9 @@ struct EvalToolsCommand: ParsableCommand {
     func validate() throws {
         try OptionDomain.count(limit, "limit", max: 1 << 30)
         guard (data == nil) != (bfcl == nil) else { throw ValidationError("give --data or --bfcl (one of them)") }
-        for c in categories.split(separator: ",") where !BFCL.categories.contains(String(c)) {
-            throw ValidationError("--categories: '\(c)' is not one of \(BFCL.categories.joined(separator: ", "))")
+        let known = BFCL.categories + BFCL.otherCategories
+        for c in categories.split(separator: ",") where !known.contains(String(c)) {
+            throw ValidationError("--categories: '\(c)' is not one of \(known.joined(separator: ", "))")
         }
     }
 

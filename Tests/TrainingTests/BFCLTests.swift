@@ -1,5 +1,7 @@
+import Foundation
 import Chat
 @testable import ChatEngine
+import Support
 import Testing
 
 @Suite("BFCL scoring: the leaderboard's AST rules")
@@ -44,6 +46,32 @@ struct BFCLTests {
         #expect(!BFCL.score([a], q, category: "parallel"))
         #expect(BFCL.score([], Self.question([]), category: "irrelevance"))
         #expect(!BFCL.score([a], Self.question([]), category: "irrelevance"))
+    }
+
+    @Test("live categories: irrelevance wants no call, relevance any call (even one that does not fit); they load without an answer file")
+    func liveCategories() throws {
+        let a = Self.call("calc.area", [("base", .number(1)), ("height", .number(2))])
+        let none = Self.question([])
+        let madeUp = Self.refusals("<tool_call>{\"name\": \"draw\", \"arguments\": {}}</tool_call>")
+        #expect(BFCL.score([], none, category: "live_irrelevance") && !BFCL.score([a], none, category: "live_irrelevance"))
+        #expect(BFCL.score([a], none, category: "live_relevance") && !BFCL.score([], none, category: "live_relevance"))
+        #expect(BFCL.score([], refused: madeUp, none, category: "live_relevance"), "a call to an unlisted function is a call")
+        #expect(!BFCL.score([], refused: Self.refusals("<tool_call>{\"name\": "), none, category: "live_relevance"))
+        // A live_simple question scores as simple_python does, its answers from possible_answer/.
+        let dir = ScratchDirectory.make("bfcl-live")
+        try FileManager.default.createDirectory(atPath: dir + "/possible_answer", withIntermediateDirectories: true)
+        let function = #"{"name": "calc.area", "description": "Area.", "parameters": {"type": "dict", "properties": {"base": {"type": "integer"}, "height": {"type": "float"}}, "required": ["base", "height"]}}"#
+        for (category, id) in [("live_simple", "live_simple_0-0-0"), ("live_relevance", "live_relevance_0-0-0")] {
+            try #"{"id": "\#(id)", "question": [[{"role": "system", "content": "Be exact."}, {"role": "user", "content": "Area of 1 by 2?"}]], "function": [\#(function)]}"#
+                .write(toFile: dir + "/BFCL_v4_\(category).json", atomically: true, encoding: .utf8)
+        }
+        try #"{"id": "live_simple_0-0-0", "ground_truth": [{"calc.area": {"base": [1], "height": [2.0]}}]}"#
+            .write(toFile: dir + "/possible_answer/BFCL_v4_live_simple.json", atomically: true, encoding: .utf8)
+        let simple = try BFCL.load(dir, category: "live_simple"), relevance = try BFCL.load(dir, category: "live_relevance")
+        #expect(simple.count == 1 && simple[0].answers.count == 1 && simple[0].messages.first?.role == .system)
+        #expect(BFCL.score([a], simple[0], category: "live_simple"))
+        #expect(!BFCL.score([Self.call("calc.area", [("base", .number(1)), ("height", .number(3))])], simple[0], category: "live_simple"))
+        #expect(relevance.count == 1 && relevance[0].answers.isEmpty && BFCL.score([a], relevance[0], category: "live_relevance"))
     }
 
     /// What the Hermes parser refuses in `text` with `function` as the only tool.
