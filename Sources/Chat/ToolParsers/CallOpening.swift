@@ -50,7 +50,7 @@ public struct CallOpening: Sendable {
         let n = min(logits.count, opens.count)
         var best = -1
         for i in 0..<n where opens[i] == call && !logits[i].isNaN && (best < 0 || logits[i] > logits[best]) { best = i }
-        if best < 0 {   // nothing on that side (e.g. an empty vocabulary's remainder): the plain arg max
+        if best < 0 {   // no token of that side has a logit (all NaN, or a `callProbability` from other logits): the plain arg max
             for i in 0..<logits.count where !logits[i].isNaN && (best < 0 || logits[i] > logits[best]) { best = i }
         }
         return Int32(max(best, 0))
