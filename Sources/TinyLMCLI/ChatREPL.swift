@@ -33,10 +33,7 @@ struct ChatREPL: ParsableCommand {
     var maxContext: Int?
     @Option(help: "Tool calls allowed per turn.") var maxToolCalls = 4
     @Flag(help: "Print prefill and decode figures after each reply.") var stats = false
-    @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
-    var constrainCalls = true
-    @Flag(inversion: .prefixedNo, help: "Greedy decoding (temperature 0) opens a tool call only when the model gives opening one at least half its probability, summed over every token that starts the call, not whenever the likeliest token starts one.")
-    var callByEvent = true
+    @OptionGroup var toolCalls: ToolCallOptions
     @Option(help: "What finished turns keep in the prompt: full (tool calls and results too) or answers (questions and final answers).")
     var history = "full"
 
@@ -63,8 +60,7 @@ struct ChatREPL: ParsableCommand {
                                 system: system ?? defaultSystem, tools: registry)
         engine.sampler = try sampling.sampler()
         engine.maxTokens = maxTokens
-        engine.constrainsCalls = constrainCalls
-        engine.decidesCallsByEvent = callByEvent
+        toolCalls.apply(to: engine)
         engine.maxToolCalls = maxToolCalls
         engine.keepToolTurns = history == "full"
         engine.shouldStop = { replyInterrupted.load(ordering: .relaxed) }

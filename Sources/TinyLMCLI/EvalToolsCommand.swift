@@ -19,10 +19,7 @@ struct EvalToolsCommand: ParsableCommand {
     @Option(help: "With --bfcl: comma-separated categories (also \(BFCL.otherCategories.joined(separator: ", "))).") var categories = BFCL.categories.joined(separator: ",")
     @Option(help: "Only the first N conversations.") var limit: Int?
     @Flag(help: "Print each conversation's outcome, with the probability its first token gave to opening a call.") var verbose = false
-    @Flag(inversion: .prefixedNo, help: "Keep tool calls well-formed while they are generated: JSON that parses, a listed tool's required arguments with their JSON types (Hermes-style calls; the model still picks the tool and the values).")
-    var constrainCalls = true
-    @Flag(inversion: .prefixedNo, help: "Greedy decoding (temperature 0) opens a tool call only when the model gives opening one at least half its probability, summed over every token that starts the call, not whenever the likeliest token starts one.")
-    var callByEvent = true
+    @OptionGroup var toolCalls: ToolCallOptions
 
     func validate() throws {
         try OptionDomain.count(limit, "limit", max: 1 << 30)
@@ -41,8 +38,7 @@ struct EvalToolsCommand: ParsableCommand {
                                 system: defaultSystem, tools: ToolRegistry.builtIn())
         engine.sampler.temperature = 0
         engine.maxTokens = 160
-        engine.constrainsCalls = constrainCalls
-        engine.decidesCallsByEvent = callByEvent
+        toolCalls.apply(to: engine)
         if let bfcl {
             var total = (correct: 0, count: 0)
             for category in categories.split(separator: ",").map(String.init) {

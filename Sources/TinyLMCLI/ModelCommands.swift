@@ -88,7 +88,8 @@ struct SamplingOptions: ParsableArguments {
         try OptionDomain.number(repeatPenalty, "repeat-penalty", 0...100, openLower: true)
     }
 
-    func sampler() throws -> Sampler {        var s = Sampler(seed: seed)
+    func sampler() throws -> Sampler {
+        var s = Sampler(seed: seed)
         s.temperature = temperature
         s.topK = topK
         s.topP = topP
