@@ -14,13 +14,20 @@ func printTrainingProfile(_ trainer: Trainer, steps: Int) throws {
 
 /// The profiler's phases as a table, largest first: milliseconds and calls per `unit` (a step,
 /// a decoded token) over `count` of them, each phase's share of `total` seconds, and what no
-/// phase covers.
-func printPhases(_ phases: [(phase: String, seconds: Double, calls: Int)], over count: Int, of total: Double, unit: String) {
+/// phase covers. With `bytes` (what one `unit` of a phase reads from memory, by phase name), also
+/// each such phase's megabytes per `unit` and the rate at which it read them.
+func printPhases(_ phases: [(phase: String, seconds: Double, calls: Int)], over count: Int, of total: Double, unit: String,
+                 bytes: [String: Double] = [:]) {
     let n = Double(count), header = "ms/\(unit)"
-    print("  phase                     " + header.leftPadded(to: 10) + "   share  calls/\(unit)")
+    print("  phase                     " + header.leftPadded(to: 10) + "   share  calls/\(unit)"
+          + (bytes.isEmpty ? "" : "   MB/\(unit)    GB/s"))
     for phase in phases.sorted(by: { $0.seconds > $1.seconds }) {
-        print("  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
-              + String(format: " %9.3f  %5.1f%%  %6.0f", 1000 * phase.seconds / n, 100 * phase.seconds / total, Double(phase.calls) / n))
+        var line = "  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
+            + String(format: " %9.3f  %5.1f%%  %6.0f", 1000 * phase.seconds / n, 100 * phase.seconds / total, Double(phase.calls) / n)
+        if let read = bytes[phase.phase], phase.seconds > 0 {
+            line += String(format: "  %9.1f  %6.1f", read / 1e6, read * n / phase.seconds / 1e9)
+        }
+        print(line)
     }
     let outside = total - phases.reduce(0) { $0 + $1.seconds }
     print("  (outside the phases)      " + String(format: " %9.3f  %5.1f%%", 1000 * outside / n, 100 * outside / total))

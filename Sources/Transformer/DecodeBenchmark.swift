@@ -42,4 +42,34 @@ public enum DecodeBenchmark {
         return Measurement(prefillTokensPerSecond: Double(promptTokens) / (Double(prefilled - start) * 1e-9),
                            decodeTokensPerSecond: Double(genTokens) / (Double(done - prefilled) * 1e-9))
     }
+
+    /// The bytes one decoded token reads, by the profiler phase that reads them: each product's
+    /// weights (its quantized blocks, or fp32) and, for "attention", the key/value cache stored as
+    /// `kvBits` says, averaged over `genTokens` tokens decoded after `promptTokens` (each token
+    /// reads every cached position, its own included). A mixture block's router and experts are
+    /// left out: which experts a token reads depends on its routing.
+    public static func bytesReadPerToken(model: TransformerModel, promptTokens: Int, genTokens: Int,
+                                         kvBits: KVCacheBits) -> [String: Double] {
+        let c = model.config, layout = model.layout
+        func bytes(_ l: Linear) -> Double { Double(l.blocks?.byteCount ?? 4 * l.inFeatures * l.outFeatures) }
+        var read: [String: Double] = ["lm head": bytes(layout.lmHead)]
+        let kvDim = Double(c.kvHeads * c.headDim)
+        // Bytes a cached position holds per layer, keys and values: 8-bit blocks of 32 carry an fp32 scale.
+        let perPosition = switch kvBits {
+        case .fp32: 2 * kvDim * 4
+        case .fp16: 2 * kvDim * 2
+        case .int8: 2 * kvDim * (1 + 4 / Double(KVBlocks.size))
+        }
+        let positions = Double(promptTokens) + Double(genTokens + 1) / 2
+        for layer in layout.layers {
+            read["qkv", default: 0] += bytes(layer.qkv)
+            read["attention out", default: 0] += bytes(layer.out)
+            read["attention", default: 0] += perPosition * positions
+            if layer.mixture == nil {
+                read["mlp up", default: 0] += bytes(layer.up)
+                read["mlp down", default: 0] += bytes(layer.down)
+            }
+        }
+        return read
+    }
 }
