@@ -65,7 +65,7 @@ struct BenchDecode: ParsableCommand {
         var theirs: [(prefill: Double, decode: Double)] = []
         // Decoding's own peak, taken before the bandwidth probe's buffer exists.
         var decodePeak = 0, probe: ReadBandwidth?, readGBps: [Double] = []
-        let weightBytes = m.layout.linears.reduce(0) { $0 + ($1.blocks?.byteCount ?? 4 * $1.inFeatures * $1.outFeatures) }
+        let weightBytes = m.layout.linears.reduce(0) { $0 + $1.weightByteCount }
         for round in 1...rounds {
             let greedy = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil,
                                                  kvBits: cache)

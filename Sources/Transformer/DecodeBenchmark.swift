@@ -51,7 +51,7 @@ public enum DecodeBenchmark {
     public static func bytesReadPerToken(model: TransformerModel, promptTokens: Int, genTokens: Int,
                                          kvBits: KVCacheBits) -> [String: Double] {
         let c = model.config, layout = model.layout
-        func bytes(_ l: Linear) -> Double { Double(l.blocks?.byteCount ?? 4 * l.inFeatures * l.outFeatures) }
+        func bytes(_ l: Linear) -> Double { Double(l.weightByteCount) }
         var read: [String: Double] = ["lm head": bytes(layout.lmHead)]
         let kvDim = Double(c.kvHeads * c.headDim)
         // Bytes a cached position holds per layer, keys and values: 8-bit blocks of 32 carry an fp32 scale.

@@ -46,6 +46,9 @@ public struct Linear: Sendable, Equatable {
     /// Multiply-adds per row of input (the FLOPs of a forward row are twice this).
     public var multiplyAdds: Int { inFeatures * outFeatures }
 
+    /// The bytes of `W` a forward pass reads: its quantized blocks, or four a weight.
+    public var weightByteCount: Int { blocks?.byteCount ?? 4 * inFeatures * outFeatures }
+
     /// `out[rows x outFeatures] = x[rows x inFeatures] · Wᵀ + b`.
     @inline(__always)
     public func forward(
