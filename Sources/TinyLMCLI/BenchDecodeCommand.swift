@@ -113,9 +113,9 @@ struct BenchDecode: ParsableCommand {
 
     /// One greedy run with the profiler on from the first decoded token: each phase's time per
     /// token (pool waits included in the phase that waits), and for the phases that stream
-    /// memory (the products' weights, attention's cache) their bytes a token and read rate. Then one sampled run, of which only
-    /// the choice of the token is printed: what sampling adds to a token, measured directly
-    /// rather than as the difference of two noisy rates.
+    /// memory (the products' weights, attention's cache) their bytes a token and read rate. Then
+    /// one sampled run, of which only the choice of the token is printed: what sampling adds to a
+    /// token, measured directly rather than as the difference of two noisy rates.
     private func printDecodeProfile(_ m: TransformerModel, cache: KVCacheBits, sampler: Sampler) throws {
         func profiled(_ sampler: Sampler?) throws -> (DecodeBenchmark.Measurement, [(phase: String, seconds: Double, calls: Int)]) {
             Profiler.reset()
