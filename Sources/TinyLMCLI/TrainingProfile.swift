@@ -25,7 +25,7 @@ func printPhases(_ phases: [(phase: String, seconds: Double, calls: Int)], over 
         var line = "  " + phase.phase.padding(toLength: 26, withPad: " ", startingAt: 0)
             + String(format: " %9.3f  %5.1f%%  %6.0f", 1000 * phase.seconds / n, 100 * phase.seconds / total, Double(phase.calls) / n)
         if let read = bytes[phase.phase], phase.seconds > 0 {
-            line += String(format: "  %9.1f  %6.1f", read / 1e6, read * n / phase.seconds / 1e9)
+            line += String(format: "  %9.3f  %6.1f", read / 1e6, read * n / phase.seconds / 1e9)
         }
         print(line)
     }

@@ -16,17 +16,31 @@ struct DecodeProfileTests {
                                "--gen-tokens", "6", "--profile"])
         #expect(r.reason == .exit && r.status == 0, "\(r.err)")
         #expect(r.out.contains("Profile of 6 decoded tokens"), "\(r.out)")
-        // "  phase  ms/token  share%  calls/token"; the last row has no calls.
-        var calls: [String: Double] = [:], share = 0.0
-        for line in r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of") }).dropFirst(2) {
+        // "  phase  ms/token  share%  calls/token [MB/token  GB/s]"; the last row has no calls.
+        var calls: [String: Double] = [:], share = 0.0, reads: [String: (ms: Double, mb: Double, rate: Double)] = [:]
+        let table = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of") }).dropFirst()
+        #expect(table.first?.hasSuffix("MB/token    GB/s") == true, "\(table.first ?? "")")
+        for line in table.dropFirst() {
             let fields = line.split(separator: " ")
-            guard fields.count >= 3, let percent = fields.first(where: { $0.hasSuffix("%") }).flatMap({ Double($0.dropLast()) }) else { break }
+            guard let s = fields.firstIndex(where: { $0.hasSuffix("%") }), s >= 2,
+                  let percent = Double(fields[s].dropLast()), let ms = Double(fields[s - 1]) else { break }
             share += percent
             if line.contains("(outside the phases)") { break }
-            calls[String(fields[0]) + (fields.count == 5 ? " " + fields[1] : "")] = Double(fields.last!)
+            let name = fields[..<(s - 1)].joined(separator: " ")
+            calls[name] = Double(fields[s + 1])
+            if fields.count == s + 4, let mb = Double(fields[s + 2]), let rate = Double(fields[s + 3]) { reads[name] = (ms, mb, rate) }
         }
         #expect(calls["attention"] == 3 && calls["qkv"] == 3 && calls["rope"] == 3 && calls["mlp down"] == 3, "\(calls)")
         #expect(calls["lm head"] == 1 && calls["norm"] == 7 && calls["sampling"] == 1, "\(calls)")
+        // Bytes a token: the output layer's fp32 weights (4,096 × 16), and the cache's keys and
+        // values (16 floats each) at 8 + 3.5 positions on average, in 3 layers. Each rate is the
+        // bytes over the time, within the rounding of the printed figures.
+        #expect(Set(reads.keys) == ["qkv", "attention", "attention out", "mlp up", "mlp down", "lm head"], "\(reads)")
+        #expect(reads["lm head"]?.mb == 0.262 && reads["attention"]?.mb == 0.004, "\(reads)")
+        for (name, read) in reads where read.ms >= 0.002 {
+            let bound = 0.05 + 0.0005 / read.ms + (read.mb + 0.0005) * 0.0005 / (read.ms * (read.ms - 0.0005))
+            #expect(abs(read.rate - read.mb / read.ms) <= bound, "\(name): \(read)")
+        }
         // The sampled run's choice of each token: its time a token over the token's time is the share printed.
         let sampled = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("sampled (") }, "\(r.out)")
         let figures = sampled.split(separator: ":").last!.split(whereSeparator: { $0 == " " || $0 == "," })
