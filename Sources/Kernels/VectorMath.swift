@@ -8,7 +8,7 @@
 ///
 /// Cody-Waite range reduction `x = n ln2 + r` with `|r| <= ln2/2`, a degree-7 polynomial for
 /// `e^r` (Cephes' `expf` coefficients), and `2^n` built in the exponent bits.
-@inline(__always)
+@inlinable @inline(__always)
 public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
     // Clamp with compare-and-blend: the standard library's `clamped` is a scalar loop here.
     var clamped = x
@@ -38,7 +38,7 @@ public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
 }
 
 /// `tanh(x)` per lane as `1 - 2 / (e^{2x} + 1)`: absolute error below 2e-7.
-@inline(__always)
+@inlinable @inline(__always)
 public func tanh16(_ x: SIMD16<Float>) -> SIMD16<Float> {
     let e = exp16(x + x)
     return 1 - 2 / (e + 1)
