@@ -59,10 +59,12 @@ public final class ThreadPool: Sendable {
         core.parallelFor(count, body)
     }
 
-    /// Splits `0..<count` into contiguous ranges and runs `body` on them in parallel when
-    /// `count * costPerItem` floating-point operations are worth the hand-off.
+    /// Splits `0..<count` into contiguous ranges, `rangesPerThread` per thread, and runs `body`
+    /// on them in parallel when `count * costPerItem` floating-point operations are worth the
+    /// hand-off. The default four balance uneven rows and a thread that starts late without much
+    /// overhead; one suits work that streams memory (each thread's range one stream).
     public func parallelRanges(
-        _ count: Int, costPerItem: Int, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
+        _ count: Int, costPerItem: Int, rangesPerThread: Int = 4, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
     ) {
         guard count > 0 else { return }
         let work = count &* max(1, costPerItem)
@@ -70,8 +72,7 @@ public final class ThreadPool: Sendable {
             body(0..<count, 0)
             return
         }
-        // A few chunks per thread balance uneven rows without much overhead.
-        let chunks = min(count, threadCount * 4)
+        let chunks = min(count, threadCount * max(1, rangesPerThread))
         parallelFor(chunks) { chunk, worker in
             let start = count * chunk / chunks
             let end = count * (chunk + 1) / chunks

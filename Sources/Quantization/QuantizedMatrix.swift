@@ -218,6 +218,9 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// prefill on 2 AVX2 cores: 516 tokens/s against 128). ggml's prefill rounds activations the
     /// same way.
     public static let integerPathRows = 4
+    /// Up to this many activation rows a product streams its weights from memory (decoding) and
+    /// gives each thread one contiguous span of them.
+    static let streamingRows = 4
     /// Rows dequantized per panel on the GEMM path.
     static let panelRows = 512
 
@@ -282,8 +285,13 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         if pool.threadCount == 1 || work < ThreadPool.parallelWorkThreshold {
             for (i, chunk) in chunks.enumerated() { run(i, chunk) }
         } else {
+            // Decoding (a few rows) streams the weights from memory once: one contiguous span of
+            // runs per thread keeps each thread's reads one stream, which measured 6-11% faster
+            // than four spans per thread (layer-alternating A/B on an AVX2 EPYC). Prefill is
+            // bound by arithmetic and keeps four, to even out the threads.
+            let spans = n <= QuantizedMatrix.streamingRows ? 1 : 4
             chunks.withUnsafeBufferPointer { chunks in
-                pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold) { range, _ in
+                pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold, rangesPerThread: spans) { range, _ in
                     for i in range { run(i, chunks[i]) }
                 }
             }
