@@ -357,24 +357,4 @@ AVX2 void cq_avx2_dot_rows(int format, const uint8_t *const *rows, long nrows, l
             y[i * ystride + r] = row_dot(format, rows[r], blocks, q + i * blocks * 32, d8 + i * blocks * 8, s8 + i * blocks * 8);
 }
 
-// ---------------------------------------------------------------------------------------------
-// The 8-bit key/value cache widened to floats: each value its block's scale times the byte, one
-// product, so the portable loop's floats exactly.
-
-AVX2 void cq_avx2_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
-                             long width, float *out) {
-    for (long r = 0; r < count; r++) {
-        const int8_t *row = q + r * row_bytes;
-        _mm_prefetch((const char *)(row + 8 * row_bytes), _MM_HINT_T0);  // harmless past the end
-        _mm_prefetch((const char *)(row + 8 * row_bytes + width - 1), _MM_HINT_T0);
-        for (long b = 0; b < width / 32; b++) {
-            const __m256 d = _mm256_set1_ps(scales[r * row_scales + b]);
-            for (int e = 0; e < 4; e++) {
-                const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + b * 32 + e * 8)));
-                _mm256_storeu_ps(out + r * width + b * 32 + e * 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
-            }
-        }
-    }
-}
-
 #endif

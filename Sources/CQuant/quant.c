@@ -129,15 +129,6 @@ void cq_unpack_row(int format, const uint8_t *packed, long r, long blocks, uint8
     }
 }
 
-void cq_widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
-                                long width, float *out) {
-    for (long r = 0; r < count; r++) {
-        if (r + 8 < count) __builtin_prefetch(q + (r + 8) * row_bytes);
-        for (long i = 0; i < width; i++) out[r * width + i] = scales[r * row_scales + i / 32] * (float)q[r * row_bytes + i];
-    }
-}
-
-
 // One block of 32 (a Q4_K sub-block when format is CQ_Q4_K): the portable path and odd tails.
 static float block_dot(int format, const uint8_t *w, long blk, const int8_t *qa, float da, float sa) {
     int32_t dot = 0;
@@ -649,29 +640,6 @@ VNNI static void quantize_q8_avx512(const float *x, long blocks, int8_t *q, floa
     }
 }
 
-VNNI static void widen_rows_avx512(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
-                                   long width, float *out) {
-    for (long r = 0; r < count; r++) {
-        const int8_t *row = q + r * row_bytes;
-        _mm_prefetch((const char *)(row + 8 * row_bytes), _MM_HINT_T0);  // harmless past the end
-        _mm_prefetch((const char *)(row + 8 * row_bytes + width - 1), _MM_HINT_T0);
-        for (long b = 0; b < width / 32; b++) {
-            const __m512 d = _mm512_set1_ps(scales[r * row_scales + b]);
-            for (int h = 0; h < 2; h++) {
-                const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + b * 32 + h * 16)));
-                _mm512_storeu_ps(out + r * width + b * 32 + h * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(v)));
-            }
-        }
-    }
-}
-
-void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
-                   float *out) {
-    if (cq_vnni_available()) widen_rows_avx512(q, scales, row_bytes, row_scales, count, width, out);
-    else if (cq_avx2_available()) cq_avx2_widen_rows(q, scales, row_bytes, row_scales, count, width, out);
-    else cq_widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
-}
-
 void cq_quantize_q8(const float *x, long blocks, int8_t *q, float *d8, float *s8, int32_t *sums) {
     if (cq_vnni_available()) quantize_q8_avx512(x, blocks, q, d8, s8, sums);
     else if (cq_avx2_available()) cq_avx2_quantize_q8(x, blocks, q, d8, s8, sums);
@@ -725,11 +693,6 @@ void cq_dot_packed(int format, const uint8_t *packed, long nrows, long blocks, c
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx, float *y, long ystride) {
     cq_dot_rows_portable(format, rows, nrows, blocks, q, d8, s8, nx, y, ystride);
-}
-
-void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
-                   float *out) {
-    cq_widen_rows_portable(q, scales, row_bytes, row_scales, count, width, out);
 }
 
 #endif

@@ -146,18 +146,23 @@ struct BenchKernels: ParsableCommand {
     }
 
     /// One decoded token's attention in SmolLM2's shape (9 query heads, 3 key/value heads of 64)
-    /// over an fp32 and a half cache: one layer's cache again and again, and 30 layers' caches in
-    /// turn.
+    /// over an fp32, a half and an 8-bit cache: one layer's cache again and again, and 30 layers'
+    /// caches in turn.
     private func printDecodeAttention() {
         print("\ndecode attention, 9 query / 3 key-value heads of 64, 1 thread and all")
         print(pad("cache", 7) + pad("positions", 11) + pad("threads", 9) + pad("one layer µs", 14) + pad("GF/s", 8) + pad("GB/s", 8)
               + pad("30 layers µs", 14) + pad("GF/s", 8) + "GB/s")
-        for halves in [false, true] {
+        for cache in [KVCacheBits.fp32, .fp16, .int8] {
             for positions in [256, 1024] {
                 for pool in [ThreadPool(threadCount: 1), ThreadPool.shared] {
                     let r = DecodeAttentionBenchmark.run(positions: positions, heads: 9, kvHeads: 3, headDim: 64, layers: 30,
-                                                         halves: halves, pool: pool)
-                    print(pad(halves ? "fp16" : "fp32", 7) + pad("\(positions)", 11) + pad("\(pool.threadCount)", 9)
+                                                         cache: cache, pool: pool)
+                    let name = switch cache {
+                    case .fp32: "fp32"
+                    case .fp16: "fp16"
+                    case .int8: "8-bit"
+                    }
+                    print(pad(name, 7) + pad("\(positions)", 11) + pad("\(pool.threadCount)", 9)
                           + pad(String(format: "%.1f", r.cachedSeconds * 1e6), 14) + pad(String(format: "%.1f", r.flops / r.cachedSeconds / 1e9), 8)
                           + pad(String(format: "%.1f", r.bytes / r.cachedSeconds / 1e9), 8)
                           + pad(String(format: "%.1f", r.streamedSeconds * 1e6), 14) + pad(String(format: "%.1f", r.flops / r.streamedSeconds / 1e9), 8)

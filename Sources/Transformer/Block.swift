@@ -171,7 +171,7 @@ extension TransformerModel {
         start: Int, rows n: Int, keysScratch: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
         probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = capacity * hd
+        let c = config, hd = c.headDim, total = start + n, headStride = capacity * hd
         for r in 0..<n {
             let row = qkv + r * c.qkvDim
             for g in 0..<c.kvHeads {
@@ -181,7 +181,7 @@ extension TransformerModel {
         }
         if n == 1 {
             decodeAttention(q: qkv, cache: .fp32(keys: keys, values: values, headStride: headStride),
-                            kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
+                            keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
         for g in 0..<c.kvHeads {
@@ -198,21 +198,21 @@ extension TransformerModel {
         qkv: UnsafePointer<Float>, kv: QuantizedKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
         probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, blocks = kvDim / KVBlocks.size
+        let c = config, hd = c.headDim, total = start + n
         for r in 0..<n {
-            let row = qkv + r * c.qkvDim, p = start + r
-            KVBlocks.quantize(row + c.heads * hd, count: kvDim, into: kv.keys + p * kvDim, scales: kv.keyScales + p * blocks)
-            KVBlocks.quantize(row + (c.heads + c.kvHeads) * hd, count: kvDim, into: kv.values + p * kvDim,
-                              scales: kv.valueScales + p * blocks)
+            let row = qkv + r * c.qkvDim
+            for g in 0..<c.kvHeads {
+                kv.store(key: row + (c.heads + g) * hd, value: row + (c.heads + c.kvHeads + g) * hd, head: g, position: start + r,
+                         headDim: hd)
+            }
         }
         if n == 1 {
-            decodeAttention(q: qkv, cache: .int8(kv), kvDim: kvDim, keys: total, heads: c.heads, kvHeads: c.kvHeads,
-                            headDim: hd, out: att, pool: pool)
+            decodeAttention(q: qkv, cache: .int8(kv), keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att,
+                            pool: pool)
             return
         }
-        KVBlocks.dequantize(kv.keys, scales: kv.keyScales, count: total * kvDim, into: kv.keysScratch)
-        KVBlocks.dequantize(kv.values, scales: kv.valueScales, count: total * kvDim, into: kv.valuesScratch)
-        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: kvDim, headStride: hd,
+        for g in 0..<c.kvHeads { kv.widen(head: g, count: total, headDim: hd) }
+        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: hd, headStride: kv.capacity * hd,
                             start: start, rows: n, att: att, probs: probs, pool: pool)
     }
 
@@ -223,7 +223,7 @@ extension TransformerModel {
         qkv: UnsafePointer<Float>, kv: HalfKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
         probs: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
-        let c = config, hd = c.headDim, kvDim = c.kvHeads * hd, total = start + n, headStride = kv.capacity * hd
+        let c = config, hd = c.headDim, total = start + n, headStride = kv.capacity * hd
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: hd) { key in
             for r in 0..<n {
                 let row = qkv + r * c.qkvDim
@@ -235,8 +235,8 @@ extension TransformerModel {
             }
         }
         if n == 1 {
-            decodeAttention(q: qkv, cache: .fp16(keys: kv.keys, values: kv.values, headStride: headStride), kvDim: kvDim,
-                            keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
+            decodeAttention(q: qkv, cache: .fp16(keys: kv.keys, values: kv.values, headStride: headStride), keys: total,
+                            heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
         // The keys widened in their blocks (in the values' scratch, filled next), then copied into rows.

@@ -6,12 +6,17 @@ import Kernels
 /// it every rounding) does not depend on the thread count.
 let decodeKeyChunk = 64
 
+/// Dimensions of a value row that one pass of the weighted sum covers, for three query heads at
+/// once: 64 where a 16-float vector is one register (AVX-512: twelve accumulators of 32), 32
+/// where it takes two (AVX2: 24 accumulators would spill to the stack, twelve fit).
+let decodeValueSpan = cq_wide_vectors() != 0 ? 64 : 32
+
 /// Where one token's attention finds the cached keys and values.
 enum DecodeCache {
     /// Head-major: key/value head g at `g·headStride`, so one head's positions are one stream.
     /// Keys in `KeyBlocks` (16 positions, dimension-major); value j at `j·hd`.
     case fp32(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, headStride: Int)
-    /// Rows of `kvHeads·hd` bytes, position after position.
+    /// Bytes and scales, head-major, the keys in `KeyBlocks` (`QuantizedKV`).
     case int8(QuantizedKV)
     /// Halves, laid out as `fp32`.
     case fp16(keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>, headStride: Int)
@@ -24,51 +29,63 @@ enum DecodeCache {
 /// exponentials against the chunk's own maximum, the sum of those and the weighted sum of the
 /// values. Keys and values are read once per token, in one pass of the pool. The caller then
 /// merges the chunks of each head: `out_h = Σ_c e^(m_c − M) o_c / Σ_c e^(m_c − M) l_c`, with `M`
-/// the largest chunk maximum. A half cache is widened in registers as it is read, and an 8-bit one
-/// chunk by chunk into scratch that stays in L1, so each is read from memory at two or one bytes
-/// per value.
+/// the largest chunk maximum. Half and 8-bit caches are widened in registers as they are read, so
+/// each is read from memory at two or one bytes per value. `valueSpan` (32 or 64) is the weighted
+/// sum's width per pass; tests run both.
 func decodeAttention(
-    q: UnsafePointer<Float>, cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
-    out: UnsafeMutablePointer<Float>, pool: ThreadPool
+    q: UnsafePointer<Float>, cache: DecodeCache, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
+    out: UnsafeMutablePointer<Float>, pool: ThreadPool, valueSpan: Int = decodeValueSpan
 ) {
     guard total > 0 else { return }
     let group = heads / kvHeads, chunks = (total + decodeKeyChunk - 1) / decodeKeyChunk, tasks = kvHeads * chunks
     // Per task and query head of its group: the weighted values (hd), the chunk maximum, the sum.
     let partialStride = hd + 2
-    // Per thread: the chunk's scores (group × chunk) and, for an 8-bit cache, its widened keys and
-    // values (chunk × hd each).
-    let widened = if case .int8 = cache { 2 * decodeKeyChunk * hd } else { 0 }
-    let perThread = group * decodeKeyChunk + widened
+    // Per thread: the chunk's scores (group × chunk).
+    let perThread = group * decodeKeyChunk
     Scratch.withFloats(tasks * group * partialStride + pool.threadCount * perThread) { scratch in
         let partials = scratch, threadScratch = scratch + tasks * group * partialStride
         pool.parallelFor(tasks) { task, worker in
             let g = task / chunks, first = (task % chunks) * decodeKeyChunk, n = min(total, first + decodeKeyChunk) - first
-            let local = threadScratch + worker * perThread, scores = local
+            let scores = threadScratch + worker * perThread
             let partial = partials + task * group * partialStride
             // Keys in blocks (`KeyBlocks`, from `first`, a whole number of blocks in), values in rows
-            // of `hd`; halves are widened in registers as they are read. The 8-bit cache is widened
-            // into rows first.
+            // of `hd`; halves and bytes are widened in registers as they are read.
             let queries = q + g * group * hd
             switch cache {
             case let .fp32(k, v, headStride):
-                let keys = k + g * headStride + first * hd
-                attendChunk(queries: queries, values: v + g * headStride + first * hd, count: n, group: group, headDim: hd,
-                            scores: scores, into: partial, stride: partialStride) {
-                    blockedScores(query: $0, keys: keys, count: n, headDim: hd, into: $1)
+                let keys = k + g * headStride + first * hd, values = v + g * headStride + first * hd
+                attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) {
+                    blockedScores(queries: queries, heads: group, keys: keys, count: n, headDim: hd, into: $0)
+                } weigh: {
+                    chunkValues(scores: $0, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
+                                outStride: partialStride, span: valueSpan)
                 }
             case let .fp16(k, v, headStride):
-                let keys = k + g * headStride + first * hd
-                attendChunk(queries: queries, values: v + g * headStride + first * hd, count: n, group: group, headDim: hd,
-                            scores: scores, into: partial, stride: partialStride) {
-                    blockedScores(query: $0, keys: keys, count: n, headDim: hd, into: $1)
+                let keys = k + g * headStride + first * hd, values = v + g * headStride + first * hd
+                attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) {
+                    blockedScores(queries: queries, heads: group, keys: keys, count: n, headDim: hd, into: $0)
+                } weigh: {
+                    chunkValues(scores: $0, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
+                                outStride: partialStride, span: valueSpan)
                 }
             case let .int8(kv):
-                let k = local + group * decodeKeyChunk, v = k + decodeKeyChunk * hd
-                widenHead(kv.keys, scales: kv.keyScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: k)
-                widenHead(kv.values, scales: kv.valueScales, kvDim: kvDim, head: g, headDim: hd, rows: first..<(first + n), into: v)
-                attendChunk(queries: queries, values: UnsafePointer(v), count: n, group: group, headDim: hd, scores: scores,
-                            into: partial, stride: partialStride) {
-                    chunkScores(query: $0, keys: k, stride: hd, count: n, headDim: hd, into: $1)
+                let blocks = hd / KVBlocks.size, head = g * kv.capacity + first
+                let keys = kv.keys + head * hd, keyScales = kv.keyScales + head * blocks
+                let values = kv.values + head * hd, valueScales = kv.valueScales + head * blocks
+                attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) { s in
+                    var i = 0
+                    while i < group {
+                        byteScores(queries: queries + i * hd, heads: min(3, group - i), keys: keys, scales: keyScales, count: n,
+                                   headDim: hd, into: s + i * n)
+                        i += 3
+                    }
+                } weigh: { s in
+                    var i = 0
+                    while i < group {
+                        byteValues(scores: s + i * n, keys: n, heads: min(3, group - i), values: values, scales: valueScales,
+                                   headDim: hd, out: partial + i * partialStride, outStride: partialStride)
+                        i += 3
+                    }
                 }
             }
         }
@@ -96,53 +113,157 @@ extension UInt16: CachedScalar {
     @inline(__always) var floatValue: Float { cq_half_bits_to_float(self) }
 }
 
-/// One task of `decodeAttention`: the `group` query heads at `queries` (`hd` apart) over the
-/// chunk's `count` keys, whose scores `score(query, into)` writes, and values. Writes, per head,
-/// the weighted values, the chunk maximum and the sum of the exponentials at `into + i·stride`.
+/// One task of `decodeAttention` for the `group` query heads of one key/value head over a chunk
+/// of `count` positions: `score(into)` writes their scores (head i's at `into + i·count`), which
+/// become exponentials against each head's maximum; `weigh(scores)` writes the weighted values at
+/// `into + i·stride`, beside which go the maximum and the sum of the exponentials.
 @inline(__always)
-private func attendChunk<V: CachedScalar>(
-    queries q: UnsafePointer<Float>, values: UnsafePointer<V>, count n: Int, group: Int, headDim hd: Int,
-    scores: UnsafeMutablePointer<Float>, into partial: UnsafeMutablePointer<Float>, stride partialStride: Int,
-    score: (_ query: UnsafePointer<Float>, _ into: UnsafeMutablePointer<Float>) -> Void
+private func attendChunk(
+    count n: Int, group: Int, headDim hd: Int, scores: UnsafeMutablePointer<Float>,
+    into partial: UnsafeMutablePointer<Float>, stride partialStride: Int,
+    score: (_ into: UnsafeMutablePointer<Float>) -> Void, weigh: (_ scores: UnsafePointer<Float>) -> Void
 ) {
+    score(scores)
     for i in 0..<group {
         let s = scores + i * n
-        score(q + i * hd, s)
         let m = maximum(s, count: n)
         partial[i * partialStride + hd] = m
         partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
     }
-    chunkValues(scores: scores, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
-                outStride: partialStride)
+    weigh(scores)
 }
 
-/// `s[j] = q · k_j / √hd` for the chunk's `count` keys in rows `stride` floats apart (the 8-bit
-/// cache widened): sixteen keys at a time with their sums reduced across registers.
+/// `s[i·count + j] = q_i · k_j / √hd` for up to three queries at `queries` (`hd` apart) and the
+/// chunk's `count` keys of an 8-bit cache: bytes in `KeyBlocks`, and per block of sixteen keys
+/// one vector of their scales per 32 dimensions (`QuantizedKV`). Sixteen bytes are widened in
+/// registers and multiplied by their scales once for all the heads.
 @inline(__always)
-private func chunkScores(
-    query: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int, count n: Int, headDim hd: Int,
+private func byteScores(
+    queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Int8>, scales: UnsafePointer<Float>, count n: Int,
+    headDim hd: Int, into s: UnsafeMutablePointer<Float>
+) {
+    let scale = 1 / Float(hd).squareRoot(), width = KeyBlocks.width, blocks = hd / KVBlocks.size
+    // Heads past `heads` repeat the first; their scores are not stored.
+    let q0 = q, q1 = q + (heads > 1 ? hd : 0), q2 = q + (heads > 2 ? 2 * hd : 0)
+    var j = 0
+    while j < n {
+        let block = keys + j / width * width * hd, blockScales = scales + j / width * blocks * width
+        var a = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        for b in 0..<blocks {
+            let d = UnsafeRawPointer(blockScales + b * width).loadUnaligned(as: SIMD16<Float>.self)
+            for e in (b * KVBlocks.size)..<((b + 1) * KVBlocks.size) {
+                let k = d * cq_load_bytes16(block + e * width)
+                a.0 = a.0.addingProduct(q0[e], k)
+                a.1 = a.1.addingProduct(q1[e], k)
+                a.2 = a.2.addingProduct(q2[e], k)
+            }
+        }
+        let sums = (scale * a.0, scale * a.1, scale * a.2)
+        for i in 0..<heads {
+            let v = i == 0 ? sums.0 : i == 1 ? sums.1 : sums.2, row = s + i * n
+            if j + width <= n {
+                UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: SIMD16<Float>.self)
+            } else {
+                for l in 0..<(n - j) { row[j + l] = v[l] }
+            }
+        }
+        j += width
+    }
+}
+
+/// `out[i·outStride + d] = Σ_j p_i[j] · v_j[d]` for up to three heads (their exponentials rows of
+/// `scores`, `keys` long) over an 8-bit cache's value rows (`hd` bytes, a scale per 32): one block
+/// of 32 dimensions per pass, six accumulators, each row's scale folded into the heads' weights.
+@inline(__always)
+private func byteValues(
+    scores: UnsafePointer<Float>, keys n: Int, heads: Int, values: UnsafePointer<Int8>, scales: UnsafePointer<Float>,
+    headDim hd: Int, out: UnsafeMutablePointer<Float>, outStride: Int
+) {
+    let blocks = hd / KVBlocks.size
+    // Rows past `heads` repeat the first; their sums are dropped.
+    let p0 = scores, p1 = scores + (heads > 1 ? n : 0), p2 = scores + (heads > 2 ? 2 * n : 0)
+    for b in 0..<blocks {
+        var a0 = (SIMD16<Float>(), SIMD16<Float>()), a1 = a0, a2 = a0
+        for j in 0..<n {
+            let row = values + j * hd + b * KVBlocks.size, d = scales[j * blocks + b]
+            let v0 = cq_load_bytes16(row), v1 = cq_load_bytes16(row + 16)
+            let s0 = d * p0[j], s1 = d * p1[j], s2 = d * p2[j]
+            a0.0 = a0.0.addingProduct(s0, v0); a0.1 = a0.1.addingProduct(s0, v1)
+            a1.0 = a1.0.addingProduct(s1, v0); a1.1 = a1.1.addingProduct(s1, v1)
+            a2.0 = a2.0.addingProduct(s2, v0); a2.1 = a2.1.addingProduct(s2, v1)
+        }
+        for i in 0..<heads {
+            let a = i == 0 ? a0 : i == 1 ? a1 : a2, o = UnsafeMutableRawPointer(out + i * outStride + b * KVBlocks.size)
+            o.storeBytes(of: a.0, as: SIMD16<Float>.self)
+            o.storeBytes(of: a.1, toByteOffset: 64, as: SIMD16<Float>.self)
+        }
+    }
+}
+
+/// `s[i·count + j] = q_i · k_j / √hd` for the `heads` queries at `queries` (`hd` apart) and the
+/// chunk's `count` keys in `KeyBlocks`: three heads per pass over the keys, so that each key
+/// vector loaded (and, from a half cache, widened) serves three products; a last one or two
+/// heads alone.
+@inline(__always)
+private func blockedScores<K: CachedScalar>(
+    queries: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<K>, count n: Int, headDim hd: Int,
     into s: UnsafeMutablePointer<Float>
 ) {
-    let scale = 1 / Float(hd).squareRoot()
-    guard hd % 16 == 0 else {
-        for j in 0..<n { s[j] = scale * dotProduct(query, keys + j * stride, count: hd) }
-        return
+    var i = 0
+    while i + 3 <= heads {
+        threeHeadScores(queries: queries + i * hd, keys: keys, count: n, headDim: hd, into: s + i * n)
+        i += 3
     }
-    @inline(__always) func dot(_ key: UnsafePointer<Float>) -> SIMD16<Float> {
-        var acc = load16(query) * load16(key)
-        for o in Swift.stride(from: 16, to: hd, by: 16) { acc = acc.addingProduct(load16(query + o), load16(key + o)) }
-        return acc
+    while i < heads {
+        blockedScores(query: queries + i * hd, keys: keys, count: n, headDim: hd, into: s + i * n)
+        i += 1
     }
+}
+
+/// `blockedScores` for three heads: one block of sixteen keys at a time, each head with two
+/// accumulators (even and odd dimensions), so that six sums are under way at once and fit in
+/// registers with the key vector even where a 16-float vector takes two (AVX2).
+@inline(__always)
+private func threeHeadScores<K: CachedScalar>(
+    queries q: UnsafePointer<Float>, keys: UnsafePointer<K>, count n: Int, headDim hd: Int, into s: UnsafeMutablePointer<Float>
+) {
+    let scale = 1 / Float(hd).squareRoot(), width = KeyBlocks.width, blockFloats = width * hd
+    let q0 = q, q1 = q + hd, q2 = q + 2 * hd
     var j = 0
-    while j + 16 <= n {
-        let block = keys + j * stride
-        let sums = sixteenSums { k in dot(block + k * stride) }
-        UnsafeMutableRawPointer(s + j).storeBytes(of: scale * sums, as: SIMD16<Float>.self)
-        j += 16
-    }
     while j < n {
-        s[j] = scale * dot(keys + j * stride).sum()
-        j += 1
+        let block = keys + j / width * blockFloats
+        var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()), odd = even
+        var d = 0
+        while d + 2 <= hd {
+            let k = K.load16(block + d * width)
+            even.0 = even.0.addingProduct(q0[d], k)
+            even.1 = even.1.addingProduct(q1[d], k)
+            even.2 = even.2.addingProduct(q2[d], k)
+            let l = K.load16(block + (d + 1) * width)
+            odd.0 = odd.0.addingProduct(q0[d + 1], l)
+            odd.1 = odd.1.addingProduct(q1[d + 1], l)
+            odd.2 = odd.2.addingProduct(q2[d + 1], l)
+            d += 2
+        }
+        if d < hd {
+            let k = K.load16(block + d * width)
+            even.0 = even.0.addingProduct(q0[d], k)
+            even.1 = even.1.addingProduct(q1[d], k)
+            even.2 = even.2.addingProduct(q2[d], k)
+        }
+        let sums = (scale * (even.0 + odd.0), scale * (even.1 + odd.1), scale * (even.2 + odd.2))
+        if j + width <= n {
+            UnsafeMutableRawPointer(s + j).storeBytes(of: sums.0, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(s + n + j).storeBytes(of: sums.1, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(s + 2 * n + j).storeBytes(of: sums.2, as: SIMD16<Float>.self)
+        } else {
+            for l in 0..<(n - j) {
+                s[j + l] = sums.0[l]
+                s[n + j + l] = sums.1[l]
+                s[2 * n + j + l] = sums.2[l]
+            }
+        }
+        j += width
     }
 }
 
@@ -213,22 +334,28 @@ private func exponentiate(_ s: UnsafeMutablePointer<Float>, count n: Int, minus 
     return total
 }
 
-/// `out[i·outStride + d] = Σ_j s[i·count + j] · v_j[d]` for the group's `heads` query heads.
+/// `out[i·outStride + d] = Σ_j s[i·count + j] · v_j[d]` for the group's `heads` query heads:
+/// three at a time over `span` (32 or 64) dimensions, then sixteen, then one.
 @inline(__always)
 private func chunkValues<V: CachedScalar>(
     scores s: UnsafePointer<Float>, count n: Int, heads: Int, values: UnsafePointer<V>, stride: Int, headDim hd: Int,
-    into out: UnsafeMutablePointer<Float>, outStride: Int
+    into out: UnsafeMutablePointer<Float>, outStride: Int, span: Int
 ) {
     var d0 = 0
-    while d0 + 64 <= hd {
+    while d0 + span <= hd {
         var h0 = 0
         while h0 < heads {
             let m = min(3, heads - h0)
-            weightedValues64(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride,
-                             out: out + h0 * outStride + d0, headDim: outStride)
+            if span == 64 {
+                weightedValues64(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride,
+                                 out: out + h0 * outStride + d0, headDim: outStride)
+            } else {
+                weightedValues32(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride,
+                                 out: out + h0 * outStride + d0, headDim: outStride)
+            }
             h0 += m
         }
-        d0 += 64
+        d0 += span
     }
     while d0 + 16 <= hd {
         weightedValues16(scores: s, keys: n, heads: 0..<heads, values: values + d0, stride: stride, out: out + d0,
@@ -270,6 +397,33 @@ private func weightedValues64<V: CachedScalar>(
         raw.storeBytes(of: a.1, toByteOffset: 64, as: SIMD16<Float>.self)
         raw.storeBytes(of: a.2, toByteOffset: 128, as: SIMD16<Float>.self)
         raw.storeBytes(of: a.3, toByteOffset: 192, as: SIMD16<Float>.self)
+    }
+    store(a0, out)
+    if heads > 1 { store(a1, out + hd) }
+    if heads > 2 { store(a2, out + 2 * hd) }
+}
+
+/// `weightedValues64` for 32 floats of each value row: six accumulators, which fit in registers
+/// beside the row where a 16-float vector takes two (AVX2).
+@inline(__always)
+private func weightedValues32<V: CachedScalar>(
+    scores: UnsafePointer<Float>, keys n: Int, heads: Int, values: UnsafePointer<V>, stride: Int,
+    out: UnsafeMutablePointer<Float>, headDim hd: Int
+) {
+    // Rows past `heads` repeat the first; their sums are dropped.
+    let p0 = scores, p1 = scores + (heads > 1 ? n : 0), p2 = scores + (heads > 2 ? 2 * n : 0)
+    var a0 = (SIMD16<Float>(), SIMD16<Float>()), a1 = a0, a2 = a0
+    for j in 0..<n {
+        let row = values + j * stride
+        let v0 = V.load16(row), v1 = V.load16(row + 16)
+        let s0 = p0[j], s1 = p1[j], s2 = p2[j]
+        a0.0 = a0.0.addingProduct(s0, v0); a0.1 = a0.1.addingProduct(s0, v1)
+        a1.0 = a1.0.addingProduct(s1, v0); a1.1 = a1.1.addingProduct(s1, v1)
+        a2.0 = a2.0.addingProduct(s2, v0); a2.1 = a2.1.addingProduct(s2, v1)
+    }
+    @inline(__always) func store(_ a: (SIMD16<Float>, SIMD16<Float>), _ o: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(o).storeBytes(of: a.0, as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(o).storeBytes(of: a.1, toByteOffset: 64, as: SIMD16<Float>.self)
     }
     store(a0, out)
     if heads > 1 { store(a1, out + hd) }
@@ -354,17 +508,6 @@ private func mergeChunks(
             }
         }
     }
-}
-
-/// Rows `rows` of key/value head `head` of an 8-bit cache as fp32, `hd` floats per row.
-@inline(__always)
-private func widenHead(
-    _ q: UnsafePointer<Int8>, scales: UnsafePointer<Float>, kvDim: Int, head: Int, headDim hd: Int, rows: Range<Int>,
-    into x: UnsafeMutablePointer<Float>
-) {
-    let blocksPerRow = kvDim / KVBlocks.size, blocksPerHead = hd / KVBlocks.size
-    cq_widen_rows(q + rows.lowerBound * kvDim + head * hd, scales + rows.lowerBound * blocksPerRow + head * blocksPerHead,
-                  kvDim, blocksPerRow, rows.count, hd, x)
 }
 
 @inline(__always)

@@ -22,14 +22,14 @@ public final class InferenceSession: @unchecked Sendable {
     // The fp32 cache, head-major: [L][kvHeads][capacity][hd], so that one head's positions, which
     // a decoding task reads in order, are one stream; the keys in `KeyBlocks` of 16 positions.
     private var keys = FloatBuffer(count: 0), values = FloatBuffer(count: 0)
-    // The 8-bit cache: bytes [L][capacity][kvHeads hd], scales [L][capacity][kvHeads hd / 32], and
-    // one layer's keys and values dequantized for multi-token calls [capacity][kvHeads hd].
+    // The 8-bit cache, head-major: bytes [L][kvHeads][capacity][hd] (keys in `KeyBlocks`), scales
+    // [L][kvHeads][capacity][hd / 32] (`QuantizedKV` gives their order).
     private var keyBytes = Int8Buffer(count: 0), valueBytes = Int8Buffer(count: 0)
     private var keyScales = FloatBuffer(count: 0), valueScales = FloatBuffer(count: 0)
     // The half-precision cache, laid out as the fp32 one: [L][kvHeads][capacity][hd].
     private var keyHalves = IntegerBuffer<UInt16>(count: 0), valueHalves = IntegerBuffer<UInt16>(count: 0)
-    // One layer's cache in rows of fp32 for multi-token calls (8-bit: [capacity][kvHeads hd];
-    // halves: [kvHeads][capacity][hd]; fp32: its keys only, [kvHeads][capacity][hd]).
+    // One layer's cache in rows of fp32 for multi-token calls, [kvHeads][capacity][hd] (fp32:
+    // its keys only).
     private var keysScratch = FloatBuffer(count: 0), valuesScratch = FloatBuffer(count: 0)
     // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
     private var rows = 0
@@ -89,15 +89,14 @@ public final class InferenceSession: @unchecked Sendable {
         }
         try MemoryBudget.check(floats: floats, what: "the key/value cache for \(target) positions")
         if kvBits == .int8 {
-            let blocks = kvDim / KVBlocks.size
             let newKeys = Int8Buffer(count: c.layers * target * kvDim), newValues = Int8Buffer(count: c.layers * target * kvDim)
-            let newKeyScales = FloatBuffer(count: c.layers * target * blocks), newValueScales = FloatBuffer(count: c.layers * target * blocks)
-            for l in 0..<c.layers where position > 0 {
-                (newKeys.pointer + l * target * kvDim).update(from: keyBytes.pointer + l * capacity * kvDim, count: position * kvDim)
-                (newValues.pointer + l * target * kvDim).update(from: valueBytes.pointer + l * capacity * kvDim, count: position * kvDim)
-                (newKeyScales.pointer + l * target * blocks).update(from: keyScales.pointer + l * capacity * blocks, count: position * blocks)
-                (newValueScales.pointer + l * target * blocks).update(from: valueScales.pointer + l * capacity * blocks, count: position * blocks)
-            }
+            let scales = c.layers * target * kvDim / KVBlocks.size
+            let newKeyScales = FloatBuffer(count: scales), newValueScales = FloatBuffer(count: scales)
+            moveHeadMajor(from: keyBytes.pointer, to: newKeys.pointer, capacity: target)
+            moveHeadMajor(from: valueBytes.pointer, to: newValues.pointer, capacity: target)
+            moveHeadMajor(from: keyScales.pointer, to: newKeyScales.pointer, capacity: target, perPosition: c.headDim / KVBlocks.size)
+            moveHeadMajor(from: valueScales.pointer, to: newValueScales.pointer, capacity: target,
+                          perPosition: c.headDim / KVBlocks.size)
             keyBytes = newKeys
             valueBytes = newValues
             keyScales = newKeyScales
@@ -123,10 +122,12 @@ public final class InferenceSession: @unchecked Sendable {
         capacity = target
     }
 
-    /// Copies the cached positions of a head-major cache (`[L][kvHeads][capacity][hd]`) into one
-    /// of `capacity` positions per head: whole key blocks, which both capacities hold.
-    private func moveHeadMajor<T>(from old: UnsafePointer<T>, to new: UnsafeMutablePointer<T>, capacity target: Int) {
-        let c = model.config, hd = c.headDim, kvDim = c.kvHeads * hd
+    /// Copies the cached positions of a head-major cache (`[L][kvHeads][capacity][perPosition]`,
+    /// `perPosition` the head dimension unless given: the 8-bit cache's scales have fewer) into
+    /// one of `capacity` positions per head: whole key blocks, which both capacities hold.
+    private func moveHeadMajor<T>(from old: UnsafePointer<T>, to new: UnsafeMutablePointer<T>, capacity target: Int,
+                                  perPosition: Int? = nil) {
+        let c = model.config, hd = perPosition ?? c.headDim, kvDim = c.kvHeads * hd
         for l in 0..<c.layers where position > 0 {
             for g in 0..<c.kvHeads {
                 let to = l * target * kvDim + g * target * hd, from = l * capacity * kvDim + g * capacity * hd
@@ -193,7 +194,7 @@ public final class InferenceSession: @unchecked Sendable {
         let quantized = { (l: Int) in
             QuantizedKV(keys: self.keyBytes.pointer + l * capacity * kvDim, keyScales: self.keyScales.pointer + l * capacity * blocks,
                         values: self.valueBytes.pointer + l * capacity * kvDim,
-                        valueScales: self.valueScales.pointer + l * capacity * blocks,
+                        valueScales: self.valueScales.pointer + l * capacity * blocks, capacity: capacity,
                         keysScratch: self.keysScratch.pointer, valuesScratch: self.valuesScratch.pointer)
         }
         let halves = { (l: Int) in

@@ -55,12 +55,55 @@ enum KVBlocks {
     }
 }
 
-/// One layer's 8-bit cache (rows of `kvHeads·hd` bytes; `kvHeads·hd / 32` scales per row) and
-/// the fp32 scratch a multi-token call dequantizes it into.
+/// One layer's 8-bit cache, head-major like the others so that one decoding task (a key/value
+/// head, a chunk of positions) reads two streams:
+/// - keys `[kvHeads][capacity][hd]` bytes in `KeyBlocks` (16 positions, dimension-major), their
+///   scales `[kvHeads][capacity / 16][hd / 32][16]`: one vector of sixteen positions' scales per
+///   block of 32 dimensions;
+/// - values `[kvHeads][capacity][hd]` bytes in rows, scales `[kvHeads][capacity][hd / 32]`;
+/// and the fp32 scratch a multi-token call dequantizes it into (`[kvHeads][capacity][hd]` rows).
 struct QuantizedKV {
     var keys: UnsafeMutablePointer<Int8>, keyScales: UnsafeMutablePointer<Float>
     var values: UnsafeMutablePointer<Int8>, valueScales: UnsafeMutablePointer<Float>
+    var capacity: Int
     var keysScratch: UnsafeMutablePointer<Float>, valuesScratch: UnsafeMutablePointer<Float>
+
+    /// Where position `j`'s scale of dimension block `b` is among head `g`'s key scales.
+    @inline(__always)
+    func keyScaleIndex(head g: Int, position j: Int, block b: Int, headDim hd: Int) -> Int {
+        let blocks = hd / KVBlocks.size
+        return g * capacity * blocks + (j / KeyBlocks.width * blocks + b) * KeyBlocks.width + j % KeyBlocks.width
+    }
+
+    /// Quantizes head `g`'s key and value (`hd` floats each, a multiple of 32) into position `j`.
+    func store(key: UnsafePointer<Float>, value: UnsafePointer<Float>, head g: Int, position j: Int, headDim hd: Int) {
+        let blocks = hd / KVBlocks.size
+        KVBlocks.quantize(value, count: hd, into: values + (g * capacity + j) * hd,
+                          scales: valueScales + (g * capacity + j) * blocks)
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: hd) { bytes in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { scales in
+                KVBlocks.quantize(key, count: hd, into: bytes.baseAddress!, scales: scales.baseAddress!)
+                KeyBlocks.store(UnsafePointer(bytes.baseAddress!), headDim: hd, position: j, into: keys + g * capacity * hd)
+                for b in 0..<blocks { keyScales[keyScaleIndex(head: g, position: j, block: b, headDim: hd)] = scales[b] }
+            }
+        }
+    }
+
+    /// Head `g`'s positions `0..<count` dequantized into rows of `hd` floats: keys into
+    /// `keysScratch`, values into `valuesScratch`, each at `g·capacity·hd`.
+    func widen(head g: Int, count: Int, headDim hd: Int) {
+        let blocks = hd / KVBlocks.size, keyRows = keysScratch + g * capacity * hd
+        KVBlocks.dequantize(values + g * capacity * hd, scales: valueScales + g * capacity * blocks, count: count * hd,
+                            into: valuesScratch + g * capacity * hd)
+        let width = KeyBlocks.width
+        for j in 0..<count {
+            let lane = keys + g * capacity * hd + j / width * width * hd + j % width
+            for d in 0..<hd {
+                let scale = keyScales[keyScaleIndex(head: g, position: j, block: d / KVBlocks.size, headDim: hd)]
+                keyRows[j * hd + d] = scale * Float(lane[d * width])
+            }
+        }
+    }
 }
 
 /// One layer's half-precision cache, head-major like the fp32 one (`[kvHeads][capacity][hd]`

@@ -338,30 +338,6 @@ struct QuantizationTests {
     }
     #endif
 
-    @Test("the 8-bit cache widens to the same floats on every path: scale × byte, strided rows, every byte value")
-    func widening() {
-        let count = 9, width = 96, rowBytes = 160, rowScales = 7
-        let q: [Int8] = (0..<(count * rowBytes)).map { Int8(truncatingIfNeeded: $0 &* 37 &+ 11) }
-        let scales: [Float] = (0..<(count * rowScales)).map { i in
-            [Float(0.013), -2.5, 0, Float.leastNonzeroMagnitude, 1e30, 3][i % 6] * Float(i % 5 + 1)
-        }
-        func widen(_ f: (UnsafePointer<Int8>, UnsafePointer<Float>, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) -> [UInt32] {
-            var out = [Float](repeating: .nan, count: count * width)
-            f(q, scales, rowBytes, rowScales, count, width, &out)
-            return out.map(\.bitPattern)
-        }
-        let portable = widen { cq_widen_rows_portable($0, $1, $2, $3, $4, $5, $6) }
-        let expected = (0..<(count * width)).map { i -> UInt32 in
-            let r = i / width, j = i % width
-            return (scales[r * rowScales + j / 32] * Float(q[r * rowBytes + j])).bitPattern
-        }
-        #expect(portable == expected)
-        #expect(widen { cq_widen_rows($0, $1, $2, $3, $4, $5, $6) } == expected)
-        #if arch(x86_64)
-        if cq_avx2_available() != 0 { #expect(widen { cq_avx2_widen_rows($0, $1, $2, $3, $4, $5, $6) } == expected) }
-        #endif
-    }
-
     @Test("stacked and reordered matrices read the right rows; a non-finite scale is found")
     func stackingAndScales() throws {
         let a = try Case(.q4_0, rows: 3, columns: 64, n: 1, seed: 11), b = try Case(.q8_0, rows: 2, columns: 64, n: 1, seed: 12)

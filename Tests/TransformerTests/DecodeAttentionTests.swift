@@ -10,7 +10,10 @@ import Testing
 struct DecodeAttentionTests {
     @Test("one token's attention equals a float64 reference; 1 and 3 threads bit-equal",
           arguments: [(1, 4, 2, 64), (15, 4, 4, 64), (37, 6, 3, 64), (64, 2, 1, 64), (65, 2, 1, 64),
-                      (130, 9, 3, 64), (257, 3, 1, 40), (70, 4, 2, 8)])
+                      (130, 9, 3, 64), (257, 3, 1, 40), (70, 4, 2, 8),
+                      // Groups of six (two sets of three), four (three and one) and five (three,
+                      // one, one); an odd head size; sizes between whole spans.
+                      (45, 12, 2, 13), (33, 8, 2, 24), (81, 5, 1, 64), (100, 6, 2, 48), (20, 3, 1, 96)])
     func againstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int, headDim: Int)) {
         let (total, heads, kvHeads, hd) = shape, kvDim = kvHeads * hd
         var rng = SplitMix64(seed: UInt64(total * 131 + heads * 7 + hd))
@@ -45,25 +48,28 @@ struct DecodeAttentionTests {
                 for d in 0..<hd { valuesByHead[(g * capacity + j) * hd + d] = values[j * kvDim + g * hd + d] }
             }
         }
-        var outputs: [[Float]] = []
-        for threads in [1, 3] {
-            let pool = ThreadPool(threadCount: threads)
-            let out = FloatBuffer(count: heads * hd)
-            q.withUnsafeBufferPointer { qp in
-                keysByHead.withUnsafeBufferPointer { kp in
-                    valuesByHead.withUnsafeBufferPointer { vp in
-                        let cache = DecodeCache.fp32(keys: kp.baseAddress!, values: vp.baseAddress!, headStride: capacity * hd)
-                        decodeAttention(q: qp.baseAddress!, cache: cache, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
-                                        headDim: hd, out: out.pointer, pool: pool)
+        // Both widths of the weighted values' pass (the machine uses one), each on 1 and 3 threads.
+        for span in [32, 64] {
+            var outputs: [[Float]] = []
+            for threads in [1, 3] {
+                let pool = ThreadPool(threadCount: threads)
+                let out = FloatBuffer(count: heads * hd)
+                q.withUnsafeBufferPointer { qp in
+                    keysByHead.withUnsafeBufferPointer { kp in
+                        valuesByHead.withUnsafeBufferPointer { vp in
+                            let cache = DecodeCache.fp32(keys: kp.baseAddress!, values: vp.baseAddress!, headStride: capacity * hd)
+                            decodeAttention(q: qp.baseAddress!, cache: cache, keys: total, heads: heads,
+                                            kvHeads: kvHeads, headDim: hd, out: out.pointer, pool: pool, valueSpan: span)
+                        }
                     }
                 }
+                outputs.append(out.array)
             }
-            outputs.append(out.array)
+            #expect(outputs[1] == outputs[0], "span \(span): the thread count changed the result")
+            #expect(outputs[0].allSatisfy { $0.isFinite })
+            let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
+            #expect(worst <= 2e-6 * max(1, expected.map(abs).max()!), "span \(span): worst difference \(worst)")
         }
-        #expect(outputs[1] == outputs[0], "the thread count changed the result")
-        #expect(outputs[0].allSatisfy { $0.isFinite })
-        let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
-        #expect(worst <= 2e-6 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
     }
 
     @Test("sixteen lane sums reduced across registers equal each vector's own sum")

@@ -32,15 +32,16 @@ struct KVCacheTests {
         return expected
     }
 
-    /// Decode attention's output on 1 and 3 threads (`cache` read by both).
+    /// Decode attention's output on 1 and 3 threads with the weighted values 32 dimensions a pass,
+    /// then the same with 64 (`cache` read by all four): the machine's own width is one of them.
     static func decodeOutputs(q: [Float], cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int,
                               headDim hd: Int) -> [[Float]] {
-        [1, 3].map { threads in
+        [(1, 32), (3, 32), (1, 64), (3, 64)].map { threads, span in
             let pool = ThreadPool(threadCount: threads)
             let out = FloatBuffer(count: heads * hd)
             q.withUnsafeBufferPointer {
-                decodeAttention(q: $0.baseAddress!, cache: cache, kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads,
-                                headDim: hd, out: out.pointer, pool: pool)
+                decodeAttention(q: $0.baseAddress!, cache: cache, keys: total, heads: heads, kvHeads: kvHeads,
+                                headDim: hd, out: out.pointer, pool: pool, valueSpan: span)
             }
             return out.array
         }
@@ -68,30 +69,68 @@ struct KVCacheTests {
         #expect(abs(back[spike] - x[spike]) <= 1e30 * 1e-6)
     }
 
-    @Test("decode attention on the blocks equals a float64 reference on the dequantized cache",
-          arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1)])
+    @Test("decode attention on the blocks equals a float64 reference on the dequantized cache; widening for prefill is exact",
+          arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1), (150, 9, 3), (70, 6, 1), (40, 4, 1)])
     func decodeAgainstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int)) throws {
         let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, blocks = kvDim / 32
         var rng = SplitMix64(seed: UInt64(total * 31 + heads))
         let q = (0..<(heads * hd)).map { _ in (rng.nextFloat() - 0.5) * 2 }
         let keysF = (0..<(total * kvDim)).map { _ in (rng.nextFloat() - 0.5) * 3 }
         let valuesF = (0..<(total * kvDim)).map { _ in (rng.nextFloat() - 0.5) * 3 }
+        // The reference: each head's rows quantized in blocks of 32, dequantized, then attention in
+        // float64.
         let keys = Int8Buffer(count: total * kvDim), values = Int8Buffer(count: total * kvDim)
         let keyScales = FloatBuffer(count: total * blocks), valueScales = FloatBuffer(count: total * blocks)
         KVBlocks.quantize(keysF, count: total * kvDim, into: keys.pointer, scales: keyScales.pointer)
         KVBlocks.quantize(valuesF, count: total * kvDim, into: values.pointer, scales: valueScales.pointer)
-        let scratch = FloatBuffer(count: 1)
-        let kv = QuantizedKV(keys: keys.pointer, keyScales: keyScales.pointer, values: values.pointer,
-                             valueScales: valueScales.pointer, keysScratch: scratch.pointer, valuesScratch: scratch.pointer)
-        // The reference: dequantize, then attention in float64.
         func dq(_ b: Int8Buffer, _ s: FloatBuffer, _ i: Int) -> Double { Double(s.pointer[i / 32]) * Double(b.pointer[i]) }
         let expected = Self.referenceAttention(q: q, heads: heads, kvHeads: kvHeads, keys: total, headDim: hd,
                                                key: { g, j, d in dq(keys, keyScales, j * kvDim + g * hd + d) },
                                                value: { g, j, d in dq(values, valueScales, j * kvDim + g * hd + d) })
+        // The cache as sessions hold it, filled by its own `store`: head-major, room for a few
+        // positions more per head (whole key blocks); NaN scales where nothing was stored, so a
+        // read past the last position shows.
+        let capacity = KeyBlocks.padded(total + 5)
+        let cacheKeys = Int8Buffer(count: kvHeads * capacity * hd), cacheValues = Int8Buffer(count: kvHeads * capacity * hd)
+        let cacheKeyScales = FloatBuffer(count: kvHeads * capacity * hd / 32), cacheValueScales = FloatBuffer(count: kvHeads * capacity * hd / 32)
+        for i in 0..<cacheKeyScales.count {
+            cacheKeyScales.pointer[i] = .nan
+            cacheValueScales.pointer[i] = .nan
+        }
+        let scratch = FloatBuffer(count: kvHeads * capacity * hd), valuesScratch = FloatBuffer(count: kvHeads * capacity * hd)
+        let kv = QuantizedKV(keys: cacheKeys.pointer, keyScales: cacheKeyScales.pointer, values: cacheValues.pointer,
+                             valueScales: cacheValueScales.pointer, capacity: capacity, keysScratch: scratch.pointer,
+                             valuesScratch: valuesScratch.pointer)
+        keysF.withUnsafeBufferPointer { k in
+            valuesF.withUnsafeBufferPointer { v in
+                for j in 0..<total {
+                    for g in 0..<kvHeads {
+                        kv.store(key: k.baseAddress! + j * kvDim + g * hd, value: v.baseAddress! + j * kvDim + g * hd,
+                                 head: g, position: j, headDim: hd)
+                    }
+                }
+            }
+        }
+        // Widened back for a multi-token call, each value is its scale times its byte, as the
+        // reference's rows give them.
+        var mismatches = 0
+        for g in 0..<kvHeads {
+            kv.widen(head: g, count: total, headDim: hd)
+            for j in 0..<total {
+                for d in 0..<hd {
+                    let i = (g * capacity + j) * hd + d, r = j * kvDim + g * hd + d
+                    if scratch.pointer[i] != keyScales.pointer[r / 32] * Float(keys.pointer[r]) { mismatches += 1 }
+                    if valuesScratch.pointer[i] != valueScales.pointer[r / 32] * Float(values.pointer[r]) { mismatches += 1 }
+                }
+            }
+        }
+        #expect(mismatches == 0, "widened keys and values that differ from the reference's")
         let outputs = Self.decodeOutputs(q: q, cache: .int8(kv), kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
-        #expect(outputs[0] == outputs[1], "the thread count changed the result")
-        let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
-        #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
+        #expect(outputs[0] == outputs[1] && outputs[2] == outputs[3], "the thread count changed the result")
+        for output in [outputs[0], outputs[2]] {
+            let worst = zip(output, expected).map { abs(Double($0) - $1) }.max()!
+            #expect(worst <= 1e-5 * max(1, expected.map(abs).max()!), "worst difference \(worst)")
+        }
     }
 
     /// A session with `bits` on `model()`: decoding 70 tokens one by one (crossing the cache's

@@ -69,13 +69,7 @@ void cq_avx2_dot_packed(int format, const uint8_t *packed, long nrows, long bloc
                         const float *s8, const int32_t *sums, long nx, float *y, long ystride);
 void cq_avx2_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks, const int8_t *q,
                       const float *d8, const float *s8, long nx, float *y, long ystride);
-void cq_avx2_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
-                        float *out);
 #endif
-
-/// The portable loop of `cq_widen_rows`.
-void cq_widen_rows_portable(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count,
-                            long width, float *out);
 
 /// The portable loop of `cq_dot_rows`.
 void cq_dot_rows_portable(int format, const uint8_t *const *rows, long nrows, long blocks, const int8_t *q,
@@ -90,12 +84,5 @@ void cq_dot_rows_portable(int format, const uint8_t *const *rows, long nrows, lo
 void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks,
                  const int8_t *q, const float *d8, const float *s8, long nx,
                  float *y, long ystride);
-
-/// out[r * width + i] = scales[r * row_scales + i / 32] * q[r * row_bytes + i] for r in
-/// 0..<count, i in 0..<width (a multiple of 32): `count` rows of an 8-bit key/value cache, one
-/// head's `width` bytes each, as floats. The bytes a few rows ahead are asked for while a row is
-/// widened: the rows are `row_bytes` apart, a stride the hardware prefetchers follow late.
-void cq_widen_rows(const int8_t *q, const float *scales, long row_bytes, long row_scales, long count, long width,
-                   float *out);
 
 #endif
