@@ -74,16 +74,20 @@ struct ThreadPoolTests {
         #expect(missed.load(ordering: .relaxed) == 0)
     }
 
-    @Test("parallelRanges partitions the range")
+    @Test("parallelRanges partitions the range into rangesPerThread ranges per thread")
     func ranges() {
-        let pool = ThreadPool(threadCount: 2)
-        let count = 10_001
-        let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
-        hits.initialize(repeating: 0, count: count)
-        defer { hits.deallocate() }
-        pool.parallelRanges(count, costPerItem: 1_000) { range, _ in
-            for i in range { hits[i] += 1 }
+        for (threads, perThread, count) in [(2, 4, 10_001), (2, 1, 10_001), (3, 1, 7), (3, 16, 10_001), (2, 4, 5)] {
+            let pool = ThreadPool(threadCount: threads)
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            defer { hits.deallocate() }
+            let calls = Atomic<Int>(0)
+            pool.parallelRanges(count, costPerItem: 1_000_000, rangesPerThread: perThread) { range, _ in
+                calls.add(1, ordering: .relaxed)
+                for i in range { hits[i] += 1 }
+            }
+            #expect((0..<count).allSatisfy { hits[$0] == 1 }, "\(threads) threads, \(perThread) per thread, \(count)")
+            #expect(calls.load(ordering: .relaxed) == min(count, threads * perThread), "\(threads) threads, \(perThread) per thread")
         }
-        #expect((0..<count).allSatisfy { hits[$0] == 1 })
     }
 }
