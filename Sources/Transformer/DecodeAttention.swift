@@ -136,7 +136,7 @@ private func attendChunk(
 /// `s[i·count + j] = q_i · k_j / √hd` for up to three queries at `queries` (`hd` apart) and the
 /// chunk's `count` keys of an 8-bit cache: bytes in `KeyBlocks`, and per block of sixteen keys
 /// one vector of their scales per 32 dimensions (`QuantizedKV`). Sixteen bytes are widened in
-/// registers and multiplied by their scales once for all the heads.
+/// registers once for all the heads; each 32 dimensions' sums are then scaled.
 @inline(__always)
 private func byteScores(
     queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Int8>, scales: UnsafePointer<Float>, count n: Int,
@@ -150,13 +150,23 @@ private func byteScores(
         let block = keys + j / width * width * hd, blockScales = scales + j / width * blocks * width
         var a = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         for b in 0..<blocks {
-            let d = UnsafeRawPointer(blockScales + b * width).loadUnaligned(as: SIMD16<Float>.self)
-            for e in (b * KVBlocks.size)..<((b + 1) * KVBlocks.size) {
-                let k = d * cq_load_bytes16(block + e * width)
-                a.0 = a.0.addingProduct(q0[e], k)
-                a.1 = a.1.addingProduct(q1[e], k)
-                a.2 = a.2.addingProduct(q2[e], k)
+            // Even and odd dimensions apart: six sums under way at once.
+            var even = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()), odd = even
+            var e = b * KVBlocks.size
+            while e < (b + 1) * KVBlocks.size {
+                let k = cq_load_bytes16(block + e * width), l = cq_load_bytes16(block + (e + 1) * width)
+                even.0 = even.0.addingProduct(q0[e], k)
+                even.1 = even.1.addingProduct(q1[e], k)
+                even.2 = even.2.addingProduct(q2[e], k)
+                odd.0 = odd.0.addingProduct(q0[e + 1], l)
+                odd.1 = odd.1.addingProduct(q1[e + 1], l)
+                odd.2 = odd.2.addingProduct(q2[e + 1], l)
+                e += 2
             }
+            let d = UnsafeRawPointer(blockScales + b * width).loadUnaligned(as: SIMD16<Float>.self)
+            a.0 = a.0.addingProduct(d, even.0 + odd.0)
+            a.1 = a.1.addingProduct(d, even.1 + odd.1)
+            a.2 = a.2.addingProduct(d, even.2 + odd.2)
         }
         let sums = (scale * a.0, scale * a.1, scale * a.2)
         for i in 0..<heads {

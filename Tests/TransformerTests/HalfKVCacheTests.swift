@@ -48,7 +48,7 @@ struct HalfKVCacheTests {
         let expected = KVCacheTests.referenceAttention(q: q, heads: heads, kvHeads: kvHeads, keys: total, headDim: hd,
                                                        key: key, value: value)
         let outputs = KVCacheTests.decodeOutputs(q: q, cache: .fp16(keys: keys.pointer, values: values.pointer, headStride: capacity * hd),
-                                                 kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
+                                                 keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == outputs[1] && outputs[2] == outputs[3], "the thread count changed the result")
         for output in [outputs[0], outputs[2]] {
             let worst = zip(output, expected).map { abs(Double($0) - $1) }.max()!
@@ -60,7 +60,7 @@ struct HalfKVCacheTests {
         Half.widen(keys.pointer, count: keys.count, into: wideKeys.pointer)
         Half.widen(values.pointer, count: values.count, into: wideValues.pointer)
         let fp32 = KVCacheTests.decodeOutputs(q: q, cache: .fp32(keys: wideKeys.pointer, values: wideValues.pointer, headStride: capacity * hd),
-                                              kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
+                                              keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == fp32[0] && outputs[2] == fp32[2], "halves read in registers differ from the same values in an fp32 cache")
     }
 

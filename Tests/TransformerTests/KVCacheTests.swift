@@ -34,7 +34,7 @@ struct KVCacheTests {
 
     /// Decode attention's output on 1 and 3 threads with the weighted values 32 dimensions a pass,
     /// then the same with 64 (`cache` read by all four): the machine's own width is one of them.
-    static func decodeOutputs(q: [Float], cache: DecodeCache, kvDim: Int, keys total: Int, heads: Int, kvHeads: Int,
+    static func decodeOutputs(q: [Float], cache: DecodeCache, keys total: Int, heads: Int, kvHeads: Int,
                               headDim hd: Int) -> [[Float]] {
         [(1, 32), (3, 32), (1, 64), (3, 64)].map { threads, span in
             let pool = ThreadPool(threadCount: threads)
@@ -125,7 +125,7 @@ struct KVCacheTests {
             }
         }
         #expect(mismatches == 0, "widened keys and values that differ from the reference's")
-        let outputs = Self.decodeOutputs(q: q, cache: .int8(kv), kvDim: kvDim, keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
+        let outputs = Self.decodeOutputs(q: q, cache: .int8(kv), keys: total, heads: heads, kvHeads: kvHeads, headDim: hd)
         #expect(outputs[0] == outputs[1] && outputs[2] == outputs[3], "the thread count changed the result")
         for output in [outputs[0], outputs[2]] {
             let worst = zip(output, expected).map { abs(Double($0) - $1) }.max()!
