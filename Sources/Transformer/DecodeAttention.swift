@@ -53,21 +53,13 @@ func decodeAttention(
             let queries = q + g * group * hd
             switch cache {
             case let .fp32(k, v, headStride):
-                let keys = k + g * headStride + first * hd, values = v + g * headStride + first * hd
-                attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) {
-                    blockedScores(queries: queries, heads: group, keys: keys, count: n, headDim: hd, into: $0)
-                } weigh: {
-                    chunkValues(scores: $0, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
-                                outStride: partialStride, span: valueSpan)
-                }
+                attendBlockedChunk(queries: queries, keys: k + g * headStride + first * hd, values: v + g * headStride + first * hd,
+                                   count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride,
+                                   valueSpan: valueSpan)
             case let .fp16(k, v, headStride):
-                let keys = k + g * headStride + first * hd, values = v + g * headStride + first * hd
-                attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) {
-                    blockedScores(queries: queries, heads: group, keys: keys, count: n, headDim: hd, into: $0)
-                } weigh: {
-                    chunkValues(scores: $0, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
-                                outStride: partialStride, span: valueSpan)
-                }
+                attendBlockedChunk(queries: queries, keys: k + g * headStride + first * hd, values: v + g * headStride + first * hd,
+                                   count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride,
+                                   valueSpan: valueSpan)
             case let .int8(kv):
                 let blocks = hd / KVBlocks.size, head = g * kv.capacity + first
                 let keys = kv.keys + head * hd, keyScales = kv.keyScales + head * blocks
@@ -131,6 +123,21 @@ private func attendChunk(
         partial[i * partialStride + hd + 1] = exponentiate(s, count: n, minus: m)
     }
     weigh(scores)
+}
+
+/// `attendChunk` over an fp32 or a half cache: keys in `KeyBlocks`, values in rows of `hd`.
+@inline(__always)
+private func attendBlockedChunk<T: CachedScalar>(
+    queries: UnsafePointer<Float>, keys: UnsafePointer<T>, values: UnsafePointer<T>, count n: Int, group: Int,
+    headDim hd: Int, scores: UnsafeMutablePointer<Float>, into partial: UnsafeMutablePointer<Float>, stride partialStride: Int,
+    valueSpan: Int
+) {
+    attendChunk(count: n, group: group, headDim: hd, scores: scores, into: partial, stride: partialStride) {
+        blockedScores(queries: queries, heads: group, keys: keys, count: n, headDim: hd, into: $0)
+    } weigh: {
+        chunkValues(scores: $0, count: n, heads: group, values: values, stride: hd, headDim: hd, into: partial,
+                    outStride: partialStride, span: valueSpan)
+    }
 }
 
 /// `s[i·count + j] = q_i · k_j / √hd` for up to three queries at `queries` (`hd` apart) and the

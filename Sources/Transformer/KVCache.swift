@@ -98,9 +98,9 @@ struct QuantizedKV {
         let width = KeyBlocks.width
         for j in 0..<count {
             let lane = keys + g * capacity * hd + j / width * width * hd + j % width
-            for d in 0..<hd {
-                let scale = keyScales[keyScaleIndex(head: g, position: j, block: d / KVBlocks.size, headDim: hd)]
-                keyRows[j * hd + d] = scale * Float(lane[d * width])
+            for b in 0..<blocks {
+                let scale = keyScales[keyScaleIndex(head: g, position: j, block: b, headDim: hd)]
+                for d in (b * KVBlocks.size)..<((b + 1) * KVBlocks.size) { keyRows[j * hd + d] = scale * Float(lane[d * width]) }
             }
         }
     }
