@@ -31,12 +31,17 @@ public final class ThreadPool: Sendable {
     /// The number of threads that run a job, the calling thread included.
     public let threadCount: Int
     private let core: PoolCore
+    /// `parallelStreams`' place in each thread's range, one per thread; in use by one call at a
+    /// time.
+    private let cursors: [StreamCursor]
+    private let streamLock = Mutex<Void>(())
 
     /// Creates a pool in which `threadCount` threads (the caller and `threadCount - 1` workers)
     /// share each job.
     public init(threadCount: Int) {
         self.threadCount = max(1, threadCount)
         core = PoolCore(threadCount: self.threadCount)
+        cursors = (0..<self.threadCount).map { _ in StreamCursor() }
         core.startWorkers()
     }
 
@@ -59,12 +64,12 @@ public final class ThreadPool: Sendable {
         core.parallelFor(count, body)
     }
 
-    /// Splits `0..<count` into contiguous ranges, `rangesPerThread` per thread, and runs `body`
-    /// on them in parallel when `count * costPerItem` floating-point operations are worth the
-    /// hand-off. The default four balance uneven rows and a thread that starts late without much
-    /// overhead; one suits work that streams memory (each thread's range one stream).
+    /// Splits `0..<count` into contiguous ranges, four per thread, and runs `body` on them in
+    /// parallel when `count * costPerItem` floating-point operations are worth the hand-off. Four
+    /// balance uneven rows and a thread that starts late without much overhead; work that streams
+    /// memory once takes `parallelStreams` instead.
     public func parallelRanges(
-        _ count: Int, costPerItem: Int, rangesPerThread: Int = 4, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
+        _ count: Int, costPerItem: Int, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
     ) {
         guard count > 0 else { return }
         let work = count &* max(1, costPerItem)
@@ -72,7 +77,7 @@ public final class ThreadPool: Sendable {
             body(0..<count, 0)
             return
         }
-        let chunks = min(count, threadCount * max(1, rangesPerThread))
+        let chunks = min(count, threadCount * 4)
         parallelFor(chunks) { chunk, worker in
             let start = count * chunk / chunks
             let end = count * (chunk + 1) / chunks
@@ -80,6 +85,55 @@ public final class ThreadPool: Sendable {
         }
     }
 
+    /// Runs `body` over `0..<count` for work that reads its memory once (decoding's products
+    /// streaming their weights, its attention streaming the cache): thread `t` starts on the
+    /// `t`-th of `threadCount` equal ranges and walks it front to back, `grain` items per call, so
+    /// that each thread's reads are one stream; a thread done with its own range then claims
+    /// `grain` items at a time from the others' ranges, so that the threads finish together.
+    /// Each thread's claims touch only its own cache line until then. Every item goes to exactly
+    /// one call, so results do not depend on which thread ran it.
+    ///
+    /// On a shared 2-core AVX2 EPYC, decoding attention's tasks (a key/value head's 64
+    /// positions each) taken this way instead of one at a time from a shared counter took 5-16%
+    /// less time (layer-alternating A/B). For the products, where equal ranges had left one
+    /// thread idle for 2-6 µs at the end of most calls, it changed nothing beyond the noise: the
+    /// thread still at work had the memory to itself.
+    public func parallelStreams(
+        _ count: Int, grain: Int, costPerItem: Int, _ body: (_ range: Range<Int>, _ worker: Int) -> Void
+    ) {
+        guard count > 0 else { return }
+        let grain = max(1, grain)
+        if threadCount == 1 || count &* max(1, costPerItem) < ThreadPool.parallelWorkThreshold || count <= grain
+            || PoolCore.isWorkerThread {
+            body(0..<count, 0)
+            return
+        }
+        streamLock.withLock { _ in
+            let ranges = threadCount
+            // Published to the workers by the job's start (`parallelFor`).
+            for t in 0..<ranges { cursors[t].next.store(count * t / ranges, ordering: .relaxed) }
+            parallelFor(ranges) { home, worker in
+                for k in 0..<ranges {
+                    let t = (home + k) % ranges, end = count * (t + 1) / ranges
+                    while true {
+                        let start = cursors[t].next.wrappingAdd(grain, ordering: .relaxed).oldValue
+                        if start >= end { break }
+                        body(start..<min(end, start + grain), worker)
+                    }
+                }
+            }
+        }
+    }
+
+}
+
+/// The next unclaimed item of one thread's range in `parallelStreams`, alone on its cache line
+/// (the padding), so that the owner's claims do not contend with the other threads' until they
+/// come to help.
+private final class StreamCursor: Sendable {
+    let next = Atomic<Int>(0)
+    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 }
 
 private final class PoolCore: @unchecked Sendable {

@@ -284,14 +284,21 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         }
         if pool.threadCount == 1 || work < ThreadPool.parallelWorkThreshold {
             for (i, chunk) in chunks.enumerated() { run(i, chunk) }
-        } else {
+        } else if n <= QuantizedMatrix.streamingRows {
             // Decoding (a few rows) streams the weights from memory once: one contiguous span of
             // runs per thread keeps each thread's reads one stream, which measured 6-11% faster
-            // than four spans per thread (layer-alternating A/B on an AVX2 EPYC). Prefill is
-            // bound by arithmetic and keeps four, to even out the threads.
-            let spans = n <= QuantizedMatrix.streamingRows ? 1 : 4
+            // than four spans per thread (layer-alternating A/B on an AVX2 EPYC), and a thread
+            // that finishes first helps with the other's last runs. A claim covers about 16 KB.
+            let grain = max(1, 16_384 / max(1, byteCount / max(1, chunks.count)))
             chunks.withUnsafeBufferPointer { chunks in
-                pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold, rangesPerThread: spans) { range, _ in
+                pool.parallelStreams(chunks.count, grain: grain, costPerItem: ThreadPool.parallelWorkThreshold) { range, _ in
+                    for i in range { run(i, chunks[i]) }
+                }
+            }
+        } else {
+            // Prefill is bound by arithmetic: four spans per thread even out the threads.
+            chunks.withUnsafeBufferPointer { chunks in
+                pool.parallelRanges(chunks.count, costPerItem: ThreadPool.parallelWorkThreshold) { range, _ in
                     for i in range { run(i, chunks[i]) }
                 }
             }

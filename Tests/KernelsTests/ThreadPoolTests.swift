@@ -1,3 +1,4 @@
+import Foundation
 import Kernels
 import Synchronization
 import Testing
@@ -74,20 +75,91 @@ struct ThreadPoolTests {
         #expect(missed.load(ordering: .relaxed) == 0)
     }
 
-    @Test("parallelRanges partitions the range into rangesPerThread ranges per thread")
+    @Test("parallelRanges partitions the range into four ranges per thread")
     func ranges() {
-        for (threads, perThread, count) in [(2, 4, 10_001), (2, 1, 10_001), (3, 1, 7), (3, 16, 10_001), (2, 4, 5)] {
+        for (threads, count) in [(2, 10_001), (3, 7), (3, 10_001), (2, 5), (1, 100)] {
             let pool = ThreadPool(threadCount: threads)
             let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
             hits.initialize(repeating: 0, count: count)
             defer { hits.deallocate() }
             let calls = Atomic<Int>(0)
-            pool.parallelRanges(count, costPerItem: 1_000_000, rangesPerThread: perThread) { range, _ in
+            pool.parallelRanges(count, costPerItem: 1_000_000) { range, _ in
                 calls.add(1, ordering: .relaxed)
                 for i in range { hits[i] += 1 }
             }
-            #expect((0..<count).allSatisfy { hits[$0] == 1 }, "\(threads) threads, \(perThread) per thread, \(count)")
-            #expect(calls.load(ordering: .relaxed) == min(count, threads * perThread), "\(threads) threads, \(perThread) per thread")
+            #expect((0..<count).allSatisfy { hits[$0] == 1 }, "\(threads) threads, \(count)")
+            #expect(calls.load(ordering: .relaxed) == (threads == 1 ? 1 : min(count, threads * 4)), "\(threads) threads, \(count)")
         }
+    }
+
+    @Test("parallelStreams gives every item to one call, in grains, each thread first walking its own range in order")
+    func streams() {
+        for (threads, count, grain) in [(2, 10_001, 1), (2, 10_001, 3), (3, 1_000, 7), (4, 37, 2), (2, 5, 1), (2, 3, 8), (1, 50, 4)] {
+            let pool = ThreadPool(threadCount: threads)
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            // Per thread, the ranges it was given in order.
+            let given = UnsafeMutablePointer<[Range<Int>]>.allocate(capacity: threads)
+            given.initialize(repeating: [], count: threads)
+            defer { hits.deallocate(); given.deinitialize(count: threads); given.deallocate() }
+            pool.parallelStreams(count, grain: grain, costPerItem: 1_000_000) { range, worker in
+                given[worker].append(range)
+                for i in range { hits[i] += 1 }
+            }
+            let label = "\(threads) threads, \(count) items, grain \(grain)"
+            #expect((0..<count).allSatisfy { hits[$0] == 1 }, "\(label)")
+            for w in 0..<threads {
+                let ranges = given[w]
+                // One thread, or no more items than a grain: one call with everything.
+                let serial = threads == 1 || count <= grain
+                #expect(ranges.allSatisfy { !$0.isEmpty && (serial || $0.count <= grain) }, "\(label)")
+                // The first range a thread is given starts one of the threads' equal ranges, and
+                // it walks on from there without a gap until it helps elsewhere.
+                if let first = ranges.first, !serial {
+                    #expect((0..<threads).contains { count * $0 / threads == first.lowerBound }, "\(label)")
+                }
+            }
+        }
+    }
+
+    @Test("parallelStreams: a thread done with its own range takes over the range of a thread held up")
+    func streamsHelp() {
+        let pool = ThreadPool(threadCount: 2), count = 64
+        let owner = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        owner.initialize(repeating: -1, count: count)
+        defer { owner.deallocate() }
+        let released = Atomic<Bool>(false)
+        pool.parallelStreams(count, grain: 1, costPerItem: 1_000_000) { range, worker in
+            // Whoever takes item 0 (the start of the first range) is held until every other item
+            // is done (or 10 s, so that a pool that does not help fails rather than hangs), so
+            // the other thread must finish both ranges.
+            if range.lowerBound == 0 {
+                let deadline = Date().addingTimeInterval(10)
+                while !released.load(ordering: .acquiring) && Date() < deadline { usleep(100) }
+            }
+            for i in range { owner[i] = worker }
+            if range.lowerBound != 0, (1..<count).allSatisfy({ owner[$0] >= 0 }) { released.store(true, ordering: .releasing) }
+        }
+        let helper = owner[1]
+        #expect((0..<count).allSatisfy { owner[$0] >= 0 })
+        #expect((1..<count).allSatisfy { owner[$0] == helper }, "items 1..<64 all ran on the thread not held up")
+        #expect(owner[0] != helper)
+    }
+
+    @Test("parallelStreams inside a job runs serially on the calling thread")
+    func nestedStreams() {
+        let pool = ThreadPool(threadCount: 2)
+        let totals = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+        totals.initialize(repeating: 0, count: 4)
+        defer { totals.deallocate() }
+        pool.parallelFor(4) { task, _ in
+            var sum = 0, calls = 0
+            pool.parallelStreams(1_000, grain: 10, costPerItem: 1_000_000) { range, _ in
+                calls += 1
+                for i in range { sum += i }
+            }
+            totals[task] = calls == 1 ? sum : -1
+        }
+        #expect((0..<4).allSatisfy { totals[$0] == 999 * 1_000 / 2 })
     }
 }
