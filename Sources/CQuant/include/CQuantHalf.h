@@ -14,6 +14,9 @@
 /// Sixteen floats; Swift sees `SIMD16<Float>`.
 typedef float cq_float16x __attribute__((ext_vector_type(16)));
 
+/// Asks for the cache line at `p` ahead of its use: a hint, which never faults.
+static inline __attribute__((always_inline)) void cq_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /// 1 when a 16-float vector is one register (AVX-512), else 0 (two AVX2 registers, or four NEON
 /// ones): how many accumulators a kernel can keep before they spill. A constant after inlining.
 static inline __attribute__((always_inline)) int cq_wide_vectors(void) {
