@@ -249,10 +249,17 @@ dot_packed(int format, const uint8_t *p, long nrows, long blocks, const int8_t *
             }
         }
         for (long k = 0; k < left; k++) {
+            float *row = y + (i + k) * ystride;
+            if (nrows == 16) {
+                // A whole run: two stores (the copy below compiles to a call to memmove).
+                _mm256_storeu_ps(row, out[k][0]);
+                _mm256_storeu_ps(row + 8, out[k][1]);
+                continue;
+            }
             float lanes[16];
             _mm256_storeu_ps(lanes, out[k][0]);
             _mm256_storeu_ps(lanes + 8, out[k][1]);
-            for (long r = 0; r < nrows; r++) y[(i + k) * ystride + r] = lanes[r];
+            for (long r = 0; r < nrows; r++) row[r] = lanes[r];
         }
     }
 }

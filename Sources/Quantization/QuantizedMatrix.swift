@@ -268,9 +268,17 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// The integer path: activations quantized per block of 32, weight rows over the pool.
     func multiplyQuantized(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, ldc: Int,
                            pool: ThreadPool) {
+        // The quantized activations go to reused scratch rather than a fresh allocation: decoding
+        // makes about 150 products a token.
+        Scratch.withFloats((ActivationBlocks.byteCount(rows: n, columns: columns) + 3) / 4) { memory in
+            let activations = ActivationBlocks(x, rows: n, columns: columns, memory: UnsafeMutableRawPointer(memory))
+            multiplyQuantized(activations, rows: n, into: y, ldc: ldc, pool: pool)
+        }
+    }
+
+    private func multiplyQuantized(_ activations: ActivationBlocks, rows n: Int, into y: UnsafeMutablePointer<Float>, ldc: Int,
+                                   pool: ThreadPool) {
         let blocks = columns / 32
-        let activations = ActivationBlocks(x, rows: n, columns: columns)
-        defer { activations.deallocate() }
         let pointers = storage.rowPointers.baseAddress!
         let work = n * byteCount * 2
         let run = { (i: Int, chunk: (format: GGMLType, rows: Range<Int>)) in
@@ -314,21 +322,19 @@ struct ActivationBlocks {
     let s8: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
 
-    /// One allocation per product (decoding makes about 150 products a token): d8, s8, sums,
-    /// then the bytes.
-    private let memory: UnsafeMutableRawPointer
+    /// The bytes `init` lays out: d8, s8, sums, then the bytes.
+    static func byteCount(rows: Int, columns: Int) -> Int { 4 * (17 * (rows * columns / 32)) + rows * columns }
 
-    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+    /// Quantizes `x` into `memory` (`byteCount(rows:columns:)` bytes, 64-byte aligned), which
+    /// must outlive the value.
+    init(_ x: UnsafePointer<Float>, rows: Int, columns: Int, memory: UnsafeMutableRawPointer) {
         let blocks = rows * columns / 32
-        memory = .allocate(byteCount: 4 * (17 * blocks) + rows * columns, alignment: 64)
         d8 = memory.bindMemory(to: Float.self, capacity: 8 * blocks)
         s8 = (memory + 32 * blocks).bindMemory(to: Float.self, capacity: 8 * blocks)
         sums = (memory + 64 * blocks).bindMemory(to: Int32.self, capacity: blocks)
         q = (memory + 68 * blocks).bindMemory(to: Int8.self, capacity: rows * columns)
         cq_quantize_q8(x, blocks, q, d8, s8, sums)
     }
-
-    func deallocate() { memory.deallocate() }
 }
 
 extension GGMLType {

@@ -255,8 +255,10 @@ struct QuantizationTests {
         for type in [GGMLType.q4_0, .q4_1, .q8_0, .q4_K] {
             let columns = type == .q4_K ? 512 : 160, blocks = columns / 32
             let c = try Case(type, rows: 13, columns: columns, n: 3, seed: 4)
-            let activations = ActivationBlocks(c.x, rows: 3, columns: columns)
-            defer { activations.deallocate() }
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: ActivationBlocks.byteCount(rows: 3, columns: columns),
+                                                             alignment: 64)
+            defer { memory.deallocate() }
+            let activations = ActivationBlocks(c.x, rows: 3, columns: columns, memory: memory)
             var packed = [UInt8](repeating: 0, count: cq_packed_bytes(type.kernelCode, blocks))
             let rowBytes = columns / type.blockSize * type.blockBytes
             c.blocks.withUnsafeBufferPointer { all in
@@ -300,8 +302,10 @@ struct QuantizationTests {
                     }
                 }
                 let reference = c.reference()
-                let activations = ActivationBlocks(c.x, rows: n, columns: columns)
-                defer { activations.deallocate() }
+                let memory = UnsafeMutableRawPointer.allocate(byteCount: ActivationBlocks.byteCount(rows: n, columns: columns),
+                                                                 alignment: 64)
+                defer { memory.deallocate() }
+                let activations = ActivationBlocks(c.x, rows: n, columns: columns, memory: memory)
                 let blocks = columns / 32, rowBytes = columns / type.blockSize * type.blockBytes
                 var packedOut = [Float](repeating: .nan, count: n * rows), rowsOut = packedOut, vnniOut = packedOut
                 c.blocks.withUnsafeBufferPointer { all in
