@@ -25,7 +25,7 @@ struct BenchDecode: ParsableCommand {
     @Option(help: "Key/value cache: 32 (fp32; llama.cpp runs its default f16, as it has no fp32 cache), 16 (halves; llama.cpp f16) or 8 (blocks of 32 bytes and a scale; llama.cpp q8_0).")
     var kvBits = 32
 
-    @Flag(help: "After the rounds, one more greedy decode with the profiler on: where a decoded token's time goes, and the rate at which each phase reads its weights or the cache.")
+    @Flag(help: "After the rounds, one more greedy run with the profiler on: where the prompt's time goes, then a decoded token's, with the rate at which each decoding phase reads its weights or the cache.")
     var profile = false
     @Flag(inversion: .prefixedNo, help: "After each round's decoding, the machine's read bandwidth (256 MiB summed on every thread): the share of it that greedy decoding reads in weights.")
     var bandwidth = true
@@ -111,25 +111,33 @@ struct BenchDecode: ParsableCommand {
                      Double(bandwidth ? decodePeak : peakResidentBytes()) / 1e6) + (bandwidth ? " (before the bandwidth probe's buffer)" : ""))
     }
 
-    /// One greedy run with the profiler on from the first decoded token: each phase's time per
-    /// token (pool waits included in the phase that waits), and for the phases that stream
-    /// memory (the products' weights, attention's cache) their bytes a token and read rate. Then
-    /// one sampled run, of which only the choice of the token is printed: what sampling adds to a
-    /// token, measured directly rather than as the difference of two noisy rates.
+    /// One greedy run with the profiler on: first the prompt's phases (its one call through the
+    /// layers), then each phase's time per decoded token (pool waits included in the phase that
+    /// waits), and for the phases that stream memory (the products' weights, attention's cache)
+    /// their bytes a token and read rate. Then one sampled run, of which only the choice of the
+    /// token is printed: what sampling adds to a token, measured directly rather than as the
+    /// difference of two noisy rates.
     private func printDecodeProfile(_ m: TransformerModel, cache: KVCacheBits, sampler: Sampler) throws {
-        func profiled(_ sampler: Sampler?) throws -> (DecodeBenchmark.Measurement, [(phase: String, seconds: Double, calls: Int)]) {
+        typealias Phases = [(phase: String, seconds: Double, calls: Int)]
+        func profiled(_ sampler: Sampler?) throws -> (DecodeBenchmark.Measurement, prefill: Phases, decode: Phases) {
+            var prefill: Phases = []
             Profiler.reset()
+            Profiler.isEnabled = true
+            defer { Profiler.isEnabled = false }
             let run = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: sampler,
-                                              kvBits: cache, afterPrefill: { Profiler.reset(); Profiler.isEnabled = true })
-            Profiler.isEnabled = false
-            return (run, Profiler.report())
+                                              kvBits: cache, afterPrefill: { prefill = Profiler.report(); Profiler.reset() })
+            return (run, prefill, Profiler.report())
         }
-        let (run, phases) = try profiled(nil)
+        let (run, prefill, phases) = try profiled(nil)
+        let prefillSeconds = Double(promptTokens) / run.prefillTokensPerSecond
+        print(String(format: "\nProfile of the %d-token prefill (%.1f tokens/s, %.3f ms):", promptTokens, run.prefillTokensPerSecond,
+                     1000 * prefillSeconds))
+        printPhases(prefill, over: 1, of: prefillSeconds, unit: "prompt")
         print(String(format: "\nProfile of %d decoded tokens (%.1f tokens/s, %.3f ms a token):", genTokens,
                      run.decodeTokensPerSecond, 1000 / run.decodeTokensPerSecond))
         let read = DecodeBenchmark.bytesReadPerToken(model: m, promptTokens: promptTokens, genTokens: genTokens, kvBits: cache)
         printPhases(phases, over: genTokens, of: Double(genTokens) / run.decodeTokensPerSecond, unit: "token", bytes: read)
-        let (sampledRun, sampledPhases) = try profiled(sampler)
+        let (sampledRun, _, sampledPhases) = try profiled(sampler)
         let choice = sampledPhases.first { $0.phase == "sampling" }?.seconds ?? 0
         print(String(format: "sampled (temperature %g, top-p %g, min-p %g, repetition penalty %g): %.3f ms a token choosing it, %.1f%% of its %.3f ms",
                      Double(sampler.temperature), Double(sampler.topP), Double(sampler.minP), Double(sampler.repetitionPenalty),

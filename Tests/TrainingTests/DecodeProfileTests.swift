@@ -5,7 +5,7 @@ import Transformer
 /// `tinylm bench decode --profile`: where a decoded token's time goes, phase by phase.
 @Suite("bench decode --profile", .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
 struct DecodeProfileTests {
-    @Test("every phase of a cached decode is counted once per layer (attention included), and the rows add up to the token's time")
+    @Test("every phase of a cached decode is counted once per layer (attention included), and the rows add up to the token's time; the prompt's phases too")
     func phases() throws {
         let directory = temporaryPath() + "/model"
         var config = ModelConfig(vocabularySize: 4096, contextLength: 32, dModel: 16, layers: 3, heads: 2)
@@ -18,7 +18,7 @@ struct DecodeProfileTests {
         #expect(r.out.contains("Profile of 6 decoded tokens"), "\(r.out)")
         // "  phase  ms/token  share%  calls/token [MB/token  GB/s]"; the last row has no calls.
         var calls: [String: Double] = [:], share = 0.0, reads: [String: (ms: Double, mb: Double, rate: Double)] = [:]
-        let table = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of") }).dropFirst()
+        let table = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of 6 decoded tokens") }).dropFirst()
         #expect(table.first?.hasSuffix("MB/token    GB/s") == true, "\(table.first ?? "")")
         for line in table.dropFirst() {
             let fields = line.split(separator: " ")
@@ -52,6 +52,23 @@ struct DecodeProfileTests {
             #expect(abs(100 * figures[0] / figures[2] - figures[1]) <= 0.06 + 100 * 0.0005 * (1 / figures[2] + figures[0] / (figures[2] * figures[2])), "\(sampled)")
         }
         #expect(abs(share - 100) <= 0.6, "the shares add to \(share)%")
+        // The prompt's one call through the layers: each phase's calls, no sampling, and shares of
+        // the prefill's time that add up.
+        let prefill = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of the 8-token prefill") }).dropFirst()
+        #expect(prefill.first?.hasSuffix("ms/prompt   share  calls/prompt") == true, "\(r.out)")
+        var prefillCalls: [String: Double] = [:], prefillShare = 0.0
+        for line in prefill.dropFirst() {
+            let fields = line.split(separator: " ")
+            guard let s = fields.firstIndex(where: { $0.hasSuffix("%") }), s >= 2, let percent = Double(fields[s].dropLast()) else { break }
+            prefillShare += percent
+            if line.contains("(outside the phases)") { break }
+            prefillCalls[fields[..<(s - 1)].joined(separator: " ")] = Double(fields[s + 1])
+        }
+        #expect(prefillCalls["attention"] == 3 && prefillCalls["qkv"] == 3 && prefillCalls["mlp up"] == 3 && prefillCalls["rope"] == 3,
+                "\(prefillCalls)")
+        #expect(prefillCalls["norm"] == 7 && prefillCalls["lm head"] == 1 && prefillCalls["embedding"] == 1
+                && prefillCalls["sampling"] == nil, "\(prefillCalls)")
+        #expect(abs(prefillShare - 100) <= 0.6, "the prefill's shares add to \(prefillShare)%")
         // The bandwidth line: decoding's weight rate over the probe's rate is the share it prints.
         let bandwidth = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("read bandwidth") }, "\(r.out)")
         let numbers = bandwidth.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "," || $0 == ";" })
