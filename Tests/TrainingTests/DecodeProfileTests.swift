@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import Transformer
 
-/// `tinylm bench decode --profile`: where a decoded token's time goes, phase by phase.
+/// `tinylm bench decode --profile`: where the prompt's and a decoded token's time go, phase by phase.
 @Suite("bench decode --profile", .enabled(if: CLIRun.binary != nil, "the tinylm binary is not built beside the tests"))
 struct DecodeProfileTests {
     @Test("every phase of a cached decode is counted once per layer (attention included), and the rows add up to the token's time; the prompt's phases too")
@@ -16,20 +16,11 @@ struct DecodeProfileTests {
                                "--gen-tokens", "6", "--profile"])
         #expect(r.reason == .exit && r.status == 0, "\(r.err)")
         #expect(r.out.contains("Profile of 6 decoded tokens"), "\(r.out)")
-        // "  phase  ms/token  share%  calls/token [MB/token  GB/s]"; the last row has no calls.
-        var calls: [String: Double] = [:], share = 0.0, reads: [String: (ms: Double, mb: Double, rate: Double)] = [:]
-        let table = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of 6 decoded tokens") }).dropFirst()
-        #expect(table.first?.hasSuffix("MB/token    GB/s") == true, "\(table.first ?? "")")
-        for line in table.dropFirst() {
-            let fields = line.split(separator: " ")
-            guard let s = fields.firstIndex(where: { $0.hasSuffix("%") }), s >= 2,
-                  let percent = Double(fields[s].dropLast()), let ms = Double(fields[s - 1]) else { break }
-            share += percent
-            if line.contains("(outside the phases)") { break }
-            let name = fields[..<(s - 1)].joined(separator: " ")
-            calls[name] = Double(fields[s + 1])
-            if fields.count == s + 4, let mb = Double(fields[s + 2]), let rate = Double(fields[s + 3]) { reads[name] = (ms, mb, rate) }
-        }
+        let decoding = phaseTable(r.out, title: "Profile of 6 decoded tokens")
+        #expect(decoding.header?.hasSuffix("MB/token    GB/s") == true, "\(decoding.header ?? "")")
+        let calls = decoding.rows.mapValues { $0.calls }, share = decoding.share
+        var reads: [String: (ms: Double, mb: Double, rate: Double)] = [:]
+        for (name, row) in decoding.rows where row.rest.count == 2 { reads[name] = (row.ms, row.rest[0], row.rest[1]) }
         #expect(calls["attention"] == 3 && calls["qkv"] == 3 && calls["rope"] == 3 && calls["mlp down"] == 3, "\(calls)")
         #expect(calls["lm head"] == 1 && calls["norm"] == 7 && calls["sampling"] == 1, "\(calls)")
         // Bytes a token: the output layer's fp32 weights (4,096 × 16), and the cache's keys and
@@ -54,21 +45,14 @@ struct DecodeProfileTests {
         #expect(abs(share - 100) <= 0.6, "the shares add to \(share)%")
         // The prompt's one call through the layers: each phase's calls, no sampling, and shares of
         // the prefill's time that add up.
-        let prefill = r.out.split(separator: "\n").drop(while: { !$0.hasPrefix("Profile of the 8-token prefill") }).dropFirst()
-        #expect(prefill.first?.hasSuffix("ms/prompt   share  calls/prompt") == true, "\(r.out)")
-        var prefillCalls: [String: Double] = [:], prefillShare = 0.0
-        for line in prefill.dropFirst() {
-            let fields = line.split(separator: " ")
-            guard let s = fields.firstIndex(where: { $0.hasSuffix("%") }), s >= 2, let percent = Double(fields[s].dropLast()) else { break }
-            prefillShare += percent
-            if line.contains("(outside the phases)") { break }
-            prefillCalls[fields[..<(s - 1)].joined(separator: " ")] = Double(fields[s + 1])
-        }
+        let prompt = phaseTable(r.out, title: "Profile of the 8-token prefill")
+        #expect(prompt.header?.hasSuffix("ms/prompt   share  calls/prompt") == true, "\(r.out)")
+        let prefillCalls = prompt.rows.mapValues { $0.calls }
         #expect(prefillCalls["attention"] == 3 && prefillCalls["qkv"] == 3 && prefillCalls["mlp up"] == 3 && prefillCalls["rope"] == 3,
                 "\(prefillCalls)")
         #expect(prefillCalls["norm"] == 7 && prefillCalls["lm head"] == 1 && prefillCalls["embedding"] == 1
                 && prefillCalls["sampling"] == nil, "\(prefillCalls)")
-        #expect(abs(prefillShare - 100) <= 0.6, "the prefill's shares add to \(prefillShare)%")
+        #expect(abs(prompt.share - 100) <= 0.6, "the prefill's shares add to \(prompt.share)%")
         // The bandwidth line: decoding's weight rate over the probe's rate is the share it prints.
         let bandwidth = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("read bandwidth") }, "\(r.out)")
         let numbers = bandwidth.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "," || $0 == ";" })
@@ -76,5 +60,24 @@ struct DecodeProfileTests {
         // threads, MiB, read GB/s, weights GB/s, share %
         #expect(numbers.count == 5 && numbers[1] == 256, "\(bandwidth)")
         if numbers.count == 5 { #expect(abs(100 * numbers[3] / numbers[2] - numbers[4]) <= 1.5, "\(bandwidth)") }
+    }
+
+    /// The phase table printed under the line that starts with `title`: its header, each phase's
+    /// figures ("  phase  ms  share%  calls [MB  GB/s]"), and the sum of the shares, the last row's
+    /// "(outside the phases)" (which has no calls) included.
+    private func phaseTable(_ out: String, title: String)
+        -> (header: Substring?, rows: [String: (ms: Double, calls: Double, rest: [Double])], share: Double) {
+        let lines = out.split(separator: "\n").drop(while: { !$0.hasPrefix(title) }).dropFirst()
+        var rows: [String: (ms: Double, calls: Double, rest: [Double])] = [:], share = 0.0
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: " ")
+            guard let s = fields.firstIndex(where: { $0.hasSuffix("%") }), s >= 2,
+                  let percent = Double(fields[s].dropLast()), let ms = Double(fields[s - 1]) else { break }
+            share += percent
+            if line.contains("(outside the phases)") { break }
+            guard fields.count > s + 1, let calls = Double(fields[s + 1]) else { break }
+            rows[fields[..<(s - 1)].joined(separator: " ")] = (ms, calls, fields[(s + 2)...].compactMap { Double($0) })
+        }
+        return (lines.first, rows, share)
     }
 }
