@@ -25,15 +25,33 @@ public struct RotaryTable: Sendable {
 
     /// Rotates `heads` heads of each of `rows` rows in place; row `r` is at position
     /// `firstPosition + r % period` (`period` is the sequence length in a batch of sequences).
-    /// `inverse` applies the transpose rotation, which is the backward pass.
+    /// `inverse` applies the transpose rotation, which is the backward pass. With a `pool`, the
+    /// rows are split over its threads (a prompt's hundreds of rows); each value is rotated alone,
+    /// so the result is the same on any number of threads.
     public func apply(
         _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int,
-        firstPosition: Int, period: Int, inverse: Bool = false
+        firstPosition: Int, period: Int, inverse: Bool = false, pool: ThreadPool? = nil
+    ) {
+        guard let pool else {
+            apply(x, rows: 0..<rows, rowStride: rowStride, heads: heads, firstPosition: firstPosition, period: period,
+                  inverse: inverse)
+            return
+        }
+        // Six floating-point operations a pair.
+        pool.parallelRanges(rows, costPerItem: 3 * heads * headDim) { range, _ in
+            apply(x, rows: range, rowStride: rowStride, heads: heads, firstPosition: firstPosition, period: period,
+                  inverse: inverse)
+        }
+    }
+
+    private func apply(
+        _ x: UnsafeMutablePointer<Float>, rows: Range<Int>, rowStride: Int, heads: Int,
+        firstPosition: Int, period: Int, inverse: Bool
     ) {
         let half = headDim / 2
         cosines.withUnsafeBufferPointer { cp in
             sines.withUnsafeBufferPointer { sp in
-                for r in 0..<rows {
+                for r in rows {
                     let p = firstPosition + r % period
                     let cosRow = cp.baseAddress! + p * half
                     let sinRow = sp.baseAddress! + p * half

@@ -59,14 +59,14 @@ extension TransformerModel {
         }
         switch span {
         case let .sequences(batch, t):
-            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t)
+            rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t, pool: pool)
             Profiler.measure("attention") {
                 attentionForward(qkv: b.qkv, att: b.attention, probs: b.probs, batch: batch, length: t, pool: pool)
             }
         case let .cached(keys, values, capacity, start, keysScratch):
             Profiler.measure("rope") {
                 rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                              period: Int.max)
+                              period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
                 cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
@@ -75,7 +75,7 @@ extension TransformerModel {
         case let .quantizedCache(kv, start):
             Profiler.measure("rope") {
                 rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                              period: Int.max)
+                              period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
                 quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
@@ -84,7 +84,7 @@ extension TransformerModel {
         case let .halfCache(kv, start):
             Profiler.measure("rope") {
                 rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
-                              period: Int.max)
+                              period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
                 halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,

@@ -376,7 +376,7 @@ extension TransformerModel {
             }
             if let rotary {
                 rotary.apply(dqkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads,
-                             firstPosition: 0, period: t, inverse: true)
+                             firstPosition: 0, period: t, inverse: true, pool: pool)
             }
             let ln1 = w.norm1.pointer
             Profiler.measure("recompute") {

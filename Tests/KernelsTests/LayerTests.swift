@@ -297,4 +297,26 @@ struct GatedAndRotaryTests {
         withPointers(&y) { table.apply($0, rows: rows, rowStride: heads * headDim, heads: heads, firstPosition: 3, period: rows, inverse: true) }
         expectClose(y, x.doubles, tolerance: 1e-6, "inverse")
     }
+
+    @Test("RoPE over a pool's threads gives the serial rotation bit for bit, inverse and batched positions too")
+    func ropeThreads() {
+        // Enough rows for the pool to split them: 300 rows of 6 heads of 64, in batches of 75.
+        let headDim = 64, heads = 6, rows = 300, stride = heads * headDim + 16
+        let table = RotaryTable(headDim: headDim, positions: 128, theta: 10_000)
+        let x = randomFloats(rows * stride, seed: 93)
+        for inverse in [false, true] {
+            var serial = x, pooled = x
+            withPointers(&serial) {
+                table.apply($0, rows: rows, rowStride: stride, heads: heads, firstPosition: 5, period: 75, inverse: inverse)
+            }
+            withPointers(&pooled) {
+                table.apply($0, rows: rows, rowStride: stride, heads: heads, firstPosition: 5, period: 75, inverse: inverse,
+                            pool: ThreadPool(threadCount: 3))
+            }
+            #expect(serial == pooled, "inverse \(inverse)")
+            #expect(serial != x, "the rows were rotated")
+            // The 16 floats after each row's heads are not touched.
+            for r in 0..<rows { #expect(Array(pooled[(r * stride + heads * headDim)..<((r + 1) * stride)]) == Array(x[(r * stride + heads * headDim)..<((r + 1) * stride)])) }
+        }
+    }
 }
