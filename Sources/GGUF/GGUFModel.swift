@@ -148,6 +148,7 @@ public enum GGUFModel {
         let hd = config.headDim
         func isPermuted(_ name: String) -> Bool { name.hasSuffix("q_proj.weight") || name.hasSuffix("k_proj.weight") }
         var external: [String: QuantizedMatrix] = [:]
+        let arena = LargePageArena()  // the packed copies, in huge pages
         if storage != .fp32 {
             for group in productGroups(config) {
                 let infos = group.map { sources[$0]! }
@@ -165,7 +166,7 @@ public enum GGUFModel {
                         // Rows in file order are released as they are copied (the embedding alone
                         // is a third of SmolLM2); permuted q/k rows, small, at the end.
                         let rowBytes = info.byteCount / info.dimensions[1]
-                        external[name] = matrix.packed { rows in
+                        external[name] = matrix.packed(into: arena) { rows in
                             if order == nil { file.release(info, bytes: (rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)) }
                         }
                         file.release(info)

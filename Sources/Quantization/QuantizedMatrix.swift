@@ -56,11 +56,19 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
         deinit { rowPointers.deallocate() }
     }
 
-    /// Memory that holds packed chunks, 64-byte aligned.
+    /// Memory that holds packed chunks, 64-byte aligned: from `arena`'s huge pages, or the heap
+    /// when there is no arena or the system refuses the mapping.
     final class PackedBytes: @unchecked Sendable {
         let pointer: UnsafeMutableRawPointer
-        init(count: Int) { pointer = .allocate(byteCount: max(64, count), alignment: 64) }
-        deinit { pointer.deallocate() }
+        private let region: AnyObject?
+        init(count: Int, arena: LargePageArena?) {
+            if let block = arena?.allocate(byteCount: max(64, count)) {
+                (pointer, region) = block
+            } else {
+                (pointer, region) = (.allocate(byteCount: max(64, count), alignment: 64), nil)
+            }
+        }
+        deinit { if region == nil { pointer.deallocate() } }
     }
 
     /// Whether `format` with `columns` columns can be held (whole blocks per row).
@@ -119,11 +127,16 @@ public struct QuantizedMatrix: @unchecked Sendable, Equatable {
     /// product gives the same dequantized weights. `packedRows` is told each run's rows once
     /// they are copied: a loader releases its source (a mapped file) as it goes, so a large
     /// matrix is never held twice.
-    public func packed(packedRows: ((Range<Int>) -> Void)? = nil) -> QuantizedMatrix {
+    ///
+    /// A loader passes one `arena` for all of a model's matrices: decoding streams every one of
+    /// them each token, and in 2 MB pages it reads them 3–4.5% faster than in 4 KB ones (Q4_0
+    /// SmolLM2 on a Zen 3 EPYC, two models decoding the same tokens in turn). Without one, the
+    /// copy lives on the heap.
+    public func packed(into arena: LargePageArena? = nil, packedRows: ((Range<Int>) -> Void)? = nil) -> QuantizedMatrix {
         if isPacked { return self }
         let blocks = columns / 32
         let sizes = chunks.map { cq_packed_bytes($0.format.kernelCode, blocks) }
-        let bytes = PackedBytes(count: sizes.reduce(0, +))
+        let bytes = PackedBytes(count: sizes.reduce(0, +), arena: arena)
         var pointers: [UnsafePointer<UInt8>?] = [], offset = 0
         for (chunk, size) in zip(chunks, sizes) {
             let out = (bytes.pointer + offset).assumingMemoryBound(to: UInt8.self)

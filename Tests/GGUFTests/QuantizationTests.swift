@@ -182,6 +182,7 @@ struct QuantizationTests {
           arguments: [GGMLType.q4_0, .q4_1, .q8_0, .q4_K])
     func packing(_ type: GGMLType) throws {
         let columns = type == .q4_K ? 512 : 96, blocks = columns / 32
+        let arena = LargePageArena(regionBytes: 64 << 10)  // small regions: several are filled
         for rows in [1, 15, 16, 17, 40] {
             let c = try Case(type, rows: rows, columns: columns, n: 4, seed: UInt64(rows))
             let mapped = c.matrix(owner: NSObject()), packed = mapped.packed()
@@ -217,6 +218,15 @@ struct QuantizationTests {
             var single = [Float](repeating: .nan, count: rows)
             packed.multiplyQuantized(Array(c.x[0..<columns]), rows: 1, into: &single, ldc: rows, pool: .shared)
             #expect(single == Array(one[0..<rows]))
+            // Packed into a huge-page arena (as a loader does), beside another matrix: the same
+            // rows and the same products as on the heap.
+            _ = mapped.packed(into: arena)
+            let paged = mapped.packed(into: arena)
+            var d = [Float](repeating: 0, count: rows * columns), fromArena = [Float](repeating: .nan, count: 4 * rows)
+            paged.dequantizeRows(0..<rows, into: &d)
+            #expect(d.withUnsafeBytes { Array($0) } == a.withUnsafeBytes { Array($0) })
+            paged.multiplyQuantized(c.x, rows: 4, into: &fromArena, ldc: rows, pool: ThreadPool(threadCount: 1))
+            #expect(fromArena == one)
         }
     }
 

@@ -30,7 +30,7 @@ struct HalfKVCacheTests {
     @Test("decode attention on halves equals a float64 reference on the rounded cache",
           arguments: [(1, 4, 2), (37, 4, 2), (130, 6, 3), (257, 3, 1), (1100, 3, 1), (150, 9, 3), (70, 6, 1)])
     func decodeAgainstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int)) throws {
-        let (total, heads, kvHeads) = shape, hd = 64, kvDim = kvHeads * hd, capacity = KeyBlocks.padded(total + 5)
+        let (total, heads, kvHeads) = shape, hd = 64, capacity = KeyBlocks.padded(total + 5)
         var rng = SplitMix64(seed: UInt64(total * 17 + heads))
         let q = (0..<(heads * hd)).map { _ in (rng.nextFloat() - 0.5) * 2 }
         // Head-major [kvHeads][capacity][hd], the keys in `KeyBlocks`, as the session keeps them.
