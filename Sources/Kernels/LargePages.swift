@@ -23,10 +23,10 @@ public final class LargePageMemory: @unchecked Sendable {
 
     /// Maps at least `byteCount` zeroed bytes, or returns nil when the system refuses.
     public init?(byteCount: Int) {
+        guard byteCount <= Int.max / 2 else { return nil }  // no address space is this large
         let size = (max(1, byteCount) + Self.alignment - 1) / Self.alignment * Self.alignment
         // Map one huge page more than asked and trim both ends, so the kept part is aligned.
-        guard size <= Int.max - Self.alignment,
-              let raw = mmap(nil, size + Self.alignment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        guard let raw = mmap(nil, size + Self.alignment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               raw != MAP_FAILED else { return nil }
         let start = Int(bitPattern: raw), aligned = (start + Self.alignment - 1) / Self.alignment * Self.alignment
         if aligned > start { munmap(raw, aligned - start) }
@@ -56,6 +56,7 @@ public final class LargePageArena: Sendable {
     /// `byteCount` zeroed bytes aligned to 64, and what keeps them alive; nil when the system
     /// refuses the mapping.
     public func allocate(byteCount: Int) -> (pointer: UnsafeMutableRawPointer, owner: AnyObject)? {
+        guard byteCount <= Int.max / 2 else { return nil }
         let size = (max(1, byteCount) + 63) / 64 * 64
         if size > regionBytes / 2 {
             guard let own = LargePageMemory(byteCount: size) else { return nil }

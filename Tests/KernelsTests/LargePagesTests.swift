@@ -15,6 +15,10 @@ struct LargePagesTests {
             bytes[memory.byteCount - 1] = 7
             #expect(bytes[memory.byteCount - 1] == 7)
         }
+        // More than the address space: refused, not a trap (a packed matrix then goes to the heap).
+        #expect(LargePageMemory(byteCount: 1 << 60) == nil)
+        #expect(LargePageMemory(byteCount: Int.max) == nil)
+        #expect(LargePageArena().allocate(byteCount: Int.max) == nil)
     }
 
     @Test("an arena's blocks are 64-byte aligned, zeroed, disjoint, and outlive the arena; a large block gets its own mapping")
