@@ -13,7 +13,9 @@ struct DecodeAttentionTests {
                       (130, 9, 3, 64), (257, 3, 1, 40), (70, 4, 2, 8),
                       // Groups of six (two sets of three), four (three and one) and five (three,
                       // one, one); an odd head size; sizes between whole spans.
-                      (45, 12, 2, 13), (33, 8, 2, 24), (81, 5, 1, 64), (100, 6, 2, 48), (20, 3, 1, 96)])
+                      (45, 12, 2, 13), (33, 8, 2, 24), (81, 5, 1, 64), (100, 6, 2, 48), (20, 3, 1, 96),
+                      // Three chunks, the last one partial (chunks of at most 1,024 positions).
+                      (2100, 3, 1, 64)])
     func againstReference(_ shape: (keys: Int, heads: Int, kvHeads: Int, headDim: Int)) {
         let (total, heads, kvHeads, hd) = shape, kvDim = kvHeads * hd
         var rng = SplitMix64(seed: UInt64(total * 131 + heads * 7 + hd))
@@ -69,6 +71,16 @@ struct DecodeAttentionTests {
             #expect(outputs[0].allSatisfy { $0.isFinite })
             let worst = zip(outputs[0], expected).map { abs(Double($0) - $1) }.max()!
             #expect(worst <= 2e-6 * max(1, expected.map(abs).max()!), "span \(span): worst difference \(worst)")
+        }
+    }
+
+    @Test("chunks: whole key blocks, 64 to 1,024 positions, two a head until the cap, covering every position")
+    func chunking() {
+        for total in [1, 15, 64, 65, 128, 129, 130, 511, 512, 640, 767, 2047, 2048, 2049, 2100, 8192, 100_000] {
+            let chunk = decodeKeyChunk(positions: total), chunks = (total + chunk - 1) / chunk
+            #expect(chunk % KeyBlocks.width == 0 && (64...1024).contains(chunk), "\(total): \(chunk)")
+            #expect(chunks * chunk >= total && (chunks - 1) * chunk < total, "\(total)")
+            #expect(chunks == max(1, min(2, (total + 63) / 64)) || chunk == 1024, "\(total): \(chunks) chunks of \(chunk)")
         }
     }
 
