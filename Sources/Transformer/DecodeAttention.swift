@@ -16,10 +16,13 @@ func decodeKeyChunk(positions total: Int) -> Int {
     return min(1024, max(64, (half + width - 1) / width * width))
 }
 
-/// Dimensions of a value row that one pass of the weighted sum covers, for three query heads at
-/// once: 64 where a 16-float vector is one register (AVX-512: twelve accumulators of 32), 32
-/// where it takes two (AVX2: 24 accumulators would spill to the stack, twelve fit).
-let decodeValueSpan = cq_wide_vectors() != 0 ? 64 : 32
+/// The widest pass of the weighted sum over a value row, for three query heads at once: 64
+/// dimensions, in twelve 16-float accumulators. On AVX-512 that is twelve of its 32 registers. On
+/// AVX2 each takes two of sixteen and some live on the stack, yet one pass over each row took
+/// 2.5% less time a token than two passes of 32 once a task's chunk grew long (Q4_0 SmolLM2,
+/// fp32 cache, token-alternating A/B on a Zen 3 EPYC, twelve runs; halves 1%): the second pass
+/// had to find the chunk's rows in L2. A head's remaining 32 dimensions take a pass of 32.
+let decodeValueSpan = 64
 
 /// How far ahead of its reads (in bytes) a pass over the fp32 or half cache asks for the lines it
 /// will need: on a shared AVX2 EPYC the hardware prefetchers alone left fp32 attention about 5%
@@ -55,8 +58,8 @@ enum DecodeCache {
 /// values. Keys and values are read once per token, in one pass of the pool. The caller then
 /// merges the chunks of each head: `out_h = Σ_c e^(m_c − M) o_c / Σ_c e^(m_c − M) l_c`, with `M`
 /// the largest chunk maximum. Half and 8-bit caches are widened in registers as they are read, so
-/// each is read from memory at two or one bytes per value. `valueSpan` (32 or 64) is the weighted
-/// sum's width per pass; tests run both.
+/// each is read from memory at two or one bytes per value. `valueSpan` (64 or 32) is the weighted
+/// sum's widest pass; tests run both.
 func decodeAttention(
     q: UnsafePointer<Float>, cache: DecodeCache, keys total: Int, heads: Int, kvHeads: Int, headDim hd: Int,
     out: UnsafeMutablePointer<Float>, pool: ThreadPool, valueSpan: Int = decodeValueSpan
@@ -383,32 +386,37 @@ private func exponentiate(_ s: UnsafeMutablePointer<Float>, count n: Int, minus 
 }
 
 /// `out[i·outStride + d] = Σ_j s[i·count + j] · v_j[d]` for the group's `heads` query heads:
-/// three at a time over `span` (32 or 64) dimensions, then sixteen, then one.
+/// three at a time over `span` (64 or 32) dimensions, then 32, then sixteen, then one.
 @inline(__always)
 private func chunkValues<V: CachedScalar>(
     scores s: UnsafePointer<Float>, count n: Int, heads: Int, values: UnsafePointer<V>, stride: Int, headDim hd: Int,
     into out: UnsafeMutablePointer<Float>, outStride: Int, span: Int
 ) {
     var d0 = 0
-    while d0 + span <= hd {
-        var h0 = 0
-        while h0 < heads {
-            let m = min(3, heads - h0)
-            // The first pass over the rows asks for whole rows ahead, so that the later passes
-            // (the rows' other dimensions, the group's other heads) find them in cache: about 5%
-            // less attention time than each pass asking for its own part (A/B, 9 runs of 10).
-            let ahead = d0 == 0 && h0 == 0 ? hd * MemoryLayout<V>.size : 0
-            if span == 64 {
-                weightedValues64(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride, prefetch: ahead,
-                                 out: out + h0 * outStride + d0, headDim: outStride)
-            } else {
-                weightedValues32(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride, prefetch: ahead,
-                                 out: out + h0 * outStride + d0, headDim: outStride)
+    // Passes of `width` dimensions over the rows while whole ones fit.
+    func passes(_ width: Int) {
+        while d0 + width <= hd {
+            var h0 = 0
+            while h0 < heads {
+                let m = min(3, heads - h0)
+                // The first pass over the rows asks for whole rows ahead, so that the later passes
+                // (the rows' other dimensions, the group's other heads) find them in cache: about 5%
+                // less attention time than each pass asking for its own part (A/B, 9 runs of 10).
+                let ahead = d0 == 0 && h0 == 0 ? hd * MemoryLayout<V>.size : 0
+                if width == 64 {
+                    weightedValues64(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride, prefetch: ahead,
+                                     out: out + h0 * outStride + d0, headDim: outStride)
+                } else {
+                    weightedValues32(scores: s + h0 * n, keys: n, heads: m, values: values + d0, stride: stride, prefetch: ahead,
+                                     out: out + h0 * outStride + d0, headDim: outStride)
+                }
+                h0 += m
             }
-            h0 += m
+            d0 += width
         }
-        d0 += span
     }
+    passes(span)
+    if span > 32 { passes(32) }
     while d0 + 16 <= hd {
         weightedValues16(scores: s, keys: n, heads: 0..<heads, values: values + d0, stride: stride, out: out + d0,
                          headDim: outStride)
