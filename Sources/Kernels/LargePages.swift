@@ -47,7 +47,7 @@ public final class LargePageMemory: @unchecked Sendable {
 /// its own. A block keeps its region alive through the returned owner; the arena keeps only the
 /// region it is filling, so a model loaded through its own arena frees all of it with the model.
 public final class LargePageArena: Sendable {
-    /// Bytes per region (a block larger than this gets a region of its own).
+    /// Bytes per region; a block larger than half of it gets a mapping of its own.
     public let regionBytes: Int
     private let state = Mutex<(region: LargePageMemory?, used: Int)>((nil, 0))
 
