@@ -364,4 +364,26 @@ AVX2 void cq_avx2_dot_rows(int format, const uint8_t *const *rows, long nrows, l
             y[i * ystride + r] = row_dot(format, rows[r], blocks, q + i * blocks * 32, d8 + i * blocks * 8, s8 + i * blocks * 8);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A rank-16 adapter's terms for one token, eight rows at a time: each row's 16 products folded to
+// 8 (lane l and l + 8), then `vhaddps` twice (adjacent lanes, two rows per step, within each
+// 128-bit half) and the two halves added: row k's sum in lane k, in the portable loop's order.
+
+AVX2 void cq_avx2_rank16_expand(const float *b, long rows, const float *u, float scale, float *y) {
+    const __m256 ulow = _mm256_loadu_ps(u), uhigh = _mm256_loadu_ps(u + 8), s = _mm256_set1_ps(scale);
+    long i = 0;
+    for (; i + 8 <= rows; i += 8) {
+        const float *r = b + 16 * i;
+        __m256 f[8];
+        for (int k = 0; k < 8; k++)
+            f[k] = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r + 16 * k), ulow),
+                                 _mm256_mul_ps(_mm256_loadu_ps(r + 16 * k + 8), uhigh));
+        const __m256 g0 = _mm256_hadd_ps(_mm256_hadd_ps(f[0], f[1]), _mm256_hadd_ps(f[2], f[3]));
+        const __m256 g1 = _mm256_hadd_ps(_mm256_hadd_ps(f[4], f[5]), _mm256_hadd_ps(f[6], f[7]));
+        const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20), _mm256_permute2f128_ps(g0, g1, 0x31));
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(s, sums)));
+    }
+    if (i < rows) cq_rank16_expand_portable(b + 16 * i, rows - i, u, scale, y + i);
+}
+
 #endif

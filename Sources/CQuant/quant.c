@@ -696,3 +696,32 @@ void cq_dot_rows(int format, const uint8_t *const *rows, long nrows, long blocks
 }
 
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// A rank-16 adapter's terms for one token (`cq_rank16_expand`).
+
+static inline float rank16_dot(const float *b, const float *u) {
+    float e[8];
+    for (int l = 0; l < 8; l++) {
+        const float low = b[l] * u[l], high = b[l + 8] * u[l + 8];
+        e[l] = low + high;
+    }
+    return ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
+}
+
+void cq_rank16_expand_portable(const float *b, long rows, const float *u, float scale, float *y) {
+    for (long i = 0; i < rows; i++) {
+        const float term = scale * rank16_dot(b + 16 * i, u);
+        y[i] += term;
+    }
+}
+
+void cq_rank16_expand(const float *b, long rows, const float *u, float scale, float *y) {
+#if defined(__x86_64__)
+    if (cq_avx2_available()) {
+        cq_avx2_rank16_expand(b, rows, u, scale, y);
+        return;
+    }
+#endif
+    cq_rank16_expand_portable(b, rows, u, scale, y);
+}

@@ -1,3 +1,4 @@
+import CQuant
 import Kernels
 import Quantization
 
@@ -177,20 +178,14 @@ public struct LowRankAdapter: Sendable, Equatable {
         if rows == 1 && precision == .fp32 && masked == nil {
             // Decoding: (in + out)·r multiply-adds, less than handing two products to the pool.
             withUnsafeTemporaryAllocation(of: Float.self, capacity: r) { u in
+                let u = u.baseAddress!, y = out + outputs.lowerBound
                 for j in 0..<r { u[j] = dotProduct(x, p + a + j * inFeatures, count: inFeatures) }
-                let y = out + outputs.lowerBound
-                var i = 0
                 if r == 16 {
-                    // Rank 16: sixteen outputs' dot products at once (B's rows are 16 floats).
-                    let uv = UnsafeRawPointer(u.baseAddress!).loadUnaligned(as: SIMD16<Float>.self)
-                    while i + 16 <= m {
-                        let sums = sixteenDots(p + b + i * 16, uv)
-                        let row = UnsafeMutableRawPointer(y + i)
-                        row.storeBytes(of: row.loadUnaligned(as: SIMD16<Float>.self) + scale * sums, as: SIMD16<Float>.self)
-                        i += 16
-                    }
+                    // B's rows are 16 floats: eight outputs at a time, summed across registers.
+                    cq_rank16_expand(p + b, m, u, scale, y)
+                } else {
+                    for i in 0..<m { y[i] += scale * dotProduct(u, p + b + i * r, count: r) }
                 }
-                while i < m { y[i] += scale * dotProduct(u.baseAddress!, p + b + i * r, count: r); i += 1 }
             }
             return
         }
@@ -314,38 +309,4 @@ extension LowRankAdapter {
             }
         }
     }
-}
-
-/// The dot products of sixteen consecutive rows of 16 floats (`rows`) with `u`, as one vector.
-@inline(__always)
-func sixteenDots(_ rows: UnsafePointer<Float>, _ u: SIMD16<Float>) -> SIMD16<Float> {
-    sixteenSums { k in UnsafeRawPointer(rows + 16 * k).loadUnaligned(as: SIMD16<Float>.self) * u }
-}
-
-/// The lane sums of sixteen vectors (`row(0) … row(15)`), as one vector: summed pairwise across
-/// registers (16 → 8 → 4 → 2 → 1 lanes per vector) rather than one horizontal sum per vector.
-@inline(__always)
-func sixteenSums(_ row: (Int) -> SIMD16<Float>) -> SIMD16<Float> {
-    @inline(__always) func half(_ v: SIMD16<Float>) -> SIMD8<Float> { v.lowHalf + v.highHalf }
-    @inline(__always) func half(_ v: SIMD8<Float>) -> SIMD4<Float> { v.lowHalf + v.highHalf }
-    @inline(__always) func half(_ v: SIMD4<Float>) -> SIMD2<Float> { v.lowHalf + v.highHalf }
-    // Level 1: vectors 2k, 2k+1 as 8 partial sums each.
-    @inline(__always) func pair(_ k: Int) -> SIMD16<Float> { SIMD16(lowHalf: half(row(2 * k)), highHalf: half(row(2 * k + 1))) }
-    // Level 2: four vectors, 4 partial sums each.
-    @inline(__always) func quad(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-        SIMD16(lowHalf: SIMD8(lowHalf: half(a.lowHalf), highHalf: half(a.highHalf)),
-               highHalf: SIMD8(lowHalf: half(b.lowHalf), highHalf: half(b.highHalf)))
-    }
-    let q0 = quad(pair(0), pair(1)), q1 = quad(pair(2), pair(3)), q2 = quad(pair(4), pair(5)), q3 = quad(pair(6), pair(7))
-    // Level 3: eight vectors, 2 partial sums each.
-    @inline(__always) func octet(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-        @inline(__always) func eight(_ v: SIMD16<Float>) -> SIMD8<Float> {
-            SIMD8(lowHalf: SIMD4(lowHalf: half(v.lowHalf.lowHalf), highHalf: half(v.lowHalf.highHalf)),
-                  highHalf: SIMD4(lowHalf: half(v.highHalf.lowHalf), highHalf: half(v.highHalf.highHalf)))
-        }
-        return SIMD16(lowHalf: eight(a), highHalf: eight(b))
-    }
-    let o0 = octet(q0, q1), o1 = octet(q2, q3)
-    // Level 4: one sum per vector (adjacent lanes hold one vector's two partial sums).
-    return SIMD16(lowHalf: o0.evenHalf + o0.oddHalf, highHalf: o1.evenHalf + o1.oddHalf)
 }

@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 import Kernels
 import Testing
@@ -204,10 +205,10 @@ struct AdapterTests {
         #expect(perRow <= 1e-5, "worst per-row difference \(perRow)")
     }
 
-    @Test("decoding one token at a time through rank-16 adapters (sixteen outputs per step) gives the full forward's logits",
+    @Test("decoding one token at a time through rank-16 adapters (eight outputs per step, then the rest) gives the full forward's logits",
           arguments: [16, 5])
     func adapterDecoding(rank: Int) throws {
-        // Widths past 16 with a remainder (40, 2·56, 56), so the 16-output blocks and the tail both run.
+        // Output widths of 20 (k and v: two steps of eight and a tail of four), 40, 56 and 2·56.
         var config = ModelConfig(vocabularySize: 13, contextLength: 8, dModel: 40, layers: 2, heads: 4, kvHeads: 2, dFF: 56)
         config.useLlamaLayout()
         config.initStd = 0.3
@@ -227,6 +228,53 @@ struct AdapterTests {
         #expect(worst <= 1e-5 * scale, "worst difference \(worst) of \(scale)")
         let plain = try InferenceSession(model: base).feed(ids, allRows: true)
         #expect(zip(full, plain).map { abs($0 - $1) }.max()! > 1e-2 * scale, "the adapters change the output")
+    }
+
+    @Test("a rank-16 adapter's decoding terms: the vector kernel equals the portable loop bit for bit at every row count and split, within rounding of float64, and exact where the sums are")
+    func rank16Expansion() {
+        var rng = SplitMix64(seed: 61)
+        let scale: Float = 0.375
+        for rows in 0...35 {
+            let b = (0..<(16 * rows)).map { _ in rng.nextFloat() * 2 - 1 }, u = (0..<16).map { _ in rng.nextFloat() * 4 - 2 }
+            let start = (0..<rows).map { _ in rng.nextFloat() - 0.5 }
+            var vector = start, portable = start, split = start
+            cq_rank16_expand(b, rows, u, scale, &vector)
+            cq_rank16_expand_portable(b, rows, u, scale, &portable)
+            // A column's sum does not depend on the other columns of the call.
+            let cut = rows / 3
+            b.withUnsafeBufferPointer { b in
+                split.withUnsafeMutableBufferPointer { y in
+                    cq_rank16_expand(b.baseAddress!, cut, u, scale, y.baseAddress!)
+                    cq_rank16_expand(b.baseAddress! + 16 * cut, rows - cut, u, scale, y.baseAddress! + cut)
+                }
+            }
+            #expect(vector.map(\.bitPattern) == portable.map(\.bitPattern), "\(rows) rows")
+            #expect(split.map(\.bitPattern) == portable.map(\.bitPattern), "\(rows) rows, split at \(cut)")
+            #if arch(x86_64)
+            if cq_avx2_available() != 0 {
+                var avx2 = start
+                cq_avx2_rank16_expand(b, rows, u, scale, &avx2)
+                #expect(avx2.map(\.bitPattern) == portable.map(\.bitPattern), "AVX2, \(rows) rows")
+            }
+            #endif
+            for i in 0..<rows {
+                let terms = (0..<16).map { Double(b[16 * i + $0]) * Double(u[$0]) }
+                let exact = Double(start[i]) + Double(scale) * terms.reduce(0, +)
+                let size = abs(Double(start[i])) + Double(scale) * terms.map(abs).reduce(0, +)
+                #expect(abs(Double(vector[i]) - exact) <= 1e-6 * size, "row \(i) of \(rows)")
+            }
+        }
+        // Multiples of 1/8 times multiples of 1/4: every product and sum is a multiple of 1/32
+        // below 2^9, exact in a float, as is halving it; a lane that took another row's products
+        // would show.
+        let rows = 19
+        let b = (0..<(16 * rows)).map { _ in Float(Int(rng.next() % 201) - 100) / 8 }, u = (0..<16).map { _ in Float(Int(rng.next() % 17) - 8) / 4 }
+        var y = [Float](repeating: 1, count: rows)
+        cq_rank16_expand(b, rows, u, 0.5, &y)
+        for i in 0..<rows {
+            let exact = 1 + 0.5 * (0..<16).map { Double(b[16 * i + $0]) * Double(u[$0]) }.reduce(0, +)
+            #expect(Double(y[i]) == exact, "row \(i)")
+        }
     }
 
     @Test("bad adapter settings are refused, naming the field")

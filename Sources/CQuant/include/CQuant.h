@@ -58,7 +58,20 @@ void cq_quantize_q8_portable(const float *x, long blocks, int8_t *q, float *d8, 
 void cq_dot_packed_portable(int format, const uint8_t *packed, long nrows, long blocks, const int8_t *q,
                             const float *d8, const float *s8, long nx, float *y, long ystride);
 
+/// A rank-16 LoRA adapter's output terms for one token: `y[i] += scale · Σ_j b[16 i + j] u[j]`
+/// for `i` in `0..<rows` (`b`: the adapter's `B`, 16 floats a row). Every sum is taken in one
+/// order, `((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7))` with `e_l = b_l u_l + b_(l+8) u_(l+8)`
+/// (no fused multiply-adds), then scaled and added, so a row gets the same float from either
+/// kernel and whatever rows it is called with.
+void cq_rank16_expand(const float *b, long rows, const float *u, float scale, float *y);
+/// The portable loop of `cq_rank16_expand`, for the tests.
+void cq_rank16_expand_portable(const float *b, long rows, const float *u, float scale, float *y);
+
 #if defined(__x86_64__)
+/// The AVX2 kernel of `cq_rank16_expand`: eight rows at a time, their sums reduced across
+/// registers with `vhaddps` (which Swift cannot emit: its SIMD types' shuffles for the same
+/// tree compiled to over 700 instructions a call, through the stack).
+void cq_avx2_rank16_expand(const float *b, long rows, const float *u, float scale, float *y);
 /// 1 when the CPU has AVX2, FMA and F16C: without AVX-512 VNNI, the AVX2 kernels run then.
 int cq_avx2_available(void);
 /// The AVX2 kernels of `cq_quantize_q8` (byte for byte the portable loop's), `cq_dot_packed`
