@@ -230,6 +230,29 @@ struct QuantizationTests {
         }
     }
 
+    @Test("a prefill's products in tasks of 256 activation rows: every row's floats are its one-row product's, on 1, 2 and 3 threads, packed or mapped",
+          arguments: [GGMLType.q4_0, .q4_1, .q8_0, .q4_K])
+    func prefillPanels(_ type: GGMLType) throws {
+        let columns = type == .q4_K ? 256 : 96, rows = 40, n = 2 * QuantizedMatrix.prefillPanelRows + 18
+        let c = try Case(type, rows: rows, columns: columns, n: n, seed: 12)
+        let mapped = c.matrix(owner: NSObject())
+        for matrix in [mapped, mapped.packed()] {
+            var alone = [Float](repeating: .nan, count: n * rows)
+            for i in 0..<n {
+                var row = [Float](repeating: .nan, count: rows)
+                matrix.multiplyQuantized(Array(c.x[(i * columns)..<((i + 1) * columns)]), rows: 1, into: &row, ldc: rows,
+                                         pool: ThreadPool(threadCount: 1))
+                for r in 0..<rows { alone[i * rows + r] = row[r] }
+            }
+            for threads in [1, 2, 3] {
+                var all = [Float](repeating: .nan, count: n * rows)
+                matrix.multiplyQuantized(c.x, rows: n, into: &all, ldc: rows, pool: ThreadPool(threadCount: threads))
+                let differs = (0..<(n * rows)).first { all[$0].bitPattern != alone[$0].bitPattern }
+                #expect(differs == nil, "\(type), packed \(matrix.isPacked), \(threads) threads: first differing output \(differs ?? -1)")
+            }
+        }
+    }
+
     @Test("the vector kernels equal their portable loops: activation quantization byte for byte (halves, ties, zeros, denormals), packed products within rounding")
     func portableTwins() throws {
         var rng = SplitMix64(seed: 21)
