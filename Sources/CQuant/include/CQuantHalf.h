@@ -17,16 +17,6 @@ typedef float cq_float16x __attribute__((ext_vector_type(16)));
 /// Asks for the cache line at `p` ahead of its use: a hint, which never faults.
 static inline __attribute__((always_inline)) void cq_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
-/// 1 when a 16-float vector is one register (AVX-512), else 0 (two AVX2 registers, or four NEON
-/// ones): how many accumulators a kernel can keep before they spill. A constant after inlining.
-static inline __attribute__((always_inline)) int cq_wide_vectors(void) {
-#if defined(__AVX512F__)
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 /// The half whose bit pattern is `h`, as a float (exact: subnormals, infinities and NaNs too).
 static inline float cq_half_bits_to_float(uint16_t h) {
     _Float16 x;
