@@ -131,9 +131,9 @@ struct BenchKernels: ParsableCommand {
     /// the tiled form training uses and the blocked-GEMM form decoding uses. FLOPs count the
     /// causal half: forward 2·T²·hd, backward 4·T²·hd.
     private func printAttention() {
-        print("\nattention head, 1 thread (tiny: T 128, hd 32; small: T 256, hd 64)")
+        print("\nattention head, 1 thread (tiny: T 128, hd 32; small: T 256, hd 64; SmolLM2's 512-token prefill: T 512, hd 64)")
         print(pad("form", 18) + pad("T×hd", 10) + pad("forward µs", 12) + pad("GF/s", 8) + pad("backward µs", 13) + pad("GF/s", 8) + "softmax µs")
-        for (t, hd, stride) in [(128, 32, 384), (256, 64, 1152)] {
+        for (t, hd, stride) in [(128, 32, 384), (256, 64, 1152), (512, 64, 960)] {
             for tiled in [true, false] {
                 let r = AttentionBenchmark.run(length: t, headDim: hd, stride: stride, tiled: tiled)
                 let flops = Double(t * t * hd)
