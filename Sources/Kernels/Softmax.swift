@@ -42,6 +42,22 @@ public func causalSoftmaxForward(
     }
 }
 
+/// The numerators of `causalSoftmaxForward`, in place: row `i` becomes
+/// `e^(scale·s[i, j] − max)` for `j <= i + offset` and 0 past it, and `sums[i]` gets the row's
+/// sum. Dividing a product of these rows by the sums afterwards (attention's output, `hd` values
+/// a row) gives the softmax's result without a pass over every weight.
+public func causalExponentials(
+    _ scores: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, offset: Int, scale: Float,
+    sums: UnsafeMutablePointer<Float>
+) {
+    for i in 0..<rows {
+        let row = scores + i * ld
+        let valid = min(cols, max(0, i + offset + 1))
+        sums[i] = valid > 0 ? exponentialsRow(row, into: row, count: valid, scale: scale, capacity: cols) : 0
+        zeroPast(valid: valid, in: row, cols: cols)
+    }
+}
+
 /// Backward of `causalSoftmaxForward`, in place: `dscores = scale * p * (dp - sum(dp * p))` on
 /// the unmasked part of each row and 0 past it. `probs` is the forward output.
 public func causalSoftmaxBackward(
@@ -76,6 +92,28 @@ func softmaxRow(
     _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, scale: Float, capacity: Int
 ) {
     guard n > 0 else { return }
+    let inverse = 1 / exponentialsRow(x, into: y, count: n, scale: scale, capacity: capacity)
+    let full = n / 16 * 16, rest = n - full
+    var i = 0
+    while i < full {
+        store16(load16(y + i) * inverse, y + i)
+        i += 16
+    }
+    if rest > 0 {
+        if full + 16 <= capacity {
+            store16(load16(y + full) * inverse, y + full)
+        } else {
+            for j in full..<n { y[j] *= inverse }
+        }
+    }
+}
+
+/// The softmax's numerators over one row, `y = e^(scale·x − max(scale·x))`, and their sum; `y`
+/// may alias `x`, and `capacity` is as in `softmaxRow` (past `n` the wide path writes zeros).
+@inline(__always)
+func exponentialsRow(
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, scale: Float, capacity: Int
+) -> Float {
     let full = n / 16 * 16, rest = n - full, wide = full + 16 <= capacity
     var best = SIMD16<Float>(repeating: -.infinity)
     var i = 0
@@ -99,27 +137,18 @@ func softmaxRow(
         store16(e, y + i)
         i += 16
     }
-    var last = SIMD16<Float>()
     if rest > 0 {
         // exp16 clamps -inf to the smallest normal, so masked lanes are zeroed explicitly.
-        last = exp16(loadPartial16(x + full, count: rest, fill: -.infinity, wide: wide) * scale - m)
+        var last = exp16(loadPartial16(x + full, count: rest, fill: -.infinity, wide: wide) * scale - m)
         last.replace(with: 0, where: laneIndices .>= SIMD16<Int32>(repeating: Int32(rest)))
         total += last
-    }
-    let inverse = 1 / horizontalSum(total)
-    i = 0
-    while i < full {
-        store16(load16(y + i) * inverse, y + i)
-        i += 16
-    }
-    if rest > 0 {
-        last *= inverse
         if wide {
             store16(last, y + full)
         } else {
             for j in 0..<rest { y[full + j] = last[j] }
         }
     }
+    return horizontalSum(total)
 }
 
 /// `dx = scale * y * (dy - sum(dy * y))` over one row; `dx` may alias `dy`. `capacity` as in

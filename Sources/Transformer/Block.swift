@@ -10,7 +10,6 @@ struct BlockBuffers {
     var norm1Rstd: UnsafeMutablePointer<Float>?   // (rows)
     var qkv: UnsafeMutablePointer<Float>          // (rows, qkvDim) q, k, v (after RoPE)
     var attention: UnsafeMutablePointer<Float>    // (rows, heads·hd) the heads' outputs
-    var probs: UnsafeMutablePointer<Float>        // attention weights: (B, H, T, T) or (H, rows, keys)
     var mid: UnsafeMutablePointer<Float>          // (rows, d) x + attention branch
     var norm2: UnsafeMutablePointer<Float>        // (rows, d)
     var norm2Mean: UnsafeMutablePointer<Float>?   // (rows)
@@ -27,14 +26,13 @@ struct BlockBuffers {
 
 /// Which keys a block's queries see.
 enum AttentionSpan {
-    /// `batch` whole sequences of `length` tokens at positions `0..<length` (training, evaluation).
-    case sequences(batch: Int, length: Int)
+    /// `batch` whole sequences of `length` tokens at positions `0..<length` (training,
+    /// evaluation), their attention weights kept in `probs` (B, H, T, T) for backward.
+    case sequences(batch: Int, length: Int, probs: UnsafeMutablePointer<Float>)
     /// New tokens of one sequence at positions `start...`; keys and values of earlier positions
     /// are in the cache, head-major (`[kvHeads][capacity][hd]`, `capacity` whole `KeyBlocks`, the
-    /// keys in those blocks), and this call appends its own. Multi-token calls copy the keys back
-    /// into rows in `keysScratch` (`[kvHeads][capacity][hd]`).
-    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int,
-                keysScratch: UnsafeMutablePointer<Float>)
+    /// keys in those blocks), and this call appends its own.
+    case cached(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int, start: Int)
     /// The same with the cache in 8-bit blocks (`--kv-bits 8`).
     case quantizedCache(QuantizedKV, start: Int)
     /// The same with the cache in halves (`--kv-bits 16`).
@@ -58,19 +56,19 @@ extension TransformerModel {
             layer.qkv.forward(b.norm1, rows: n, into: b.qkv, parameters: p, precision: precision, pool: pool, noise: b.adapterNoise)
         }
         switch span {
-        case let .sequences(batch, t):
+        case let .sequences(batch, t, probs):
             rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: 0, period: t, pool: pool)
             Profiler.measure("attention") {
-                attentionForward(qkv: b.qkv, att: b.attention, probs: b.probs, batch: batch, length: t, pool: pool)
+                attentionForward(qkv: b.qkv, att: b.attention, probs: probs, batch: batch, length: t, pool: pool)
             }
-        case let .cached(keys, values, capacity, start, keysScratch):
+        case let .cached(keys, values, capacity, start):
             Profiler.measure("rope") {
                 rotary?.apply(b.qkv, rows: n, rowStride: c.qkvDim, heads: c.heads + c.kvHeads, firstPosition: start,
                               period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
                 cachedAttentionForward(qkv: b.qkv, keys: keys, values: values, capacity: capacity, start: start, rows: n,
-                                       keysScratch: keysScratch, att: b.attention, probs: b.probs, pool: pool)
+                                       att: b.attention, pool: pool)
             }
         case let .quantizedCache(kv, start):
             Profiler.measure("rope") {
@@ -78,8 +76,7 @@ extension TransformerModel {
                               period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
-                quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
-                                                pool: pool)
+                quantizedCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, pool: pool)
             }
         case let .halfCache(kv, start):
             Profiler.measure("rope") {
@@ -87,8 +84,7 @@ extension TransformerModel {
                               period: Int.max, pool: pool)
             }
             Profiler.measure("attention") {
-                halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, probs: b.probs,
-                                           pool: pool)
+                halfCachedAttentionForward(qkv: b.qkv, kv: kv, start: start, rows: n, att: b.attention, pool: pool)
             }
         }
         Profiler.measure("attention out") {
@@ -168,8 +164,7 @@ extension TransformerModel {
     /// runs each head over every cached position up to its own.
     private func cachedAttentionForward(
         qkv: UnsafePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, capacity: Int,
-        start: Int, rows n: Int, keysScratch: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
-        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+        start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
         let c = config, hd = c.headDim, total = start + n, headStride = capacity * hd
         for r in 0..<n {
@@ -184,19 +179,15 @@ extension TransformerModel {
                             keys: total, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
-        for g in 0..<c.kvHeads {
-            KeyBlocks.unblock(keys + g * headStride, headDim: hd, count: total, into: keysScratch + g * headStride)
-        }
-        multiTokenAttention(qkv: qkv, keys: keysScratch, values: values, rowStride: hd, headStride: headStride, start: start,
-                            rows: n, att: att, probs: probs, pool: pool)
+        prefillAttention(q: qkv, qStride: c.qkvDim, keys: .blocks(keys), values: values, headStride: headStride, start: start,
+                         rows: n, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, outStride: c.heads * hd, pool: pool)
     }
 
     /// `cachedAttentionForward` on the 8-bit cache: the new rows are quantized into it, then one
     /// token reads the blocks directly; several tokens (prefill) attend to the cache dequantized
     /// into fp32 scratch, their own rows included, so they see what later tokens will.
     private func quantizedCachedAttentionForward(
-        qkv: UnsafePointer<Float>, kv: QuantizedKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
-        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+        qkv: UnsafePointer<Float>, kv: QuantizedKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
         let c = config, hd = c.headDim, total = start + n
         for r in 0..<n {
@@ -212,16 +203,17 @@ extension TransformerModel {
             return
         }
         for g in 0..<c.kvHeads { kv.widen(head: g, count: total, headDim: hd) }
-        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: hd, headStride: kv.capacity * hd,
-                            start: start, rows: n, att: att, probs: probs, pool: pool)
+        prefillAttention(q: qkv, qStride: c.qkvDim, keys: .rows(kv.keysScratch), values: kv.valuesScratch,
+                         headStride: kv.capacity * hd, start: start, rows: n, heads: c.heads, kvHeads: c.kvHeads, headDim: hd,
+                         out: att, outStride: c.heads * hd, pool: pool)
     }
 
     /// `cachedAttentionForward` on the half cache: the new rows are rounded into it, then one
-    /// token reads the halves directly; several tokens (prefill) attend to the cache widened into
-    /// fp32 scratch, their own rows included, so they see what later tokens will.
+    /// token reads the halves directly; several tokens (prefill) attend to the values widened
+    /// into fp32 scratch and the keys widened as they are transposed, their own rows included, so
+    /// they see what later tokens will.
     private func halfCachedAttentionForward(
-        qkv: UnsafePointer<Float>, kv: HalfKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>,
-        probs: UnsafeMutablePointer<Float>, pool: ThreadPool
+        qkv: UnsafePointer<Float>, kv: HalfKV, start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, pool: ThreadPool
     ) {
         let c = config, hd = c.headDim, total = start + n, headStride = kv.capacity * hd
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: hd) { key in
@@ -239,31 +231,12 @@ extension TransformerModel {
                             heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att, pool: pool)
             return
         }
-        // The keys widened in their blocks (in the values' scratch, filled next), then copied into rows.
-        for g in 0..<c.kvHeads {
-            Half.widen(kv.keys + g * headStride, count: KeyBlocks.padded(total) * hd, into: kv.valuesScratch)
-            KeyBlocks.unblock(kv.valuesScratch, headDim: hd, count: total, into: kv.keysScratch + g * headStride)
-        }
         for g in 0..<c.kvHeads {
             Half.widen(kv.values + g * headStride, count: total * hd, into: kv.valuesScratch + g * headStride)
         }
-        multiTokenAttention(qkv: qkv, keys: kv.keysScratch, values: kv.valuesScratch, rowStride: hd, headStride: headStride,
-                            start: start, rows: n, att: att, probs: probs, pool: pool)
-    }
-
-    /// `rows` new tokens (at positions `start...`) against fp32 keys and values of every cached
-    /// position up to their own, head by head (position j of head g at `g·headStride + j·rowStride`).
-    private func multiTokenAttention(
-        qkv: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int, headStride: Int,
-        start: Int, rows n: Int, att: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, pool: ThreadPool
-    ) {
-        let c = config, hd = c.headDim, total = start + n, group = c.heads / c.kvHeads
-        pool.parallelFor(c.heads) { h, _ in
-            let kvh = h / group
-            attentionHeadForward(q: qkv + h * hd, qStride: c.qkvDim, k: keys + kvh * headStride, v: values + kvh * headStride,
-                                 kvStride: rowStride, out: att + h * hd, outStride: c.heads * hd,
-                                 probs: probs + h * n * total, rows: n, keys: total, headDim: hd, pool: pool)
-        }
+        prefillAttention(q: qkv, qStride: c.qkvDim, keys: .halfBlocks(kv.keys), values: kv.valuesScratch, headStride: headStride,
+                         start: start, rows: n, heads: c.heads, kvHeads: c.kvHeads, headDim: hd, out: att,
+                         outStride: c.heads * hd, pool: pool)
     }
 
     func normForward(

@@ -28,8 +28,8 @@ public final class InferenceSession: @unchecked Sendable {
     private var keyScales = FloatBuffer(count: 0), valueScales = FloatBuffer(count: 0)
     // The half-precision cache, laid out as the fp32 one: [L][kvHeads][capacity][hd].
     private var keyHalves = IntegerBuffer<UInt16>(count: 0), valueHalves = IntegerBuffer<UInt16>(count: 0)
-    // One layer's cache in rows of fp32 for multi-token calls, [kvHeads][capacity][hd] (fp32:
-    // its keys only).
+    // One layer's cache in rows of fp32 for multi-token calls, [kvHeads][capacity][hd] (8-bit:
+    // keys and values; halves: values; fp32: none).
     private var keysScratch = FloatBuffer(count: 0), valuesScratch = FloatBuffer(count: 0)
     // Scratch for the rows of one call (`rows` rows each), grown to the largest call.
     private var rows = 0
@@ -38,7 +38,6 @@ public final class InferenceSession: @unchecked Sendable {
     private var att = FloatBuffer(count: 0)      // [rows H hd]
     private var hidden = FloatBuffer(count: 0)   // [rows mlpInDim]
     private var act = FloatBuffer(count: 0)      // [rows dFF]
-    private var scores = FloatBuffer(count: 0)   // [H][rows][keys]
     private var logits = FloatBuffer(count: 0)   // [rows V]
     private var routing: MixtureWorkspace?       // a mixture block's routing state for `rows` rows
 
@@ -69,7 +68,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Bytes held by the cache and scratch.
     public var residentBytes: Int {
         4 * [keys, values, keyScales, valueScales, keysScratch, valuesScratch, x, normed, branch, qkv, att, hidden, act,
-             scores, logits].reduce(0) { $0 + $1.count }
+             logits].reduce(0) { $0 + $1.count }
             + keyBytes.count + valueBytes.count + 2 * (keyHalves.count + valueHalves.count) + (routing?.residentBytes ?? 0)
     }
 
@@ -80,11 +79,11 @@ public final class InferenceSession: @unchecked Sendable {
         // Whole key blocks (the last one's room past the context is never filled).
         let target = KeyBlocks.padded(min(c.contextLength, max(positions, capacity + InferenceSession.cacheChunk)))
         let size = CheckedSize(what: "the key/value cache")
-        // fp32: 2 floats per value, and one layer's keys in rows; halves: 2 halves, and one
-        // layer's fp32 scratch; 8-bit: 2 bytes, 2 scales per 32, and the scratch.
+        // fp32: 2 floats per value; halves: 2 halves, and one layer's values in fp32; 8-bit: 2
+        // bytes, 2 scales per 32, and one layer's keys and values in fp32.
         let floats = switch kvBits {
-        case .fp32: try size.sum([try size.product(2, c.layers, target, kvDim), try size.product(target, kvDim)])
-        case .fp16: try size.sum([try size.product(c.layers, target, kvDim), try size.product(2, target, kvDim)])
+        case .fp32: try size.product(2, c.layers, target, kvDim)
+        case .fp16: try size.sum([try size.product(c.layers, target, kvDim), try size.product(target, kvDim)])
         case .int8: try size.sum([try size.product(c.layers, target, kvDim) / 2, try size.product(2, target, kvDim)])
         }
         try MemoryBudget.check(floats: floats, what: "the key/value cache for \(target) positions")
@@ -109,7 +108,6 @@ public final class InferenceSession: @unchecked Sendable {
             moveHeadMajor(from: valueHalves.pointer, to: newValues.pointer, capacity: target)
             keyHalves = newKeys
             valueHalves = newValues
-            keysScratch = FloatBuffer(count: target * kvDim)
             valuesScratch = FloatBuffer(count: target * kvDim)
         } else {
             let newKeys = FloatBuffer(count: c.layers * target * kvDim), newValues = FloatBuffer(count: c.layers * target * kvDim)
@@ -117,7 +115,6 @@ public final class InferenceSession: @unchecked Sendable {
             moveHeadMajor(from: values.pointer, to: newValues.pointer, capacity: target)
             keys = newKeys
             values = newValues
-            keysScratch = FloatBuffer(count: target * kvDim)
         }
         capacity = target
     }
@@ -136,8 +133,8 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
-    /// Sizes the per-call scratch for `n` rows attending to `total` keys.
-    private func reserveScratch(rows n: Int, keys total: Int) throws {
+    /// Sizes the per-call scratch for `n` rows.
+    private func reserveScratch(rows n: Int) throws {
         let c = model.config
         if n > rows {
             let size = CheckedSize(what: "the scratch for \(n) tokens")
@@ -151,12 +148,6 @@ public final class InferenceSession: @unchecked Sendable {
             act = FloatBuffer(count: n * c.mlpActPerToken)
             routing = c.experts > 0 ? MixtureWorkspace(config: c, rows: n, layers: 1, training: false) : nil
             rows = n
-        }
-        let scoreCount = try CheckedSize(what: "the attention scores").product(c.heads, n, total)
-        if scoreCount > scores.count {
-            try MemoryBudget.check(floats: scoreCount, what: "the attention scores of \(n) tokens")
-            // Room for a few more keys, so that decoding does not reallocate at every token.
-            scores = FloatBuffer(count: c.heads * n * min(c.contextLength, total + InferenceSession.cacheChunk))
         }
     }
 
@@ -173,7 +164,7 @@ public final class InferenceSession: @unchecked Sendable {
         try ids.withUnsafeBufferPointer { try m.validate($0) }
         let start = position, total = position + n
         try reserveCache(total)
-        try reserveScratch(rows: n, keys: total)
+        try reserveScratch(rows: n)
         // Only the rows asked for go through the final norm and the output layer.
         let first = allRows ? 0 : n - 1, count = n - first
         if count * c.vocabularySize > logits.count {
@@ -185,7 +176,7 @@ public final class InferenceSession: @unchecked Sendable {
         let x = x.pointer
         let buffers = BlockBuffers(
             x: x, norm1: normed.pointer, norm1Mean: nil, norm1Rstd: nil, qkv: qkv.pointer, attention: att.pointer,
-            probs: scores.pointer, mid: x, norm2: normed.pointer, norm2Mean: nil, norm2Rstd: nil,
+            mid: x, norm2: normed.pointer, norm2Mean: nil, norm2Rstd: nil,
             mlpIn: hidden.pointer, mlpAct: act.pointer, output: x, branch: branch.pointer,
             attentionMask: nil, mlpMask: nil)
         var mixtureBuffers = buffers
@@ -199,7 +190,7 @@ public final class InferenceSession: @unchecked Sendable {
         }
         let halves = { (l: Int) in
             HalfKV(keys: self.keyHalves.pointer + l * capacity * kvDim, values: self.valueHalves.pointer + l * capacity * kvDim,
-                   capacity: capacity, keysScratch: self.keysScratch.pointer, valuesScratch: self.valuesScratch.pointer)
+                   capacity: capacity, valuesScratch: self.valuesScratch.pointer)
         }
         let bits = kvBits
         ids.withUnsafeBufferPointer { ids in
@@ -210,7 +201,7 @@ public final class InferenceSession: @unchecked Sendable {
                                 case .int8: .quantizedCache(quantized(l), start: start)
                                 case .fp16: .halfCache(halves(l), start: start)
                                 case .fp32: .cached(keys: keys + l * capacity * kvDim, values: values + l * capacity * kvDim,
-                                                    capacity: capacity, start: start, keysScratch: self.keysScratch.pointer)
+                                                    capacity: capacity, start: start)
                                 }
                             },
                             precision: n > 1 ? precision : .fp32, pool: pool)

@@ -107,9 +107,9 @@ struct QuantizedKV {
 }
 
 /// One layer's half-precision cache, head-major like the fp32 one (`[kvHeads][capacity][hd]`
-/// bit patterns), and the fp32 scratch a multi-token call widens it into (same layout).
+/// bit patterns), and the fp32 scratch a multi-token call widens its values into (same layout).
 struct HalfKV {
     var keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>
     var capacity: Int
-    var keysScratch: UnsafeMutablePointer<Float>, valuesScratch: UnsafeMutablePointer<Float>
+    var valuesScratch: UnsafeMutablePointer<Float>
 }

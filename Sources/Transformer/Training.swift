@@ -218,7 +218,7 @@ extension TransformerModel {
                 x: w.residual(i),
                 norm1: w.norm1.pointer, norm1Mean: w.norm1Mean.pointer + i * n, norm1Rstd: w.norm1Rstd.pointer + i * n,
                 qkv: w.layer(w.qkv, i, width: c.qkvDim), attention: w.att.pointer,
-                probs: w.probs.pointer, mid: w.layer(w.mid, i, width: d),
+                mid: w.layer(w.mid, i, width: d),
                 norm2: w.norm2.pointer, norm2Mean: w.norm2Mean.pointer + i * n, norm2Rstd: w.norm2Rstd.pointer + i * n,
                 mlpIn: w.layer(w.mlpIn, i, width: c.mlpInPerToken), mlpAct: w.mlpAct.pointer,
                 output: w.residual(i + 1), branch: w.dBranch.pointer,
@@ -229,7 +229,7 @@ extension TransformerModel {
         w.ids.withUnsafeBufferPointer { ids in
             forwardBlocks(ids: ids.baseAddress!, rows: n, firstPosition: 0, period: t,
                           embeddingMask: dropout.map { UnsafePointer($0.pointer) }, buffers: buffers,
-                          span: { _ in .sequences(batch: w.batch, length: t) }, precision: w.precision, pool: pool)
+                          span: { _ in .sequences(batch: w.batch, length: t, probs: w.probs.pointer) }, precision: w.precision, pool: pool)
         }
         if w.chunkedHead {
             chunkedHeadForward(w, pool: pool)

@@ -164,6 +164,26 @@ struct LayerTests {
         }
     }
 
+    /// The numerators that prefill's attention divides by their sums afterwards: times the
+    /// inverse of each row's sum they are the causal softmax, bit for bit; zeros past each row.
+    @Test("causal exponentials: over their sums, exactly the causal softmax", arguments: [(5, 0), (5, 3), (40, 0), (37, 7)])
+    func causalExponentialRows(rows: Int, offset: Int) {
+        let cols = rows + offset, ld = cols + 2, scale: Float = 0.35
+        let scores = randomFloats(rows * ld, seed: 53, scale: 4)
+        var p = scores, e = scores, sums = [Float](repeating: .nan, count: rows)
+        withPointers(&p) { causalSoftmaxForward($0, rows: rows, cols: cols, ld: ld, offset: offset, scale: scale) }
+        withPointers(&e) { ep in withPointers(&sums) { causalExponentials(ep, rows: rows, cols: cols, ld: ld, offset: offset, scale: scale, sums: $0) } }
+        for i in 0..<rows {
+            let valid = i + offset + 1, inverse = 1 / sums[i]
+            let ref = scores[(i * ld)..<(i * ld + valid)].map { Foundation.exp(Double(scale) * (Double($0) - Double(scores[(i * ld)..<(i * ld + valid)].max()!))) }
+            expectClose(Array(e[(i * ld)..<(i * ld + valid)]), ref, tolerance: 1e-6, "row \(i)")
+            #expect(abs(Double(sums[i]) - ref.reduce(0, +)) <= 1e-6 * ref.reduce(0, +), "sum of row \(i)")
+            #expect(e[(i * ld)..<(i * ld + valid)].map { $0 * inverse } == Array(p[(i * ld)..<(i * ld + valid)]), "row \(i) over its sum")
+            #expect(e[(i * ld + valid)..<(i * ld + cols)].allSatisfy { $0 == 0 }, "masked row \(i)")
+            #expect(e[(i * ld + cols)..<(i * ld + ld)] == scores[(i * ld + cols)..<(i * ld + ld)], "padding untouched")
+        }
+    }
+
     // MARK: Cross-entropy
 
     @Test("cross-entropy forward and backward, with a masked row", arguments: [1, 7, 300])
