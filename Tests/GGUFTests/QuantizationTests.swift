@@ -253,6 +253,44 @@ struct QuantizationTests {
         }
     }
 
+    /// Prefill quantizes its activations over the pool, rows split among the threads.
+    @Test("activation rows quantized on 1, 2 and 3 threads: the same bytes, scales and sums as one row at a time")
+    func activationsOverThreads() {
+        var rng = SplitMix64(seed: 33)
+        for (rows, columns) in [(1, 96), (21, 576), (530, 96), (300, 1536)] {
+            let x = (0..<(rows * columns)).map { _ in rng.nextGaussian() * 3 }
+            let bytes = ActivationBlocks.byteCount(rows: rows, columns: columns)
+            func quantized(_ pool: ThreadPool) -> [UInt8] {
+                let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                defer { memory.deallocate() }
+                memory.initializeMemory(as: UInt8.self, repeating: 0xA5, count: bytes)
+                _ = ActivationBlocks(x, rows: rows, columns: columns, memory: memory, pool: pool)
+                return Array(UnsafeRawBufferPointer(start: memory, count: bytes))
+            }
+            // One row at a time, each into its own place: what any split must give.
+            let blocks = rows * columns / 32, perRow = columns / 32
+            var expected = [UInt8](repeating: 0xA5, count: bytes)
+            expected.withUnsafeMutableBytes { m in
+                let base = m.baseAddress!
+                for r in 0..<rows {
+                    let first = r * perRow
+                    x.withUnsafeBufferPointer { xs in
+                        cq_quantize_q8(xs.baseAddress! + r * columns, perRow,
+                                       (base + 68 * blocks).assumingMemoryBound(to: Int8.self) + first * 32,
+                                       base.assumingMemoryBound(to: Float.self) + first * 8,
+                                       (base + 32 * blocks).assumingMemoryBound(to: Float.self) + first * 8,
+                                       (base + 64 * blocks).assumingMemoryBound(to: Int32.self) + first)
+                    }
+                }
+            }
+            for threads in [1, 2, 3] {
+                let got = quantized(ThreadPool(threadCount: threads))
+                let differs = got.indices.first { got[$0] != expected[$0] }
+                #expect(differs == nil, "\(rows)×\(columns), \(threads) threads: first differing byte \(differs ?? -1) of \(bytes)")
+            }
+        }
+    }
+
     @Test("the vector kernels equal their portable loops: activation quantization byte for byte (halves, ties, zeros, denormals), packed products within rounding")
     func portableTwins() throws {
         var rng = SplitMix64(seed: 21)
