@@ -151,27 +151,52 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
+    /// Most rows one pass of a multi-token call runs (at least 2): a longer prompt goes through
+    /// in passes of nearly equal size, so its per-row scratch is a 512-token prompt's (16 MB for SmolLM2)
+    /// however long it is, where one pass would hold 130 MB at 4,096 tokens. The products take
+    /// activation rows 256 at a time anyway (`QuantizedMatrix.prefillPanelRows`), so the passes
+    /// read no more weights; each row's floats do not depend on the split (tested).
+    var prefillRows = 512
+
     /// Feeds `ids` at the next positions and returns the logits of the last one (`allRows`: of
     /// every one, row-major). Throws, and changes nothing, when the tokens would overflow the
     /// context or an id is outside the vocabulary.
     @discardableResult
     public func feed(_ ids: [Int32], allRows: Bool = false, pool: ThreadPool = .shared) throws -> [Float] {
-        let m = model, c = m.config, n = ids.count, d = c.dModel
+        let m = model, c = m.config, n = ids.count
         guard n > 0 else { throw TransformerError.emptyInput(what: "the token sequence") }
         guard position + n <= c.contextLength else {
             throw TransformerError.sequenceTooLong(tokens: position + n, contextLength: c.contextLength)
         }
         try ids.withUnsafeBufferPointer { try m.validate($0) }
-        let start = position, total = position + n
-        try reserveCache(total)
-        try reserveScratch(rows: n)
+        // Passes of nearly equal size, none of a single row unless the call is one token (a
+        // single row takes decoding's path).
+        let limit = max(2, prefillRows), passes = max(1, min((n + limit - 1) / limit, n / 2)), most = (n + passes - 1) / passes
+        try reserveCache(position + n)
+        try reserveScratch(rows: most)
         // Only the rows asked for go through the final norm and the output layer.
-        let first = allRows ? 0 : n - 1, count = n - first
-        if count * c.vocabularySize > logits.count {
-            let floats = try CheckedSize(what: "the logits").product(count, c.vocabularySize)
-            try MemoryBudget.check(floats: floats, what: "the logits of \(count) tokens")
+        let headRows = allRows ? most : 1
+        if headRows * c.vocabularySize > logits.count {
+            let floats = try CheckedSize(what: "the logits").product(headRows, c.vocabularySize)
+            try MemoryBudget.check(floats: floats, what: "the logits of \(headRows) tokens")
             logits = FloatBuffer(count: floats)
         }
+        if passes == 1 { return pass(ids[...], allRows: allRows, last: true, pool: pool) }
+        var result: [Float] = []
+        if allRows { result.reserveCapacity(n * c.vocabularySize) }
+        for k in 0..<passes {
+            let range = (n * k / passes)..<(n * (k + 1) / passes)
+            result += pass(ids[range], allRows: allRows, last: k == passes - 1, pool: pool)
+        }
+        return result
+    }
+
+    /// One pass of `feed` over rows its checks and reservations cover: the logits of every row
+    /// (`allRows`), of the last one (`last`), or none.
+    private func pass(_ ids: ArraySlice<Int32>, allRows: Bool, last: Bool, pool: ThreadPool) -> [Float] {
+        let m = model, c = m.config, n = ids.count, d = c.dModel
+        let start = position, total = position + n
+        let first = allRows ? 0 : last ? n - 1 : n, count = n - first
         let kvDim = c.kvHeads * c.headDim, capacity = capacity
         let x = x.pointer
         let buffers = BlockBuffers(
@@ -206,9 +231,10 @@ public final class InferenceSession: @unchecked Sendable {
                             },
                             precision: n > 1 ? precision : .fp32, pool: pool)
         }
+        position = total
+        guard count > 0 else { return [] }
         m.forwardHead(x + first * d, rows: count, normed: normed.pointer, mean: nil, rstd: nil, logits: logits.pointer,
                       precision: count > 1 ? precision : .fp32, pool: pool)
-        position = total
         return Array(UnsafeBufferPointer(start: logits.pointer, count: count * c.vocabularySize))
     }
 }

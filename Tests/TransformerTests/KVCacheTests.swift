@@ -159,6 +159,39 @@ struct KVCacheTests {
         return (ids, last, scale)
     }
 
+    /// A long call runs in passes of at most `prefillRows` rows (bounded scratch). Each row's
+    /// floats must not depend on the split: products are row by row, and a row's attention sees
+    /// the same keys whichever pass wrote them.
+    @Test("a call in passes: every row's logits, the last row's and the next token's are one pass's, bit for bit",
+          arguments: [KVCacheBits.fp32, .fp16, .int8])
+    func passes(_ bits: KVCacheBits) throws {
+        let model = try Self.model()
+        var rng = SplitMix64(seed: 12)
+        let ids = (0..<101).map { _ in Int32(rng.next() % 29) }
+        func run(_ rows: Int) throws -> (all: [Float], last: [Float], next: [Float], position: Int) {
+            let everyRow = try InferenceSession(model: model, kvBits: bits), lastRow = try InferenceSession(model: model, kvBits: bits)
+            everyRow.prefillRows = rows
+            lastRow.prefillRows = rows
+            // After 7 tokens in the cache: the passes start past position 0.
+            try everyRow.feed(Array(ids[0..<7]))
+            try lastRow.feed(Array(ids[0..<7]))
+            let all = try everyRow.feed(Array(ids[7..<100]), allRows: true)
+            let last = try lastRow.feed(Array(ids[7..<100]))
+            return (all, last, try lastRow.feed([ids[100]]), lastRow.position)
+        }
+        let one = try run(512)
+        #expect(one.all.count == 93 * 29 && one.last.count == 29 && one.position == 101)
+        // 93 rows in passes of at most 10 (ten of 9 or 10), of about 2 (46 of 2 or 3: a single
+        // row would take decoding's path), and of at most 50 (two).
+        for rows in [10, 2, 50] {
+            let split = try run(rows)
+            #expect(split.position == 101)
+            #expect(split.all == one.all, "\(bits), passes of \(rows): the rows' logits changed")
+            #expect(split.last == one.last, "\(bits), passes of \(rows): the last row's logits changed")
+            #expect(split.next == one.next, "\(bits), passes of \(rows): the next token's logits changed")
+        }
+    }
+
     @Test("an 8-bit session: prefill and one-token decoding agree; growing the cache keeps it; close to fp32")
     func session() throws {
         let (ids, last, scale) = try Self.checkSession(.int8)
