@@ -6,7 +6,8 @@
 /// across registers that cost as much as the products. Stored in these blocks, the scores of
 /// sixteen keys are `Σ_d q[d] · block[d]`: one vector of sixteen lanes, no reduction. Values stay
 /// position after position (their weighted sum already runs along rows). Multi-token calls
-/// (prefill) attend to the keys copied back into rows.
+/// (prefill) transpose each head's keys once for their score tiles (`transposeKeys`), a copy per
+/// block row, since a block is already dimension-major.
 enum KeyBlocks {
     /// Positions per block: one 16-float vector.
     static let width = 16
@@ -19,13 +20,5 @@ enum KeyBlocks {
     static func store<T>(_ key: UnsafePointer<T>, headDim hd: Int, position j: Int, into head: UnsafeMutablePointer<T>) {
         let lane = head + (j / width) * width * hd + j % width
         for d in 0..<hd { lane[d * width] = key[d] }
-    }
-
-    /// Positions `0..<count` of the head at `head`, as rows of `hd` values.
-    static func unblock<T>(_ head: UnsafePointer<T>, headDim hd: Int, count: Int, into rows: UnsafeMutablePointer<T>) {
-        for j in 0..<count {
-            let lane = head + (j / width) * width * hd + j % width, row = rows + j * hd
-            for d in 0..<hd { row[d] = lane[d * width] }
-        }
     }
 }
