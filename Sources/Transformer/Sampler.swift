@@ -57,15 +57,16 @@ public struct Sampler: Sendable {
         return Int32(ids.last ?? 0)
     }
 
-    /// The logits with the repetition penalty applied to the ids in `history` (each once).
+    /// The logits with the repetition penalty applied to the ids in `history` (each once). Only
+    /// the seen ids are touched, with no table the size of the vocabulary: an id whose logit
+    /// already differs from the original has been penalized. One whose logit the penalty leaves
+    /// unchanged (0, ±infinity, the smallest subnormals) is penalized again to the same value.
     private func penalized(_ logits: [Float], _ history: [Int32]) -> [Float] {
         var l = logits
         guard repetitionPenalty != 1 else { return l }
-        var seen = [Bool](repeating: false, count: l.count)
-        for id in history where id >= 0 && Int(id) < l.count && !seen[Int(id)] {
+        for id in history where id >= 0 && Int(id) < l.count {
             let i = Int(id)
-            seen[i] = true
-            l[i] = l[i] > 0 ? l[i] / repetitionPenalty : l[i] * repetitionPenalty
+            if l[i] == logits[i] { l[i] = l[i] > 0 ? l[i] / repetitionPenalty : l[i] * repetitionPenalty }
         }
         return l
     }
@@ -85,41 +86,52 @@ public struct Sampler: Sendable {
     private func candidates(_ logits: [Float], history: [Int32]) -> (ids: [Int], weights: [Float]) {
         let l = penalized(logits, history)
         let n = l.count
-        var w = [Float](repeating: 0, count: n)
-        l.withUnsafeBufferPointer { l in
-            w.withUnsafeMutableBufferPointer { w in
+        guard n > 0 else { return ([], []) }
+        // Only tokens above a floor can be in top-p's nucleus when those above it hold the mass;
+        // with min-p the floor is min-p's own cut-off, and if the tokens above it do not hold the
+        // mass, the nucleus contains all of them and min-p decides alone.
+        let floor: Float = minP > 0 ? minP : 1e-4
+        // One pass after the maximum: each weight, their sum (added as `sum(_:count:)` adds,
+        // so the same float) and the tokens at or above the floor with their mass, in id order.
+        var likely: [Int] = [], mass: Float = 0, total: Float = 0
+        let w = [Float](unsafeUninitializedCapacity: n) { w, count in
+            l.withUnsafeBufferPointer { l in
                 let m = maximum(l.baseAddress!, count: n), t = 1 / temperature
-                var i = 0
+                var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), i = 0
                 while i + 16 <= n {
-                    let v = (UnsafeRawPointer(l.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self) - m) * t
-                    let e = exp16(v)
-                    for j in 0..<16 { w[i + j] = e[j] }
+                    let e = exp16((UnsafeRawPointer(l.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self) - m) * t)
+                    UnsafeMutableRawPointer(w.baseAddress! + i).storeBytes(of: e, as: SIMD16<Float>.self)
+                    if i & 16 == 0 { s0 += e } else { s1 += e }
+                    if any(e .>= floor) {
+                        for j in 0..<16 where e[j] >= floor {
+                            likely.append(i + j)
+                            mass += e[j]
+                        }
+                    }
                     i += 16
                 }
-                while i < n { w[i] = Foundation.exp((l[i] - m) * t); i += 1 }
+                total = (s0 + s1).sum()
+                while i < n {
+                    w[i] = Foundation.exp((l[i] - m) * t)
+                    total += w[i]
+                    if w[i] >= floor {
+                        likely.append(i)
+                        mass += w[i]
+                    }
+                    i += 1
+                }
             }
+            count = n
         }
         // Higher weight first, lower id first among equals: the order top-k and top-p count in.
         func before(_ a: Int, _ b: Int) -> Bool { w[a] > w[b] || (w[a] == w[b] && a < b) }
         var ids: [Int]
-        var total: Float
         if topK > 0 && topK < n {
             var heap = Heap(capacity: topK, before: before)
             for i in 0..<n { heap.offer(i) }
             ids = heap.items.sorted(by: before)
             total = ids.reduce(0) { $0 + w[$1] }
         } else if topP < 1 {
-            total = w.withUnsafeBufferPointer { sum($0.baseAddress!, count: n) }
-            // Only tokens above a floor can be in the nucleus when those above it hold the mass;
-            // with min-p the floor is min-p's own cut-off, and if the tokens above it do not hold
-            // the mass, the nucleus contains all of them and min-p decides alone.
-            let floor: Float = minP > 0 ? minP : 1e-4
-            var likely: [Int] = []
-            var mass: Float = 0
-            for i in 0..<n where w[i] >= floor {
-                likely.append(i)
-                mass += w[i]
-            }
             if mass >= topP * total {
                 ids = likely.sorted(by: before)
             } else if minP > 0 {
@@ -129,7 +141,6 @@ public struct Sampler: Sendable {
             }
         } else {
             ids = Array(0..<n)
-            total = 0
         }
         if topP < 1 {
             var cumulative: Float = 0, kept = 0

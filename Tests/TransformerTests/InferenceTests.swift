@@ -106,6 +106,38 @@ struct SamplerTests {
         #expect(s.distribution(logits, history: [1, 3])[1] > after[1] * 2)
     }
 
+    @Test("the repetition penalty changes each seen id once, however often and in whatever order it was seen")
+    func penaltyOncePerId() {
+        var rng = SplitMix64(seed: 9)
+        for trial in 0..<40 {
+            let n = [6, 37, 4096][trial % 3]
+            var logits = (0..<n).map { _ in rng.nextGaussian() * 4 }
+            // Logits the penalty leaves as they are, or nearly: zeros and the smallest subnormals.
+            logits[0] = 0
+            logits[n - 1] = Float.leastNonzeroMagnitude
+            logits[n / 2] = -Float.leastNonzeroMagnitude
+            // Ids seen up to five times, shuffled, with ids outside the vocabulary among them.
+            var history: [Int32] = []
+            for id in 0..<n where rng.next() % 3 == 0 {
+                history += [Int32](repeating: Int32(id), count: 1 + Int(rng.next() % 5))
+            }
+            history += [-1, Int32(n), Int32(n) + 7]
+            history.shuffle(using: &rng)
+            var s = Sampler(seed: 0)
+            s.temperature = 1
+            s.repetitionPenalty = trial % 2 == 0 ? 1.3 : 0.7
+            var once = logits
+            for id in Set(history) where id >= 0 && Int(id) < n {
+                let i = Int(id)
+                once[i] = once[i] > 0 ? once[i] / s.repetitionPenalty : once[i] * s.repetitionPenalty
+            }
+            let weights = once.map { Foundation.exp(Double($0)) }, total = weights.reduce(0, +)
+            for (p, w) in zip(s.distribution(logits, history: history), weights) {
+                #expect(abs(Double(p) - w / total) <= 2e-5 * w / total + 1e-12, "trial \(trial)")
+            }
+        }
+    }
+
     @Test("invalid settings are refused")
     func invalid() {
         var s = Sampler()
