@@ -67,10 +67,13 @@ struct BenchDecode: ParsableCommand {
         var decodePeak = 0, probe: ReadBandwidth?, readGBps: [Double] = []
         let weightBytes = m.layout.linears.reduce(0) { $0 + $1.weightByteCount }
         for round in 1...rounds {
-            let greedy = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: nil,
-                                                 kvBits: cache)
-            let sampled = try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: sampler,
-                                                  kvBits: cache)
+            // The two runs swap places every round, so neither always follows the peer or the probe.
+            func run(_ sampler: Sampler?) throws -> DecodeBenchmark.Measurement {
+                try DecodeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, sampler: sampler, kvBits: cache)
+            }
+            let sampledFirst = round % 2 == 0
+            let first = try run(sampledFirst ? sampler : nil), second = try run(sampledFirst ? nil : sampler)
+            let (greedy, sampled) = sampledFirst ? (second, first) : (first, second)
             ours.append((greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond))
             var line = String(format: "round %d  tinylm: prefill %7.1f tok/s  decode %6.1f tok/s greedy, %6.1f sampled",
                               round, greedy.prefillTokensPerSecond, greedy.decodeTokensPerSecond, sampled.decodeTokensPerSecond)
