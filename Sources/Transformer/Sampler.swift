@@ -89,8 +89,10 @@ public struct Sampler: Sendable {
         guard n > 0 else { return ([], []) }
         // Only tokens above a floor can be in top-p's nucleus when those above it hold the mass;
         // with min-p the floor is min-p's own cut-off, and if the tokens above it do not hold the
-        // mass, the nucleus contains all of them and min-p decides alone.
-        let floor: Float = minP > 0 ? minP : 1e-4
+        // mass, the nucleus contains all of them and min-p decides alone. Without top-p (or with
+        // top-k first) nothing is collected: no weight reaches an infinite floor.
+        let nucleus = topP < 1 && !(topK > 0 && topK < n)
+        let floor: Float = nucleus ? (minP > 0 ? minP : 1e-4) : .infinity
         // One pass after the maximum: each weight, their sum (added as `sum(_:count:)` adds,
         // so the same float) and the tokens at or above the floor with their mass, in id order.
         var likely: [Int] = [], mass: Float = 0, total: Float = 0
